@@ -1,0 +1,184 @@
+//! The SPMD launcher: pools, managers, workers and task execution.
+//!
+//! Started by srun, aprun or mpiexec on every rank of a block. `MPI_COMM_WORLD`
+//! is split into pools; rank 0 of each pool is its [`manager`], the others are
+//! [`worker`]s. A user with their own functions builds their own launcher:
+//!
+//! ```no_run
+//! use clap::Parser;
+//! let mut registry = strand_launcher::exec::Registry::with_builtins();
+//! registry.register("square", |args: &[u8]| {
+//!     let x: i64 = std::str::from_utf8(args).map_err(|e| e.to_string())?
+//!         .trim().parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
+//!     Ok((x * x).to_string().into_bytes())
+//! });
+//! let args = strand_launcher::LauncherArgs::parse();
+//! std::process::exit(strand_launcher::launch(args, registry));
+//! ```
+
+pub mod backoff;
+pub mod exec;
+pub mod manager;
+pub mod pool_msg;
+pub mod stop;
+pub mod worker;
+
+use clap::Parser;
+use exec::{Executor, Registry};
+use manager::{run_manager, ManagerConfig};
+use mpi::topology::{Color, Communicator, SimpleCommunicator};
+use slog::{error, info, o};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use stop::StopFlag;
+use strand::connection::ConnectionInfo;
+use strand::task::ManagerId;
+
+/// Command-line options of `strand-launcher` (shared by user-built launchers).
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "strand-launcher",
+    version,
+    about = "Strand's SPMD launcher: start it on every rank with srun, aprun, mpiexec or mpirun",
+    long_about = "Splits MPI_COMM_WORLD into pools. Rank 0 of each pool is a manager that \
+registers with the interchange named in the connection file and feeds tasks to the other \
+ranks of its pool (its workers) over MPI. Every rank exits 0 when the interchange says stop, \
+on SIGTERM, or when the interchange has been silent past its heartbeat threshold.\n\n\
+Example: mpirun -n 9 strand-launcher --connection runs/demo/connection.json --pool-size 3"
+)]
+pub struct LauncherArgs {
+    /// Connection file written by `strand interchange` (mode 0600, in the run directory).
+    #[arg(long, value_name = "FILE")]
+    pub connection: PathBuf,
+    /// Ranks per pool (one manager + workers). Default: one pool per node.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pool_size: Option<u32>,
+    /// Tasks each worker rank runs at once (>1 for one rank per node owning several slots).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub slots_per_worker: u32,
+    /// Tasks each worker holds beyond its running ones, so short tasks never wait a round trip.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub prefetch: u32,
+    /// Task slots of a manager whose pool has no workers (a pool of one rank runs tasks itself).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub local_slots: u32,
+    /// Block id to register under. Default: $STRAND_BLOCK_ID, $SLURM_JOB_ID, $PBS_JOBID ... or "local".
+    #[arg(long, value_name = "ID")]
+    pub block_id: Option<String>,
+    /// Seconds to wait for the interchange to answer registration before giving up.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub connect_timeout: u64,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Warnings and errors only.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Split the world into pools: `pool_size` consecutive ranks each, or one pool per node.
+fn split_pools(world: &SimpleCommunicator, pool_size: Option<u32>) -> Option<SimpleCommunicator> {
+    match pool_size {
+        Some(n) => world.split_by_color(Color::with_value(world.rank() / n as i32)),
+        None => Some(world.split_shared(world.rank())),
+    }
+}
+
+/// Make MPI errors on the pool return instead of aborting the whole world.
+fn errors_return(pool: &SimpleCommunicator) {
+    use mpi::raw::AsRaw;
+    // SAFETY: a valid communicator handle and the predefined MPI_ERRORS_RETURN handler.
+    unsafe {
+        mpi::ffi::MPI_Comm_set_errhandler(pool.as_raw(), mpi::ffi::RSMPI_ERRORS_RETURN);
+    }
+}
+
+/// Run this rank as manager or worker; returns the process exit code (0 on every clean stop).
+pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
+    let stop = match StopFlag::on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("strand-launcher: cannot install signal handlers: {e}");
+            return 2;
+        }
+    };
+    let Some((universe, _threading)) = mpi::initialize_with_threading(mpi::Threading::Funneled) else {
+        eprintln!("strand-launcher: MPI was already initialized");
+        return 2;
+    };
+    let world = universe.world();
+    let root_log = strand::log::stderr_logger(strand::log::level(args.verbose, args.quiet));
+    let log = root_log.new(o!("rank" => world.rank()));
+    let Some(pool) = split_pools(&world, args.pool_size) else {
+        error!(log, "MPI_Comm_split returned no communicator");
+        return 2;
+    };
+    errors_return(&pool);
+    let registry = Arc::new(registry);
+    let code = if pool.rank() == 0 {
+        run_as_manager(&args, &pool, registry, &stop, &log)
+    } else {
+        let exec = Executor::new(args.slots_per_worker as usize, registry);
+        worker::run_worker(&pool, exec, &stop, &log);
+        0
+    };
+    drop(pool);
+    drop(universe); // MPI_Finalize
+    drop(log);
+    drop(root_log); // flush the async drain
+    code
+}
+
+fn run_as_manager(
+    args: &LauncherArgs,
+    pool: &SimpleCommunicator,
+    registry: Arc<Registry>,
+    stop: &StopFlag,
+    log: &slog::Logger,
+) -> i32 {
+    let conn = match ConnectionInfo::load(&args.connection) {
+        Ok(c) => c,
+        Err(e) => {
+            error!(log, "cannot use the connection file"; "error" => %e);
+            // Workers still wait for work: release them before failing.
+            release_workers(pool);
+            return 1;
+        }
+    };
+    let id = match strand::wire::random_id() {
+        Ok(id) => ManagerId(id),
+        Err(e) => {
+            error!(log, "no randomness for a manager id"; "error" => %e);
+            release_workers(pool);
+            return 1;
+        }
+    };
+    let cfg = ManagerConfig {
+        id,
+        block: args.block_id.clone().unwrap_or_else(strand::host::block_id_from_env),
+        slots_per_worker: args.slots_per_worker,
+        prefetch: args.prefetch,
+        local_slots: args.local_slots,
+        connect_timeout: Duration::from_secs(args.connect_timeout),
+    };
+    let local = (pool.size() == 1).then(|| Executor::new(args.local_slots as usize, registry));
+    match run_manager(pool, &conn, cfg, local, stop, log) {
+        Ok(exit) => {
+            info!(log, "manager done"; "why" => ?exit);
+            0
+        }
+        Err(e) => {
+            error!(log, "manager failed"; "error" => %e);
+            release_workers(pool);
+            1
+        }
+    }
+}
+
+fn release_workers(pool: &SimpleCommunicator) {
+    use mpi::point_to_point::Destination;
+    for r in 1..pool.size() {
+        pool.process_at_rank(r).send_with_tag(&[0u8; 0][..], pool_msg::TAG_STOP);
+    }
+}

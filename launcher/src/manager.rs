@@ -1,0 +1,344 @@
+//! The manager: rank 0 of a pool, the only rank that talks ZeroMQ to the interchange.
+//!
+//! It registers, receives batches of tries, keeps each worker fed up to its
+//! prefetch depth from a local backlog (so a short task never waits for a
+//! round trip to the interchange), and returns results in batches.
+
+use crate::backoff::Backoff;
+use crate::exec::Executor;
+use crate::pool_msg::{self, TAG_RESULTS, TAG_STOP, TAG_TRIES};
+use crate::stop::StopFlag;
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use slog::{debug, info, warn, Logger};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use strand::connection::ConnectionInfo;
+use strand::task::{ManagerId, Try, TryResult};
+use strand::wire::{Codec, ManagerMsg, Registration, ToManagerMsg};
+use thiserror::Error;
+
+/// How a manager runs its pool.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// This manager's id (random per process).
+    pub id: ManagerId,
+    /// Block id to register under.
+    pub block: String,
+    /// Task slots each worker rank runs at once.
+    pub slots_per_worker: u32,
+    /// Tries each worker holds beyond its slots.
+    pub prefetch: u32,
+    /// Task slots of the manager itself (used when the pool has no workers).
+    pub local_slots: u32,
+    /// Give up when the interchange has not answered registration within this.
+    pub connect_timeout: Duration,
+}
+
+/// Why a manager could not run.
+#[derive(Debug, Error)]
+pub enum ManagerError {
+    /// ZeroMQ failed.
+    #[error("{what}: {source}")]
+    Zmq {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: zmq::Error,
+    },
+}
+
+/// Why a manager stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ManagerExit {
+    /// The interchange said stop.
+    Stopped,
+    /// SIGTERM or SIGINT.
+    Signalled,
+    /// Nothing heard from the interchange within the threshold.
+    InterchangeGone,
+}
+
+struct WorkerSlot {
+    rank: i32,
+    held: u32,
+}
+
+/// The manager's state between loop rounds.
+struct Manager<'a> {
+    cfg: ManagerConfig,
+    pool: &'a SimpleCommunicator,
+    socket: zmq::Socket,
+    codec: Codec,
+    seq: u64,
+    workers: Vec<WorkerSlot>,
+    per_worker: u32,
+    local: Option<Executor>,
+    local_held: u32,
+    backlog: VecDeque<Try>,
+    results: Vec<TryResult>,
+    last_heard: Instant,
+    threshold: Duration,
+    heartbeat_period: Duration,
+    next_heartbeat: Instant,
+    log: &'a Logger,
+}
+
+fn zerr(what: &'static str) -> impl FnOnce(zmq::Error) -> ManagerError {
+    move |source| ManagerError::Zmq { what, source }
+}
+
+/// Run the manager of `pool` until the interchange stops it, a signal arrives,
+/// or the interchange goes silent. Workers are told to stop in every case.
+pub fn run_manager(
+    pool: &SimpleCommunicator,
+    conn: &ConnectionInfo,
+    cfg: ManagerConfig,
+    local: Option<Executor>,
+    stop: &StopFlag,
+    log: &Logger,
+) -> Result<ManagerExit, ManagerError> {
+    let ctx = zmq::Context::new();
+    let socket = ctx.socket(zmq::DEALER).map_err(zerr("create DEALER socket"))?;
+    socket.set_identity(&cfg.id.0.to_le_bytes()).map_err(zerr("set identity"))?;
+    socket.set_sndhwm(0).map_err(zerr("set SNDHWM"))?;
+    socket.set_rcvhwm(0).map_err(zerr("set RCVHWM"))?;
+    socket.set_linger(1000).map_err(zerr("set LINGER"))?;
+    socket.connect(&conn.manager_endpoint()).map_err(zerr("connect to the interchange"))?;
+    let workers: Vec<WorkerSlot> = (1..pool.size()).map(|rank| WorkerSlot { rank, held: 0 }).collect();
+    let per_worker = cfg.slots_per_worker * (1 + cfg.prefetch);
+    let now = Instant::now();
+    let mut m = Manager {
+        pool,
+        socket,
+        codec: conn.codec(),
+        seq: 0,
+        per_worker,
+        local,
+        local_held: 0,
+        backlog: VecDeque::new(),
+        results: Vec::new(),
+        last_heard: now,
+        threshold: cfg.connect_timeout,
+        heartbeat_period: Duration::from_secs(30),
+        next_heartbeat: now + cfg.connect_timeout,
+        workers,
+        cfg,
+        log,
+    };
+    m.register()?;
+    let exit = m.serve(stop);
+    info!(log, "manager stopping"; "why" => ?exit, "backlog" => m.backlog.len());
+    if exit != ManagerExit::Stopped {
+        // Tell the interchange we are leaving so it fails what we hold as ManagerLost
+        // at once instead of after the heartbeat threshold.
+        m.send(&ManagerMsg::Goodbye);
+    }
+    m.stop_workers();
+    Ok(exit)
+}
+
+impl Manager<'_> {
+    fn slots(&self) -> u32 {
+        self.workers.len() as u32 * self.cfg.slots_per_worker + self.local_slots()
+    }
+
+    fn local_slots(&self) -> u32 {
+        if self.local.is_some() {
+            self.cfg.local_slots
+        } else {
+            0
+        }
+    }
+
+    fn register(&mut self) -> Result<(), ManagerError> {
+        let slots = self.slots();
+        // Prefetch held by workers, plus a manager backlog as deep as the pool's
+        // slots so refills never wait for the interchange.
+        let prefetch = self.workers.len() as u32 * self.cfg.slots_per_worker * self.cfg.prefetch
+            + self.local_slots() * self.cfg.prefetch
+            + slots;
+        let reg = Registration {
+            manager: self.cfg.id,
+            block: strand::task::BlockId(self.cfg.block.clone()),
+            host: strand::host::hostname(),
+            pool_size: self.pool.size() as u32,
+            slots,
+            prefetch,
+            launcher_version: env!("CARGO_PKG_VERSION").to_string(),
+            mpi_version: mpi::environment::library_version().unwrap_or_default().trim().to_string(),
+        };
+        info!(self.log, "registering"; "manager" => %self.cfg.id, "slots" => slots, "prefetch" => prefetch);
+        self.send(&ManagerMsg::Register(reg));
+        Ok(())
+    }
+
+    fn send(&mut self, msg: &ManagerMsg) {
+        self.seq += 1;
+        let frame = self.codec.encode(msg, self.seq);
+        if let Err(e) = self.socket.send(frame, 0) {
+            warn!(self.log, "send to the interchange failed"; "error" => %e);
+        }
+    }
+
+    fn serve(&mut self, stop: &StopFlag) -> ManagerExit {
+        let mut backoff = Backoff::default();
+        loop {
+            let mut active = false;
+            match self.drain_interchange() {
+                Ok(got) => active |= got,
+                Err(exit) => return exit,
+            }
+            active |= self.drain_workers();
+            active |= self.drain_local();
+            active |= self.feed();
+            if !self.results.is_empty() {
+                let batch = std::mem::take(&mut self.results);
+                self.send(&ManagerMsg::Results(batch));
+            }
+            if stop.is_set() {
+                return ManagerExit::Signalled;
+            }
+            let now = Instant::now();
+            if now.saturating_duration_since(self.last_heard) > self.threshold {
+                warn!(self.log, "nothing heard from the interchange; stopping the pool";
+                    "silent_for_s" => now.saturating_duration_since(self.last_heard).as_secs());
+                return ManagerExit::InterchangeGone;
+            }
+            if now >= self.next_heartbeat {
+                self.send(&ManagerMsg::Heartbeat);
+                self.next_heartbeat = now + self.heartbeat_period;
+            }
+            if active {
+                backoff.reset();
+            }
+            // Only results from ranks doing work need polling; otherwise sleep on the
+            // socket until the next heartbeat (capped so signals are seen promptly).
+            let busy = self.workers.iter().any(|w| w.held > 0) || self.local_held > 0;
+            let wait = if busy {
+                backoff.next_wait()
+            } else {
+                self.next_heartbeat.saturating_duration_since(now).min(Duration::from_millis(100))
+            };
+            self.wait_for_interchange(wait);
+        }
+    }
+
+    /// Block on the ZeroMQ socket's file descriptor for at most `wait` (microsecond resolution, unlike zmq_poll).
+    fn wait_for_interchange(&self, wait: Duration) {
+        // ZMQ_FD is edge-triggered: only sleep if nothing is pending right now.
+        if self.socket.get_events().map(|e| e.contains(zmq::POLLIN)).unwrap_or(false) {
+            return;
+        }
+        let Ok(fd) = self.socket.get_fd() else {
+            std::thread::sleep(wait);
+            return;
+        };
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let ts =
+            libc::timespec { tv_sec: wait.as_secs() as libc::time_t, tv_nsec: wait.subsec_nanos() as libc::c_long };
+        // SAFETY: one valid pollfd, a valid timespec and no signal mask change.
+        unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    }
+
+    /// Take every frame that has arrived; returns whether anything did, or why to stop.
+    fn drain_interchange(&mut self) -> Result<bool, ManagerExit> {
+        let mut got = false;
+        while let Ok(frame) = self.socket.recv_bytes(zmq::DONTWAIT) {
+            got = true;
+            let msg = match self.codec.decode::<ToManagerMsg>(&frame) {
+                Ok((_, msg)) => msg,
+                Err(e) => {
+                    warn!(self.log, "dropped a frame from the interchange"; "reason" => %e);
+                    continue;
+                }
+            };
+            self.last_heard = Instant::now();
+            match msg {
+                ToManagerMsg::Registered { heartbeat_period_ms, heartbeat_threshold_ms } => {
+                    self.heartbeat_period = Duration::from_millis(heartbeat_period_ms.max(1));
+                    self.threshold = Duration::from_millis(heartbeat_threshold_ms.max(1));
+                    self.next_heartbeat = self.last_heard + self.heartbeat_period;
+                    info!(self.log, "registered with the interchange";
+                        "heartbeat_ms" => heartbeat_period_ms, "threshold_ms" => heartbeat_threshold_ms);
+                }
+                ToManagerMsg::Tasks(tries) => {
+                    debug!(self.log, "tries received"; "n" => tries.len());
+                    self.backlog.extend(tries);
+                }
+                ToManagerMsg::Heartbeat => {}
+                ToManagerMsg::Stop => return Err(ManagerExit::Stopped),
+            }
+        }
+        Ok(got)
+    }
+
+    /// Take every result message the workers have sent.
+    fn drain_workers(&mut self) -> bool {
+        let mut got = false;
+        while let Some(probed) = self.pool.any_process().immediate_matched_probe_with_tag(TAG_RESULTS) {
+            got = true;
+            let (bytes, status) = probed.matched_receive_vec::<u8>();
+            let Some(results) = pool_msg::decode::<Vec<TryResult>>(&bytes) else {
+                warn!(self.log, "undecodable results from a worker"; "rank" => status.source_rank());
+                continue;
+            };
+            if let Some(w) = self.workers.iter_mut().find(|w| w.rank == status.source_rank()) {
+                w.held = w.held.saturating_sub(results.len() as u32);
+            }
+            self.results.extend(results);
+        }
+        got
+    }
+
+    fn drain_local(&mut self) -> bool {
+        let Some(exec) = &self.local else { return false };
+        let before = self.results.len();
+        while let Ok(r) = exec.completions().try_recv() {
+            self.results.push(r);
+        }
+        let n = (self.results.len() - before) as u32;
+        self.local_held = self.local_held.saturating_sub(n);
+        n > 0
+    }
+
+    /// Hand backlog to workers (least loaded first) and to local slots, up to their depth.
+    fn feed(&mut self) -> bool {
+        if self.backlog.is_empty() {
+            return false;
+        }
+        let mut fed = false;
+        self.workers.sort_by_key(|w| w.held);
+        for w in &mut self.workers {
+            let room = self.per_worker.saturating_sub(w.held) as usize;
+            let n = room.min(self.backlog.len());
+            if n == 0 {
+                continue;
+            }
+            let batch: Vec<Try> = self.backlog.drain(..n).collect();
+            self.pool.process_at_rank(w.rank).send_with_tag(&pool_msg::encode_tries(&batch)[..], TAG_TRIES);
+            w.held += n as u32;
+            fed = true;
+        }
+        if let Some(exec) = &self.local {
+            let depth = self.cfg.local_slots * (1 + self.cfg.prefetch);
+            while self.local_held < depth {
+                let Some(t) = self.backlog.pop_front() else { break };
+                exec.submit(t);
+                self.local_held += 1;
+                fed = true;
+            }
+        }
+        fed
+    }
+
+    fn stop_workers(&mut self) {
+        for w in &self.workers {
+            self.pool.process_at_rank(w.rank).send_with_tag(&[0u8; 0][..], TAG_STOP);
+        }
+        if let Some(exec) = self.local.take() {
+            exec.kill_running();
+            exec.shutdown();
+        }
+    }
+}

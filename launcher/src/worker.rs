@@ -1,0 +1,78 @@
+//! A worker rank: receives tries from its manager over MPI, runs them, sends results back.
+
+use crate::backoff::Backoff;
+use crate::exec::Executor;
+use crate::pool_msg::{self, TAG_RESULTS, TAG_STOP, TAG_TRIES};
+use crate::stop::StopFlag;
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use slog::{debug, warn, Logger};
+use strand::task::{Try, TryResult};
+
+/// Why a worker loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// The manager told it to stop.
+    Stopped,
+    /// SIGTERM or SIGINT.
+    Signalled,
+}
+
+/// Run the worker loop on `pool` (this rank is not rank 0) until stopped.
+pub fn run_worker(pool: &SimpleCommunicator, executor: Executor, stop: &StopFlag, log: &Logger) -> WorkerExit {
+    let manager = pool.process_at_rank(0);
+    let mut backoff = Backoff::default();
+    let mut running = 0usize;
+    let mut done: Vec<TryResult> = Vec::new();
+    let exit = loop {
+        let mut active = false;
+        let mut told_to_stop = false;
+        // Take every message that has arrived, not one per round.
+        while let Some(probed) = manager.immediate_matched_probe() {
+            active = true;
+            let (bytes, status) = probed.matched_receive_vec::<u8>();
+            match status.tag() {
+                TAG_TRIES => match pool_msg::decode::<Vec<Try>>(&bytes) {
+                    Some(tries) => {
+                        running += tries.len();
+                        for t in tries {
+                            executor.submit(t);
+                        }
+                    }
+                    None => warn!(log, "undecodable tries from the manager"; "bytes" => bytes.len()),
+                },
+                TAG_STOP => told_to_stop = true,
+                tag => warn!(log, "unexpected pool message"; "tag" => tag),
+            }
+        }
+        if told_to_stop {
+            break WorkerExit::Stopped;
+        }
+        if stop.is_set() {
+            break WorkerExit::Signalled;
+        }
+        while let Ok(r) = executor.completions().try_recv() {
+            done.push(r);
+        }
+        if !done.is_empty() {
+            active = true;
+            running = running.saturating_sub(done.len());
+            manager.send_with_tag(&pool_msg::encode_results(&done)[..], TAG_RESULTS);
+            done.clear();
+        }
+        if active {
+            backoff.reset();
+        }
+        // Sleep on the completion channel: a finished task wakes us at once;
+        // only a new message from the manager waits for the backoff.
+        if let Ok(r) = executor.completions().recv_timeout(backoff.next_wait()) {
+            done.push(r);
+        }
+    };
+    debug!(log, "worker stopping"; "rank" => pool.rank(), "why" => ?exit);
+    // Tries still running belong to a pool that is going away; the interchange
+    // fails them as ManagerLost when the manager leaves, so kill rather than wait.
+    executor.kill_running();
+    executor.shutdown();
+    exit
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything Strand needs on Debian 12 (apt packages, release build), then
+# runs a first workflow on the local default: an interchange plus one block of
+# `mpirun strand-launcher` on this machine. Idempotent: safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential pkg-config cmake      # C toolchain for libzmq (built from source by the zmq crate)
+  libopenmpi-dev openmpi-bin            # MPI for strand-launcher
+  libclang-dev clang                    # bindgen for the mpi crate
+  libhwloc-dev libudev-dev              # hwloc 2.x for placement
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and run this again" >&2
+  exit 1
+fi
+
+cargo build --release --workspace
+
+echo "setup: running examples/hello.toml on the local default"
+target/release/strand run examples/hello.toml --run-dir runs/hello --timeout 120

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests and the integration tests that start a real
+# interchange and real launchers under mpirun. Run scripts/setup.sh once first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Build first so the integration tests find both binaries beside them.
+cargo build --release --workspace
+cargo test --release --workspace "$@"

@@ -1,0 +1,163 @@
+//! A client's connection to the interchange: one DEALER socket and the run's codec.
+
+use crate::connection::ConnectionInfo;
+use crate::task::ClientId;
+use crate::wire::{random_id, ClientMsg, Codec, DropCounts, StatusReport, ToClientMsg};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Why talking to the interchange failed.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// ZeroMQ failed.
+    #[error("{what}: {source}")]
+    Zmq {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        source: zmq::Error,
+    },
+    /// No answer in time.
+    #[error("no answer from the interchange at {endpoint} within {secs} s (is `strand interchange` running?)")]
+    Timeout {
+        /// Where we asked.
+        endpoint: String,
+        /// How long we waited.
+        secs: u64,
+    },
+    /// The OS gave no randomness for a client id.
+    #[error("no random client id: {0}")]
+    Random(std::io::Error),
+}
+
+fn zerr(what: &'static str) -> impl FnOnce(zmq::Error) -> ClientError {
+    move |source| ClientError::Zmq { what, source }
+}
+
+/// One connection to the interchange.
+pub struct Client {
+    id: ClientId,
+    socket: zmq::Socket,
+    codec: Codec,
+    endpoint: String,
+    seq: u64,
+    drops: DropCounts,
+    _ctx: zmq::Context,
+}
+
+impl Client {
+    /// Connect (ZeroMQ connects lazily; nothing is known about the interchange until it answers).
+    pub fn connect(conn: &ConnectionInfo) -> Result<Client, ClientError> {
+        let ctx = zmq::Context::new();
+        let socket = ctx.socket(zmq::DEALER).map_err(zerr("create DEALER socket"))?;
+        let id = ClientId(random_id().map_err(ClientError::Random)?);
+        socket.set_identity(&id.0.to_le_bytes()).map_err(zerr("set identity"))?;
+        socket.set_sndhwm(0).map_err(zerr("set SNDHWM"))?;
+        socket.set_rcvhwm(0).map_err(zerr("set RCVHWM"))?;
+        socket.set_linger(1000).map_err(zerr("set LINGER"))?;
+        let endpoint = conn.client_endpoint();
+        socket.connect(&endpoint).map_err(zerr("connect to the interchange"))?;
+        Ok(Client { id, socket, codec: conn.codec(), endpoint, seq: 0, drops: DropCounts::default(), _ctx: ctx })
+    }
+
+    /// This client's id (every try it submits must carry it).
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// The interchange's client endpoint.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Frames from the interchange that failed checks.
+    pub fn drops(&self) -> DropCounts {
+        self.drops
+    }
+
+    /// The socket's file descriptor, to sleep on beside others (edge-triggered: see [`Client::readable`]).
+    pub fn fd(&self) -> Option<std::os::fd::RawFd> {
+        self.socket.get_fd().ok()
+    }
+
+    /// Whether a message is waiting now.
+    pub fn readable(&self) -> bool {
+        self.socket.get_events().map(|e| e.contains(zmq::POLLIN)).unwrap_or(false)
+    }
+
+    /// Send one message.
+    pub fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
+        self.seq += 1;
+        let frame = self.codec.encode(msg, self.seq);
+        self.socket.send(frame, 0).map_err(zerr("send to the interchange"))
+    }
+
+    /// Take one message if one is waiting; frames that fail checks are counted and skipped.
+    pub fn try_recv(&mut self) -> Option<ToClientMsg> {
+        while let Ok(frame) = self.socket.recv_bytes(zmq::DONTWAIT) {
+            match self.codec.decode::<ToClientMsg>(&frame) {
+                Ok((_, msg)) => return Some(msg),
+                Err(e) => self.drops.count(&e),
+            }
+        }
+        None
+    }
+
+    /// Wait up to `timeout` for one message.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<ToClientMsg> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.try_recv() {
+                return Some(m);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if !self.readable() {
+                match self.fd() {
+                    Some(fd) => crate::waker::wait_readable(&[fd], left),
+                    None => std::thread::sleep(left.min(Duration::from_millis(1))),
+                }
+            }
+        }
+    }
+
+    /// Ask for a message and wait for the reply that `pick` accepts, ignoring others.
+    pub fn request<T>(
+        &mut self,
+        msg: &ClientMsg,
+        timeout: Duration,
+        mut pick: impl FnMut(ToClientMsg) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        self.send(msg)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout { endpoint: self.endpoint.clone(), secs: timeout.as_secs() });
+            }
+            if let Some(m) = self.recv_timeout(left) {
+                if let Some(v) = pick(m) {
+                    return Ok(v);
+                }
+            }
+        }
+    }
+
+    /// The interchange's status.
+    pub fn status(&mut self, timeout: Duration) -> Result<StatusReport, ClientError> {
+        self.request(&ClientMsg::Status, timeout, |m| match m {
+            ToClientMsg::Status(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// Say hello and wait for the welcome: proves the interchange is there and has our key.
+    pub fn hello(&mut self, timeout: Duration) -> Result<u32, ClientError> {
+        self.request(&ClientMsg::Hello, timeout, |m| match m {
+            ToClientMsg::Welcome { managers } => Some(managers),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,456 @@
+//! The task graph: dependencies, readiness, retries and terminal states, as a plain struct.
+//!
+//! Driven by `add` (a new task) and `on_result` (a try came back); what should be
+//! sent comes out of `take_ready`. No sockets, no threads: unit-tested directly.
+
+use super::future::{TaskError, TaskFuture, TaskOutcome};
+use crate::task::{App, ClientId, Failure, Outcome, Program, TaskId, TaskSpec, Try, TryId, TryResult};
+use std::collections::{HashMap, VecDeque};
+
+/// What to run, with the futures it takes as inputs or waits for.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The app; `{0}`, `{1}` ... in a command are replaced by the inputs' results.
+    pub app: App,
+    /// Futures whose results are inputs: substituted into commands, appended to function args.
+    pub inputs: Vec<TaskFuture>,
+    /// Futures that must succeed first, without passing their results.
+    pub after: Vec<TaskFuture>,
+    /// Walltime in milliseconds.
+    pub walltime_ms: Option<u64>,
+    /// Lower runs first.
+    pub priority: i32,
+    /// Extra tries after a failure.
+    pub retries: u32,
+}
+
+impl Call {
+    fn new(app: App) -> Call {
+        Call { app, inputs: vec![], after: vec![], walltime_ms: None, priority: 0, retries: 0 }
+    }
+
+    /// A command run by `/bin/sh -c`.
+    pub fn shell(cmd: impl Into<String>) -> Call {
+        Call::new(App::Command(crate::task::CommandSpec {
+            program: Program::Shell(cmd.into()),
+            env: vec![],
+            cwd: None,
+            stdout: None,
+            stderr: None,
+        }))
+    }
+
+    /// A command run directly from an argv vector.
+    pub fn argv<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Call {
+        Call::new(App::Command(crate::task::CommandSpec {
+            program: Program::Argv(argv.into_iter().map(Into::into).collect()),
+            env: vec![],
+            cwd: None,
+            stdout: None,
+            stderr: None,
+        }))
+    }
+
+    /// A function registered in the launcher, with argument bytes.
+    pub fn function(name: impl Into<String>, args: impl Into<Vec<u8>>) -> Call {
+        Call::new(App::Function(crate::task::FunctionCall { name: name.into(), args: args.into() }))
+    }
+
+    /// Any app, as parsed from a workflow file.
+    pub fn app(app: App) -> Call {
+        Call::new(app)
+    }
+
+    /// Take a future's result as the next input.
+    pub fn input(mut self, f: &TaskFuture) -> Call {
+        self.inputs.push(f.clone());
+        self
+    }
+
+    /// Run only after `f` succeeds.
+    pub fn after(mut self, f: &TaskFuture) -> Call {
+        self.after.push(f.clone());
+        self
+    }
+
+    /// Kill the try past this walltime.
+    pub fn walltime(mut self, d: std::time::Duration) -> Call {
+        self.walltime_ms = Some(d.as_millis() as u64);
+        self
+    }
+
+    /// Lower runs first.
+    pub fn priority(mut self, p: i32) -> Call {
+        self.priority = p;
+        self
+    }
+
+    /// Extra tries after a failure.
+    pub fn retries(mut self, n: u32) -> Call {
+        self.retries = n;
+        self
+    }
+}
+
+struct Node {
+    call: Call,
+    waiting_on: u32,
+    dependents: Vec<TaskId>,
+    attempt: u32,
+    retries_left: u32,
+    in_flight: bool,
+    future: TaskFuture,
+}
+
+/// Counters of what the graph has seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GraphCounts {
+    /// Tasks added.
+    pub submitted: u64,
+    /// Tasks done.
+    pub done: u64,
+    /// Tasks failed (after their retries).
+    pub failed: u64,
+    /// Tasks whose dependency failed.
+    pub dep_failed: u64,
+    /// Tries retried.
+    pub retried: u64,
+    /// Results for tries that are not current (dropped).
+    pub stale: u64,
+}
+
+/// The DFK's task graph for one client.
+pub struct Graph {
+    client: ClientId,
+    next: u64,
+    nodes: HashMap<TaskId, Node>,
+    ready: VecDeque<TaskId>,
+    in_flight: usize,
+    counts: GraphCounts,
+}
+
+impl Graph {
+    /// An empty graph whose tries carry `client`.
+    pub fn new(client: ClientId) -> Graph {
+        Graph {
+            client,
+            next: 0,
+            nodes: HashMap::new(),
+            ready: VecDeque::new(),
+            in_flight: 0,
+            counts: GraphCounts::default(),
+        }
+    }
+
+    /// Tasks not yet in a terminal state.
+    pub fn pending(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Tries sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Tries ready to send.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Counters.
+    pub fn counts(&self) -> GraphCounts {
+        self.counts
+    }
+
+    /// Add a task; it is ready at once if every future it needs is already done.
+    pub fn add(&mut self, call: Call) -> TaskFuture {
+        let id = TaskId(self.next);
+        self.next += 1;
+        self.counts.submitted += 1;
+        let future = TaskFuture::new(id);
+        let mut waiting_on = 0;
+        let mut failed_dep = None;
+        for dep in call.inputs.iter().chain(call.after.iter()) {
+            match dep.peek() {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    failed_dep.get_or_insert_with(|| root_of(dep.id(), &e));
+                }
+                None => {
+                    if let Some(n) = self.nodes.get_mut(&dep.id()) {
+                        n.dependents.push(id);
+                        waiting_on += 1;
+                    }
+                }
+            }
+        }
+        let retries_left = call.retries;
+        self.nodes.insert(
+            id,
+            Node {
+                call,
+                waiting_on,
+                dependents: vec![],
+                attempt: 0,
+                retries_left,
+                in_flight: false,
+                future: future.clone(),
+            },
+        );
+        if let Some((root, reason)) = failed_dep {
+            self.fail_subtree(id, TaskError::DependencyFailed { root, reason });
+        } else if waiting_on == 0 {
+            self.ready.push_back(id);
+        }
+        future
+    }
+
+    /// Up to `max` tries to send now.
+    pub fn take_ready(&mut self, max: usize) -> Vec<Try> {
+        let mut out = Vec::with_capacity(max.min(self.ready.len()));
+        while out.len() < max {
+            let Some(id) = self.ready.pop_front() else { break };
+            let Some(node) = self.nodes.get_mut(&id) else { continue };
+            node.in_flight = true;
+            self.in_flight += 1;
+            out.push(Try {
+                id: TryId { client: self.client, task: id, attempt: node.attempt },
+                spec: concrete_spec(&node.call),
+            });
+        }
+        out
+    }
+
+    /// Put tries the interchange refused back at the front of the ready queue.
+    pub fn requeue(&mut self, ids: &[TryId]) {
+        for t in ids.iter().rev() {
+            if let Some(n) = self.nodes.get_mut(&t.task) {
+                if n.in_flight && n.attempt == t.attempt {
+                    n.in_flight = false;
+                    self.in_flight -= 1;
+                    self.ready.push_front(t.task);
+                }
+            }
+        }
+    }
+
+    /// A try came back: finish, retry, or fail the task (and its dependents).
+    pub fn on_result(&mut self, r: TryResult) {
+        let Some(node) = self.nodes.get_mut(&r.id.task) else {
+            self.counts.stale += 1;
+            return;
+        };
+        if !node.in_flight || node.attempt != r.id.attempt || r.id.client != self.client {
+            self.counts.stale += 1;
+            return;
+        }
+        node.in_flight = false;
+        self.in_flight -= 1;
+        match r.outcome {
+            Outcome::Done(bytes) => self.succeed(r.id.task, bytes),
+            Outcome::Failed(failure) => {
+                if node.retries_left > 0 {
+                    node.retries_left -= 1;
+                    node.attempt += 1;
+                    self.counts.retried += 1;
+                    self.ready.push_back(r.id.task);
+                } else {
+                    let tries = node.attempt + 1;
+                    self.fail_subtree(r.id.task, TaskError::Failed { failure, tries });
+                }
+            }
+        }
+    }
+
+    /// Fail every in-flight try with `failure` (e.g. the interchange went silent); retries apply.
+    pub fn fail_in_flight(&mut self, failure: Failure) {
+        let ids: Vec<TryId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.in_flight)
+            .map(|(id, n)| TryId { client: self.client, task: *id, attempt: n.attempt })
+            .collect();
+        for id in ids {
+            self.on_result(TryResult { id, outcome: Outcome::Failed(failure.clone()) });
+        }
+    }
+
+    fn succeed(&mut self, id: TaskId, bytes: Vec<u8>) {
+        let Some(node) = self.nodes.remove(&id) else { return };
+        self.counts.done += 1;
+        node.future.resolve(Ok(bytes));
+        for d in node.dependents {
+            if let Some(dn) = self.nodes.get_mut(&d) {
+                dn.waiting_on = dn.waiting_on.saturating_sub(1);
+                if dn.waiting_on == 0 {
+                    self.ready.push_back(d);
+                }
+            }
+        }
+    }
+
+    /// Resolve `id` with `err` and every transitive dependent with `DependencyFailed`.
+    fn fail_subtree(&mut self, id: TaskId, err: TaskError) {
+        let (root, reason) = root_of(id, &err);
+        let mut stack = vec![(id, err)];
+        while let Some((tid, e)) = stack.pop() {
+            let Some(node) = self.nodes.remove(&tid) else { continue };
+            if node.in_flight {
+                self.in_flight -= 1;
+            }
+            match e {
+                TaskError::DependencyFailed { .. } => self.counts.dep_failed += 1,
+                _ => self.counts.failed += 1,
+            }
+            node.future.resolve(Err(e));
+            for d in node.dependents {
+                stack.push((d, TaskError::DependencyFailed { root, reason: reason.clone() }));
+            }
+        }
+    }
+}
+
+/// The root task and reason to report for dependents of a task that ended with `e`.
+fn root_of(id: TaskId, e: &TaskError) -> (TaskId, String) {
+    match e {
+        TaskError::DependencyFailed { root, reason } => (*root, reason.clone()),
+        other => (id, other.to_string()),
+    }
+}
+
+/// Text of an input for substitution into a command: UTF-8 (lossy), trailing whitespace trimmed.
+fn input_text(f: &TaskFuture) -> String {
+    match f.peek() {
+        Some(Ok(b)) => String::from_utf8_lossy(&b).trim_end().to_string(),
+        _ => String::new(),
+    }
+}
+
+fn substitute(s: &str, inputs: &[String]) -> String {
+    let mut out = s.to_string();
+    for (i, v) in inputs.iter().enumerate() {
+        out = out.replace(&format!("{{{i}}}"), v);
+    }
+    out
+}
+
+/// The spec to send: the call's app with its inputs filled in.
+fn concrete_spec(call: &Call) -> TaskSpec {
+    let mut app = call.app.clone();
+    if !call.inputs.is_empty() {
+        match &mut app {
+            App::Command(c) => {
+                let texts: Vec<String> = call.inputs.iter().map(input_text).collect();
+                c.program = match &c.program {
+                    Program::Shell(s) => Program::Shell(substitute(s, &texts)),
+                    Program::Argv(v) => Program::Argv(v.iter().map(|a| substitute(a, &texts)).collect()),
+                };
+            }
+            App::Function(f) => {
+                for i in &call.inputs {
+                    if let Some(Ok(b)) = i.peek() {
+                        f.args.extend_from_slice(&b);
+                    }
+                }
+            }
+        }
+    }
+    TaskSpec { app, walltime_ms: call.walltime_ms, priority: call.priority }
+}
+
+/// How a finished future reads, for callers that only need the outcome.
+pub fn outcome_of(f: &TaskFuture) -> Option<TaskOutcome> {
+    f.peek()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(t: &Try, out: &str) -> TryResult {
+        TryResult { id: t.id, outcome: Outcome::Done(out.as_bytes().to_vec()) }
+    }
+    fn fail(t: &Try) -> TryResult {
+        TryResult { id: t.id, outcome: Outcome::Failed(Failure::ExitCode { code: 3, stderr: String::new() }) }
+    }
+
+    #[test]
+    fn dependencies_order_and_inputs_substitute() {
+        let mut g = Graph::new(ClientId(1));
+        let a = g.add(Call::shell("echo 21"));
+        let b = g.add(Call::shell("echo $(({0} * 2))").input(&a));
+        let first = g.take_ready(10);
+        assert_eq!(first.len(), 1, "b waits for a");
+        g.on_result(done(&first[0], "21\n"));
+        let second = g.take_ready(10);
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].id.task, b.id());
+        match &second[0].spec.app {
+            App::Command(c) => assert_eq!(c.program, Program::Shell("echo $((21 * 2))".into())),
+            other => panic!("{other:?}"),
+        }
+        g.on_result(done(&second[0], "42"));
+        assert_eq!(b.peek(), Some(Ok(b"42".to_vec())));
+        assert_eq!(g.pending(), 0);
+    }
+
+    #[test]
+    fn retries_then_failure_propagates_to_dependents() {
+        let mut g = Graph::new(ClientId(1));
+        let a = g.add(Call::shell("false").retries(1));
+        let b = g.add(Call::shell("x").after(&a));
+        let c = g.add(Call::shell("y").after(&b));
+        let t0 = g.take_ready(10);
+        g.on_result(fail(&t0[0]));
+        let t1 = g.take_ready(10);
+        assert_eq!(t1[0].id.attempt, 1, "retried as a new try");
+        // A late result of the old try is stale.
+        g.on_result(done(&t0[0], ""));
+        assert_eq!(g.counts().stale, 1);
+        g.on_result(fail(&t1[0]));
+        assert!(matches!(a.peek(), Some(Err(TaskError::Failed { tries: 2, .. }))));
+        for f in [&b, &c] {
+            match f.peek() {
+                Some(Err(TaskError::DependencyFailed { root, .. })) => assert_eq!(root, a.id()),
+                o => panic!("{o:?}"),
+            }
+        }
+        assert_eq!(g.pending(), 0);
+        assert_eq!(g.in_flight(), 0);
+    }
+
+    #[test]
+    fn submitting_after_a_failed_future_fails_at_once() {
+        let mut g = Graph::new(ClientId(1));
+        let a = g.add(Call::shell("false"));
+        let t = g.take_ready(1);
+        g.on_result(fail(&t[0]));
+        let b = g.add(Call::shell("x").after(&a));
+        assert!(matches!(b.peek(), Some(Err(TaskError::DependencyFailed { .. }))));
+        assert!(g.take_ready(10).is_empty());
+    }
+
+    #[test]
+    fn refused_tries_are_resent() {
+        let mut g = Graph::new(ClientId(1));
+        g.add(Call::function("noop", vec![]));
+        let t = g.take_ready(1);
+        g.requeue(&[t[0].id]);
+        assert_eq!(g.in_flight(), 0);
+        assert_eq!(g.take_ready(1)[0].id, t[0].id);
+    }
+
+    #[test]
+    fn function_inputs_are_appended_to_args() {
+        let mut g = Graph::new(ClientId(1));
+        let a = g.add(Call::function("echo", b"x".to_vec()));
+        g.add(Call::function("echo", b"<".to_vec()).input(&a).input(&a));
+        let t = g.take_ready(1);
+        g.on_result(done(&t[0], "ab"));
+        let t = g.take_ready(1);
+        match &t[0].spec.app {
+            App::Function(f) => assert_eq!(f.args, b"<abab".to_vec()),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The DFK (DataFlowKernel): the submit host's task graph, futures and retries.
+//!
+//! `Dfk::submit` adds a task to the [`Graph`] and returns a [`TaskFuture`]; one
+//! I/O thread moves ready tries to the interchange in batches and results back
+//! into the graph. The API never touches the socket, so many threads may submit.
+//!
+//! ```no_run
+//! use strand::dfk::{Call, Dfk, DfkConfig};
+//! let conn = strand::connection::ConnectionInfo::load("runs/demo/connection.json".as_ref()).unwrap();
+//! let dfk = Dfk::connect(&conn, DfkConfig::default()).unwrap();
+//! let a = dfk.submit(Call::shell("echo 21"));
+//! let b = dfk.submit(Call::shell("echo $(({0} * 2))").input(&a));
+//! assert_eq!(b.wait().unwrap(), b"42\n");
+//! dfk.shutdown();
+//! ```
+
+pub mod future;
+pub mod graph;
+
+pub use future::{TaskError, TaskFuture, TaskOutcome};
+pub use graph::{Call, Graph, GraphCounts};
+
+use crate::client::{Client, ClientError};
+use crate::connection::ConnectionInfo;
+use crate::task::Failure;
+use crate::waker::{wait_readable, Waker};
+use crate::wire::{ClientMsg, ToClientMsg};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Tuning of a DFK.
+#[derive(Clone, Debug)]
+pub struct DfkConfig {
+    /// Most tries out at the interchange at once (bounds its queue from this client).
+    pub window: usize,
+    /// Most tries in one submit batch.
+    pub batch: usize,
+    /// Fail in-flight tries with `InterchangeLost` after this long without a word from it.
+    pub interchange_timeout: Duration,
+    /// How long to wait for the interchange's first answer.
+    pub connect_timeout: Duration,
+}
+
+impl Default for DfkConfig {
+    fn default() -> Self {
+        DfkConfig {
+            window: 200_000,
+            batch: 4096,
+            interchange_timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Shared {
+    graph: Mutex<Graph>,
+    /// Signalled whenever tasks reach a terminal state.
+    progress: Condvar,
+    waker: Waker,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn graph(&self) -> MutexGuard<'_, Graph> {
+        self.graph.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running DFK connected to one interchange.
+pub struct Dfk {
+    shared: Arc<Shared>,
+    io: Option<JoinHandle<()>>,
+}
+
+impl Dfk {
+    /// Connect to the interchange (waiting for its welcome) and start the I/O thread.
+    pub fn connect(conn: &ConnectionInfo, cfg: DfkConfig) -> Result<Dfk, ClientError> {
+        let mut client = Client::connect(conn)?;
+        client.hello(cfg.connect_timeout)?;
+        let waker = Waker::new().map_err(ClientError::Random)?;
+        let shared = Arc::new(Shared {
+            graph: Mutex::new(Graph::new(client.id())),
+            progress: Condvar::new(),
+            waker,
+            stop: AtomicBool::new(false),
+        });
+        let s2 = Arc::clone(&shared);
+        let io = std::thread::Builder::new()
+            .name("strand-dfk-io".into())
+            .spawn(move || io_loop(client, s2, cfg))
+            .map_err(ClientError::Random)?;
+        Ok(Dfk { shared, io: Some(io) })
+    }
+
+    /// Add a task; it runs once the futures it takes are done.
+    pub fn submit(&self, call: Call) -> TaskFuture {
+        let f = self.shared.graph().add(call);
+        self.shared.waker.wake();
+        f
+    }
+
+    /// Counters of the graph so far.
+    pub fn counts(&self) -> GraphCounts {
+        self.shared.graph().counts()
+    }
+
+    /// Tasks not yet ended.
+    pub fn pending(&self) -> usize {
+        self.shared.graph().pending()
+    }
+
+    /// Block until every submitted task has ended, or `timeout` passes; returns tasks still pending.
+    pub fn wait_all(&self, timeout: Option<Duration>) -> usize {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = self.shared.graph();
+        while g.pending() > 0 {
+            let wait = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    left.min(Duration::from_millis(200))
+                }
+                None => Duration::from_millis(200),
+            };
+            g = self.shared.progress.wait_timeout(g, wait).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        g.pending()
+    }
+
+    /// Stop the I/O thread (tasks still pending stay unresolved) and say goodbye.
+    pub fn shutdown(mut self) {
+        self.stop_io();
+    }
+
+    fn stop_io(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.waker.wake();
+        if let Some(h) = self.io.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Dfk {
+    fn drop(&mut self) {
+        self.stop_io();
+    }
+}
+
+/// The I/O thread: ready tries out, results in, liveness of the interchange.
+fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
+    let mut last_heard = Instant::now();
+    let mut last_ping = Instant::now();
+    let ping_every = (cfg.interchange_timeout / 4).max(Duration::from_millis(50));
+    // After a refusal, wait for results (or a short pause) before sending more.
+    let mut refused_until: Option<Instant> = None;
+    while !shared.stop.load(Ordering::Relaxed) {
+        shared.waker.clear();
+        let mut ended = false;
+        while let Some(msg) = client.try_recv() {
+            last_heard = Instant::now();
+            match msg {
+                ToClientMsg::Results(results) => {
+                    let mut g = shared.graph();
+                    for r in results {
+                        g.on_result(r);
+                    }
+                    ended = true;
+                    refused_until = None;
+                }
+                ToClientMsg::Refused { tries, .. } => {
+                    shared.graph().requeue(&tries);
+                    refused_until = Some(Instant::now() + Duration::from_millis(20));
+                }
+                ToClientMsg::Stopping => {
+                    shared.graph().fail_in_flight(Failure::InterchangeLost { silent_ms: 0 });
+                    ended = true;
+                }
+                ToClientMsg::Welcome { .. } | ToClientMsg::Status(_) | ToClientMsg::Heartbeat => {}
+            }
+        }
+        if refused_until.is_some_and(|t| Instant::now() >= t) {
+            refused_until = None;
+        }
+        if refused_until.is_none() {
+            loop {
+                let batch = {
+                    let mut g = shared.graph();
+                    let room = cfg.window.saturating_sub(g.in_flight());
+                    g.take_ready(room.min(cfg.batch))
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                if client.send(&ClientMsg::Submit(batch)).is_err() {
+                    break;
+                }
+            }
+        }
+        let now = Instant::now();
+        let (in_flight, ready) = {
+            let g = shared.graph();
+            (g.in_flight(), g.ready_len())
+        };
+        if in_flight > 0 {
+            let silent = now.saturating_duration_since(last_heard);
+            if silent > cfg.interchange_timeout {
+                shared.graph().fail_in_flight(Failure::InterchangeLost { silent_ms: silent.as_millis() as u64 });
+                last_heard = now;
+                ended = true;
+            } else if now.saturating_duration_since(last_ping) > ping_every {
+                let _ = client.send(&ClientMsg::Heartbeat);
+                last_ping = now;
+            }
+        } else {
+            last_heard = now;
+        }
+        if ended {
+            shared.progress.notify_all();
+        }
+        if client.readable() {
+            continue;
+        }
+        let wait = if ready > 0 && refused_until.is_some() { Duration::from_millis(5) } else { ping_every };
+        let mut fds = vec![shared.waker_fd()];
+        if let Some(fd) = client.fd() {
+            fds.push(fd);
+        }
+        wait_readable(&fds, wait);
+    }
+    let _ = client.send(&ClientMsg::Bye);
+}
+
+impl Shared {
+    fn waker_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.waker.as_raw_fd()
+    }
+}

@@ -1,0 +1,10 @@
+//! The interchange: the broker between clients (DFKs) and managers.
+//!
+//! [`dispatch`] holds the logic as a plain state machine; [`server`] puts it
+//! behind two ZeroMQ ROUTER sockets.
+
+pub mod dispatch;
+pub mod server;
+
+pub use dispatch::{Comm, DispatchConfig, Dispatcher};
+pub use server::{Interchange, InterchangeConfig, InterchangeError};

@@ -1,0 +1,363 @@
+//! The interchange process: two ROUTER sockets around a [`Dispatcher`].
+//!
+//! Clients and managers are told apart by socket; each peer's ZeroMQ routing id
+//! is its own `ClientId` / `ManagerId` (8 bytes, little endian), which it sets
+//! before connecting.
+
+use super::dispatch::{Comm, DispatchConfig, Dispatcher};
+use crate::connection::{ConnectionInfo, CONNECTION_FILE};
+use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
+use crate::wire::{random_id, ClientMsg, Codec, Key, ManagerMsg, Message, ToClientMsg, ToManagerMsg, PROTOCOL_VERSION};
+use slog::{debug, info, warn, Logger};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// How to start an interchange.
+#[derive(Clone, Debug)]
+pub struct InterchangeConfig {
+    /// Run directory; the connection file is written here.
+    pub run_dir: PathBuf,
+    /// Interface address to bind and to advertise (IP or host name).
+    pub address: String,
+    /// Port for clients (0: any free port).
+    pub client_port: u16,
+    /// Port for managers (0: any free port).
+    pub manager_port: u16,
+    /// Managers heartbeat this often.
+    pub heartbeat_period: Duration,
+    /// Dispatch limits, including the heartbeat threshold.
+    pub dispatch: DispatchConfig,
+}
+
+/// Why the interchange could not start or run.
+#[derive(Debug, Error)]
+pub enum InterchangeError {
+    /// A ZeroMQ call failed.
+    #[error("{what}: {source}")]
+    Zmq {
+        /// What was being done.
+        what: String,
+        /// The ZeroMQ error.
+        source: zmq::Error,
+    },
+    /// The run directory or connection file could not be written.
+    #[error(transparent)]
+    Connection(#[from] crate::connection::ConnectionError),
+    /// I/O on the run directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn zerr(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> InterchangeError {
+    let what = what.into();
+    move |source| InterchangeError::Zmq { what, source }
+}
+
+/// Peers are addressed by their 8-byte routing id.
+fn peer_id(frame: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = frame.try_into().ok()?;
+    Some(u64::from_le_bytes(b))
+}
+
+/// Bind a ROUTER socket on `address:port` and return it with its bound port.
+fn bind_router(ctx: &zmq::Context, address: &str, port: u16) -> Result<(zmq::Socket, u16), InterchangeError> {
+    let s = ctx.socket(zmq::ROUTER).map_err(zerr("create ROUTER socket"))?;
+    // Unbounded queues inside ZeroMQ: the protocol bounds what is in flight,
+    // and a full HWM on a ROUTER silently drops, which would lose results.
+    s.set_sndhwm(0).map_err(zerr("set SNDHWM"))?;
+    s.set_rcvhwm(0).map_err(zerr("set RCVHWM"))?;
+    s.set_linger(2000).map_err(zerr("set LINGER"))?;
+    let port_spec = if port == 0 { "*".to_string() } else { port.to_string() };
+    let ep = format!("tcp://{address}:{port_spec}");
+    s.bind(&ep).map_err(zerr(format!("bind {ep}")))?;
+    let last = s.get_last_endpoint().map_err(zerr("read bound endpoint"))?.unwrap_or_default();
+    let bound = last.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(port);
+    Ok((s, bound))
+}
+
+/// The running interchange.
+pub struct Interchange {
+    cfg: InterchangeConfig,
+    info: ConnectionInfo,
+    codec: Codec,
+    clients: zmq::Socket,
+    managers: zmq::Socket,
+    dispatcher: Dispatcher,
+    known_clients: HashSet<ClientId>,
+    seq: u64,
+    log: Logger,
+    _ctx: zmq::Context,
+}
+
+/// The server's [`Comm`]: encodes and sends on the two ROUTER sockets.
+struct ZmqComm<'a> {
+    codec: &'a Codec,
+    clients: &'a zmq::Socket,
+    managers: &'a zmq::Socket,
+    seq: &'a mut u64,
+    log: &'a Logger,
+}
+
+impl ZmqComm<'_> {
+    fn send<M: Message>(&mut self, socket: &zmq::Socket, peer: u64, msg: &M) {
+        *self.seq += 1;
+        let frame = self.codec.encode(msg, *self.seq);
+        let parts: [&[u8]; 2] = [&peer.to_le_bytes(), &frame];
+        if let Err(e) = socket.send_multipart(parts, 0) {
+            warn!(self.log, "send failed"; "peer" => format!("{peer:016x}"), "error" => %e);
+        }
+    }
+}
+
+impl Comm for ZmqComm<'_> {
+    fn send_tasks(&mut self, manager: ManagerId, tries: Vec<Try>) {
+        let socket = self.managers;
+        self.send(socket, manager.0, &ToManagerMsg::Tasks(tries));
+    }
+    fn send_results(&mut self, client: ClientId, results: Vec<TryResult>) {
+        let socket = self.clients;
+        self.send(socket, client.0, &ToClientMsg::Results(results));
+    }
+    fn send_refused(&mut self, client: ClientId, tries: Vec<TryId>, limit: u64) {
+        let socket = self.clients;
+        self.send(socket, client.0, &ToClientMsg::Refused { tries, limit });
+    }
+}
+
+/// Most frames taken from one socket before looking at the other, so neither starves.
+const RECV_BURST: usize = 4096;
+
+impl Interchange {
+    /// Bind the sockets and write the connection file (mode 0600) into the run directory.
+    pub fn bind(cfg: InterchangeConfig, log: Logger) -> Result<Interchange, InterchangeError> {
+        std::fs::create_dir_all(&cfg.run_dir)
+            .map_err(|source| InterchangeError::Io { path: cfg.run_dir.clone(), source })?;
+        let ctx = zmq::Context::new();
+        let (clients, client_port) = bind_router(&ctx, &cfg.address, cfg.client_port)?;
+        let (managers, manager_port) = bind_router(&ctx, &cfg.address, cfg.manager_port)?;
+        let key = Key::generate().map_err(|source| InterchangeError::Io { path: cfg.run_dir.clone(), source })?;
+        let run_id = random_id().map_err(|source| InterchangeError::Io { path: cfg.run_dir.clone(), source })?;
+        let info = ConnectionInfo {
+            protocol_version: PROTOCOL_VERSION,
+            run_id,
+            address: cfg.address.clone(),
+            client_port,
+            manager_port,
+            key: key.to_hex(),
+        };
+        info.write(&cfg.run_dir.join(CONNECTION_FILE))?;
+        info!(log, "interchange listening";
+            "clients" => info.client_endpoint(), "managers" => info.manager_endpoint(),
+            "connection_file" => %cfg.run_dir.join(CONNECTION_FILE).display());
+        Ok(Interchange {
+            codec: info.codec(),
+            dispatcher: Dispatcher::new(cfg.dispatch.clone()),
+            cfg,
+            info,
+            clients,
+            managers,
+            known_clients: HashSet::new(),
+            seq: 0,
+            log,
+            _ctx: ctx,
+        })
+    }
+
+    /// Where it listens and the run's key.
+    pub fn connection(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// Serve until `stop` is set or a client asks for shutdown; then stop every manager.
+    pub fn serve(mut self, stop: Arc<AtomicBool>) -> Result<(), InterchangeError> {
+        let tick = (self.cfg.heartbeat_period / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut next_expiry = Instant::now() + tick;
+        let mut shutdown = false;
+        while !shutdown && !stop.load(Ordering::Relaxed) {
+            let timeout = next_expiry.saturating_duration_since(Instant::now());
+            let (c_ready, m_ready) = {
+                let mut items = [self.clients.as_poll_item(zmq::POLLIN), self.managers.as_poll_item(zmq::POLLIN)];
+                match zmq::poll(&mut items, timeout.as_millis().max(1) as i64) {
+                    Ok(_) => (items[0].is_readable(), items[1].is_readable()),
+                    // EINTR: a signal arrived; the loop condition looks at it.
+                    Err(zmq::Error::EINTR) => (false, false),
+                    Err(e) => return Err(zerr("poll")(e)),
+                }
+            };
+            let now = Instant::now();
+            if m_ready {
+                self.drain_managers(now);
+            }
+            if c_ready {
+                shutdown = self.drain_clients(now);
+            }
+            if now >= next_expiry {
+                for m in self.dispatcher.expire(now) {
+                    warn!(self.log, "manager lost: no message within the heartbeat threshold"; "manager" => %m);
+                }
+                next_expiry = now + tick;
+            }
+            self.flush();
+        }
+        self.stop_all();
+        Ok(())
+    }
+
+    fn comm(&mut self) -> (ZmqComm<'_>, &mut Dispatcher) {
+        (
+            ZmqComm {
+                codec: &self.codec,
+                clients: &self.clients,
+                managers: &self.managers,
+                seq: &mut self.seq,
+                log: &self.log,
+            },
+            &mut self.dispatcher,
+        )
+    }
+
+    fn flush(&mut self) {
+        let (mut comm, d) = self.comm();
+        d.flush(&mut comm);
+    }
+
+    fn send_to_manager(&mut self, m: ManagerId, msg: &ToManagerMsg) {
+        let (mut comm, _) = self.comm();
+        let socket = comm.managers;
+        comm.send(socket, m.0, msg);
+    }
+
+    fn send_to_client(&mut self, c: ClientId, msg: &ToClientMsg) {
+        let (mut comm, _) = self.comm();
+        let socket = comm.clients;
+        comm.send(socket, c.0, msg);
+    }
+
+    /// Receive one [routing id, frame] message without blocking.
+    fn recv(socket: &zmq::Socket) -> Option<Vec<Vec<u8>>> {
+        socket.recv_multipart(zmq::DONTWAIT).ok()
+    }
+
+    fn drain_managers(&mut self, now: Instant) {
+        for _ in 0..RECV_BURST {
+            let Some(parts) = Self::recv(&self.managers) else { break };
+            let (Some(id), Some(frame), 2) = (parts.first().and_then(|f| peer_id(f)), parts.get(1), parts.len()) else {
+                self.dispatcher.drops_mut().malformed += 1;
+                continue;
+            };
+            let m = ManagerId(id);
+            let msg = match self.codec.decode::<ManagerMsg>(frame) {
+                Ok((_, msg)) => msg,
+                Err(e) => {
+                    debug!(self.log, "dropped manager frame"; "manager" => %m, "reason" => %e);
+                    self.dispatcher.drops_mut().count(&e);
+                    continue;
+                }
+            };
+            match msg {
+                ManagerMsg::Register(reg) => {
+                    if reg.manager != m {
+                        self.dispatcher.drops_mut().unexpected += 1;
+                        continue;
+                    }
+                    info!(self.log, "manager registered"; "manager" => %m, "host" => &reg.host,
+                        "block" => %reg.block, "slots" => reg.slots, "pool_size" => reg.pool_size,
+                        "mpi" => &reg.mpi_version);
+                    self.dispatcher.register(reg, now);
+                    let reply = ToManagerMsg::Registered {
+                        heartbeat_period_ms: self.cfg.heartbeat_period.as_millis() as u64,
+                        heartbeat_threshold_ms: self.cfg.dispatch.heartbeat_threshold.as_millis() as u64,
+                    };
+                    self.send_to_manager(m, &reply);
+                }
+                _ if !self.dispatcher.is_registered(m) => {
+                    // A manager we do not know (expired, or from before a restart): tell it to stop
+                    // rather than let it hold an allocation for nothing.
+                    self.dispatcher.drops_mut().unexpected += 1;
+                    self.send_to_manager(m, &ToManagerMsg::Stop);
+                }
+                ManagerMsg::Results(results) => self.dispatcher.results(m, results, now),
+                ManagerMsg::Heartbeat => {
+                    self.dispatcher.touch(m, now);
+                    self.send_to_manager(m, &ToManagerMsg::Heartbeat);
+                }
+                ManagerMsg::Goodbye => {
+                    info!(self.log, "manager left"; "manager" => %m);
+                    self.dispatcher.manager_lost(m);
+                }
+            }
+        }
+    }
+
+    /// Returns true when a client asked the interchange to shut down.
+    fn drain_clients(&mut self, _now: Instant) -> bool {
+        let mut shutdown = false;
+        for _ in 0..RECV_BURST {
+            let Some(parts) = Self::recv(&self.clients) else { break };
+            let (Some(id), Some(frame), 2) = (parts.first().and_then(|f| peer_id(f)), parts.get(1), parts.len()) else {
+                self.dispatcher.drops_mut().malformed += 1;
+                continue;
+            };
+            let c = ClientId(id);
+            let msg = match self.codec.decode::<ClientMsg>(frame) {
+                Ok((_, msg)) => msg,
+                Err(e) => {
+                    debug!(self.log, "dropped client frame"; "client" => %c, "reason" => %e);
+                    self.dispatcher.drops_mut().count(&e);
+                    continue;
+                }
+            };
+            match msg {
+                ClientMsg::Hello => {
+                    self.known_clients.insert(c);
+                    let managers = self.dispatcher.manager_count() as u32;
+                    self.send_to_client(c, &ToClientMsg::Welcome { managers });
+                }
+                ClientMsg::Submit(tries) => {
+                    // Tries must carry the sender's own client id, so one client cannot
+                    // answer for, or collide with, another.
+                    let (ok, bad): (Vec<Try>, Vec<Try>) = tries.into_iter().partition(|t| t.id.client == c);
+                    self.dispatcher.drops_mut().unexpected += bad.len() as u64;
+                    let (mut comm, d) = self.comm();
+                    d.submit(c, ok, &mut comm);
+                }
+                ClientMsg::Heartbeat => self.send_to_client(c, &ToClientMsg::Heartbeat),
+                ClientMsg::Status => {
+                    let report = self.dispatcher.status(Instant::now());
+                    self.send_to_client(c, &ToClientMsg::Status(report));
+                }
+                ClientMsg::Shutdown => {
+                    info!(self.log, "shutdown requested by a client"; "client" => %c);
+                    shutdown = true;
+                }
+                ClientMsg::Bye => {
+                    self.known_clients.remove(&c);
+                }
+            }
+        }
+        shutdown
+    }
+
+    /// Tell every manager and client that we are going away.
+    fn stop_all(&mut self) {
+        let managers: Vec<ManagerId> = self.dispatcher.managers().collect();
+        info!(self.log, "interchange stopping"; "managers" => managers.len());
+        for m in managers {
+            self.send_to_manager(m, &ToManagerMsg::Stop);
+        }
+        let clients: Vec<ClientId> = self.known_clients.iter().copied().collect();
+        for c in clients {
+            self.send_to_client(c, &ToClientMsg::Stopping);
+        }
+        // LINGER on the sockets lets these last frames leave before the context closes.
+    }
+}

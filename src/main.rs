@@ -1,0 +1,477 @@
+//! `strand`: the login-node CLI (interchange, run, submit, status, bench).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use strand::client::Client;
+use strand::connection::ConnectionInfo;
+use strand::dfk::{Call, Dfk, DfkConfig, TaskFuture};
+use strand::interchange::{DispatchConfig, Interchange, InterchangeConfig};
+use strand::local::{LocalOptions, LocalRun};
+use strand::task::{App, CommandSpec, Program};
+use strand::workflow::Workflow;
+
+#[derive(Parser)]
+#[command(name = "strand", version, about = "Strand: an MPI-native many-task launcher for HPC")]
+struct Cli {
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the interchange: bind ports, write RUN_DIR/connection.json (0600), broker tasks until stopped.
+    Interchange(InterchangeArgs),
+    /// Run a TOML workflow file; without --connection, start an interchange and a local block first.
+    Run(RunArgs),
+    /// Run one command (or function) and print its result.
+    Submit(SubmitArgs),
+    /// Show the interchange's queue and managers.
+    Status(StatusArgs),
+    /// Benchmarks through the whole path; each prints one JSON line.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct InterchangeArgs {
+    /// Run directory for the connection file.
+    #[arg(long, value_name = "DIR")]
+    run_dir: PathBuf,
+    /// Address to bind and advertise (an IP or a name that resolves to this host). Default: this host's name.
+    #[arg(long, value_name = "ADDR")]
+    address: Option<String>,
+    /// Port for clients (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    client_port: u16,
+    /// Port for managers (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    manager_port: u16,
+    /// Seconds between manager heartbeats (fractions allowed).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    heartbeat_period: f64,
+    /// Seconds of silence after which a manager is lost (its tries fail as ManagerLost).
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    heartbeat_threshold: f64,
+    /// Most tries queued; submissions beyond are refused and the client waits.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_queue: usize,
+    /// Managers you expect to connect; the open-file limit is raised (and checked) for this many.
+    #[arg(long, default_value_t = 4096)]
+    max_managers: u64,
+}
+
+/// Where the tasks go: an existing interchange, or a local one started for this command.
+#[derive(Args, Clone)]
+struct Target {
+    /// Connection file of a running interchange. Without it, a local interchange and block are started.
+    #[arg(long, value_name = "FILE")]
+    connection: Option<PathBuf>,
+    /// Worker ranks of the local block (default: one per core).
+    #[arg(long, value_name = "N")]
+    workers: Option<u32>,
+    /// Tries each local worker holds beyond the one it runs [default: 1 for run, 64 for bench].
+    #[arg(long, value_name = "N")]
+    prefetch: Option<u32>,
+    /// Run directory of the local interchange and block (default: runs/<time>-<pid>).
+    #[arg(long, value_name = "DIR")]
+    run_dir: Option<PathBuf>,
+    /// The strand-launcher binary for the local block (default: next to `strand`).
+    #[arg(long, value_name = "PATH")]
+    launcher: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The workflow file (TOML; see examples/hello.toml).
+    workflow: PathBuf,
+    #[command(flatten)]
+    target: Target,
+    /// Give up (exit 3) if the workflow has not finished after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+}
+
+#[derive(Args)]
+struct SubmitArgs {
+    /// Connection file of a running interchange.
+    #[arg(long, value_name = "FILE")]
+    connection: PathBuf,
+    /// Walltime in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    walltime: Option<f64>,
+    /// Run a registered function instead of a command; the trailing words are its argument.
+    #[arg(long, value_name = "NAME")]
+    function: Option<String>,
+    /// Run the words as one string under /bin/sh -c instead of as argv.
+    #[arg(long)]
+    shell: bool,
+    /// The command and its arguments (after --).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Connection file of a running interchange.
+    #[arg(long, value_name = "FILE")]
+    connection: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(subcommand)]
+    which: BenchKind,
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// No-op tasks per second, all submitted at once.
+    Throughput {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Round trip of one no-op task at a time (mean, p50, p99 in microseconds).
+    Latency {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 1_000)]
+        tasks: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The interchange alone: simulated managers (no MPI) answer every task at once.
+    Sim {
+        /// Simulated managers (each a real ZeroMQ connection).
+        #[arg(long, default_value_t = 64)]
+        managers: usize,
+        /// Workers (task slots) each simulated manager advertises.
+        #[arg(long, default_value_t = 128)]
+        workers_per_manager: u32,
+        /// Number of no-op tasks.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: u64,
+        /// Run directory of the interchange (default: a fresh one under runs/).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("strand: error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Interchange(a) => interchange(a, cli.verbose),
+        Cmd::Run(a) => run(a),
+        Cmd::Submit(a) => submit(a),
+        Cmd::Status(a) => status(a),
+        Cmd::Bench(a) => bench(a),
+    }
+}
+
+fn seconds(what: &str, s: f64) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0) {
+        bail!("{what} must be a positive number of seconds, got {s}");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// The address to bind when none is given: this host's name, resolved, so that compute nodes can reach it.
+fn default_address() -> String {
+    use std::net::ToSocketAddrs;
+    let host = strand::host::hostname();
+    match (host.as_str(), 0).to_socket_addrs().ok().and_then(|mut a| a.find(|a| a.is_ipv4())) {
+        Some(a) => a.ip().to_string(),
+        None => "127.0.0.1".into(),
+    }
+}
+
+fn interchange(a: InterchangeArgs, verbose: u8) -> Result<i32> {
+    let log = strand::log::stderr_logger(strand::log::level(verbose, false));
+    // One socket per manager and client, plus ZeroMQ's own descriptors.
+    let need = a.max_managers + 256;
+    match strand::host::raise_fd_limit(need, &format!("{} managers", a.max_managers)) {
+        Ok(n) => slog::debug!(log, "open-file limit"; "limit" => n),
+        Err(e) => slog::warn!(log, "{}", e),
+    }
+    let cfg = InterchangeConfig {
+        run_dir: a.run_dir,
+        address: a.address.unwrap_or_else(default_address),
+        client_port: a.client_port,
+        manager_port: a.manager_port,
+        heartbeat_period: seconds("--heartbeat-period", a.heartbeat_period)?,
+        dispatch: DispatchConfig {
+            heartbeat_threshold: seconds("--heartbeat-threshold", a.heartbeat_threshold)?,
+            max_queue: a.max_queue,
+            ..DispatchConfig::default()
+        },
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    let ix = Interchange::bind(cfg, log.clone())?;
+    ix.serve(stop)?;
+    drop(log);
+    Ok(0)
+}
+
+/// A connection to tasks' destination, with the local run kept alive as long as it is needed.
+struct Session {
+    conn: ConnectionInfo,
+    local: Option<LocalRun>,
+    workers: u32,
+}
+
+impl Session {
+    /// `default_prefetch`: deep for benchmarks of no-op tasks, shallow for real work.
+    fn open(t: &Target, default_prefetch: u32) -> Result<Session> {
+        if let Some(path) = &t.connection {
+            let conn = ConnectionInfo::load(path)?;
+            return Ok(Session { conn, local: None, workers: t.workers.unwrap_or(0) });
+        }
+        let run_dir = t.run_dir.clone().unwrap_or_else(default_run_dir);
+        let mut opts = LocalOptions::new(run_dir);
+        if let Some(w) = t.workers {
+            if w == 0 {
+                bail!("--workers must be at least 1");
+            }
+            opts.workers = w;
+        }
+        opts.prefetch = t.prefetch.unwrap_or(default_prefetch);
+        if let Some(l) = &t.launcher {
+            opts.launcher = l.clone();
+        }
+        let local = LocalRun::start(&opts).context("starting the local interchange and block")?;
+        let got = local.wait_for_managers(1, Duration::from_secs(60));
+        if got == 0 {
+            bail!("the local block did not register within 60 s; see {}/block-local-0.log", opts.run_dir.display());
+        }
+        Ok(Session { conn: local.conn.clone(), local: Some(local), workers: opts.workers })
+    }
+
+    fn close(self) {
+        if let Some(l) = self.local {
+            l.stop(Duration::from_secs(20));
+        }
+    }
+}
+
+fn default_run_dir() -> PathBuf {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    PathBuf::from("runs").join(format!("{t}-{}", std::process::id()))
+}
+
+fn run(a: RunArgs) -> Result<i32> {
+    // Parse before starting anything: a bad file must not leave processes behind.
+    let wf = Workflow::from_file(&a.workflow)?;
+    let timeout = a.timeout.map(|s| seconds("--timeout", s)).transpose()?;
+    let session = Session::open(&a.target, 1)?;
+    let result = run_workflow(&wf, &session.conn, timeout);
+    session.close();
+    result
+}
+
+fn run_workflow(wf: &Workflow, conn: &ConnectionInfo, timeout: Option<Duration>) -> Result<i32> {
+    let dfk = Dfk::connect(conn, DfkConfig::default())?;
+    let mut futures: Vec<Option<TaskFuture>> = vec![None; wf.tasks.len()];
+    for i in wf.topological_order() {
+        let t = &wf.tasks[i];
+        let mut call = Call::app(t.spec.app.clone()).retries(t.retries).priority(t.spec.priority);
+        call.walltime_ms = t.spec.walltime_ms;
+        for &d in &t.after {
+            if let Some(f) = &futures[d] {
+                call = call.after(f);
+            }
+        }
+        futures[i] = Some(dfk.submit(call));
+    }
+    let left = dfk.wait_all(timeout);
+    let (mut done, mut failed) = (0, 0);
+    for (t, f) in wf.tasks.iter().zip(&futures) {
+        match f.as_ref().and_then(TaskFuture::peek) {
+            Some(Ok(out)) => {
+                done += 1;
+                let text = String::from_utf8_lossy(&out);
+                println!("{}: done{}{}", t.name, if text.trim().is_empty() { "" } else { ": " }, text.trim_end());
+            }
+            Some(Err(e)) => {
+                failed += 1;
+                println!("{}: {e}", t.name);
+            }
+            None => println!("{}: not finished", t.name),
+        }
+    }
+    println!("{} tasks: {done} done, {failed} failed, {left} not finished", wf.tasks.len());
+    dfk.shutdown();
+    Ok(if left > 0 {
+        3
+    } else if failed > 0 {
+        1
+    } else {
+        0
+    })
+}
+
+fn submit(a: SubmitArgs) -> Result<i32> {
+    let conn = ConnectionInfo::load(&a.connection)?;
+    let app = match &a.function {
+        Some(name) => {
+            App::Function(strand::task::FunctionCall { name: name.clone(), args: a.command.join(" ").into_bytes() })
+        }
+        None => App::Command(CommandSpec {
+            program: if a.shell { Program::Shell(a.command.join(" ")) } else { Program::Argv(a.command.clone()) },
+            env: vec![],
+            cwd: std::env::current_dir().ok().map(|p| p.display().to_string()),
+            stdout: None,
+            stderr: None,
+        }),
+    };
+    let mut call = Call::app(app);
+    if let Some(w) = a.walltime {
+        call = call.walltime(seconds("--walltime", w)?);
+    }
+    let dfk = Dfk::connect(&conn, DfkConfig::default())?;
+    let outcome = dfk.submit(call).wait();
+    dfk.shutdown();
+    match outcome {
+        Ok(out) => {
+            use std::io::Write;
+            std::io::stdout().write_all(&out)?;
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("strand: task {e}");
+            Ok(1)
+        }
+    }
+}
+
+fn status(a: StatusArgs) -> Result<i32> {
+    let conn = ConnectionInfo::load(&a.connection)?;
+    let mut c = Client::connect(&conn)?;
+    let s = c.status(Duration::from_secs(10))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&s)?);
+        return Ok(0);
+    }
+    println!("queued {}  in flight {}  managers {}", s.queued, s.in_flight, s.managers.len());
+    if !s.managers.is_empty() {
+        println!(
+            "{:<26} {:<20} {:<12} {:>6} {:>9} {:>9}",
+            "MANAGER", "HOST", "BLOCK", "SLOTS", "IN FLIGHT", "IDLE (s)"
+        );
+        for m in &s.managers {
+            println!(
+                "{:<26} {:<20} {:<12} {:>6} {:>9} {:>9.1}",
+                m.id.to_string(),
+                m.host,
+                m.block.0,
+                m.slots,
+                m.in_flight,
+                m.idle_ms as f64 / 1000.0
+            );
+        }
+    }
+    if s.dropped.total() > 0 {
+        println!("dropped: {:?}", s.dropped);
+    }
+    Ok(0)
+}
+
+fn bench(a: BenchArgs) -> Result<i32> {
+    let (tasks, target, which) = match a.which {
+        BenchKind::Throughput { tasks, target } => (tasks, target, "throughput"),
+        BenchKind::Latency { tasks, target } => (tasks, target, "latency"),
+        BenchKind::Sim { managers, workers_per_manager, tasks, run_dir } => {
+            return bench_sim(managers, workers_per_manager, tasks, run_dir.unwrap_or_else(default_run_dir));
+        }
+    };
+    if tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    let session = Session::open(&target, 64)?;
+    let dfk = Dfk::connect(&session.conn, DfkConfig::default())?;
+    let line = match which {
+        "throughput" => serde_json::to_string(&strand::bench::throughput(&dfk, tasks, session.workers))?,
+        _ => serde_json::to_string(&strand::bench::latency(&dfk, tasks, session.workers))?,
+    };
+    println!("{line}");
+    dfk.shutdown();
+    session.close();
+    Ok(0)
+}
+
+/// `strand bench sim`: a real interchange process, simulated managers and a DFK in this process.
+fn bench_sim(managers: usize, workers: u32, tasks: u64, run_dir: PathBuf) -> Result<i32> {
+    use std::sync::atomic::Ordering;
+    if managers == 0 || workers == 0 || tasks == 0 {
+        bail!("--managers, --workers-per-manager and --tasks must each be at least 1");
+    }
+    // ZeroMQ takes about two descriptors per socket here, and the interchange one per peer.
+    strand::host::raise_fd_limit(2 * managers as u64 + 256, &format!("{managers} simulated managers"))?;
+    let mut opts = LocalOptions::new(run_dir);
+    opts.interchange_args = vec!["--max-managers".into(), managers.to_string()];
+    let ix = strand::local::LocalInterchange::start(&opts)?;
+    let sim = strand::sim::Simulator::connect(&ix.conn, managers, workers)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let registered = Arc::new(AtomicBool::new(false));
+    let handle = strand::sim::spawn(sim, Arc::clone(&stop), Arc::clone(&registered));
+    let t0 = std::time::Instant::now();
+    while !registered.load(Ordering::Relaxed) {
+        if t0.elapsed() > Duration::from_secs(300) {
+            bail!("simulated managers did not all register within 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let registration_s = t0.elapsed().as_secs_f64();
+    let (_, cpu0) = strand::host::proc_usage(ix.pid()).unwrap_or((0, 0.0));
+    let dfk = Dfk::connect(&ix.conn, DfkConfig::default())?;
+    let start = std::time::Instant::now();
+    let futures: Vec<TaskFuture> = (0..tasks).map(|_| dfk.submit(Call::function("noop", Vec::new()))).collect();
+    let left = dfk.wait_all(Some(Duration::from_secs(1800)));
+    let seconds = start.elapsed().as_secs_f64();
+    let (rss, cpu1) = strand::host::proc_usage(ix.pid()).unwrap_or((0, 0.0));
+    let done = futures.iter().filter(|f| matches!(f.peek(), Some(Ok(_)))).count();
+    dfk.shutdown();
+    stop.store(true, Ordering::Relaxed);
+    let report = handle.join().map_err(|_| anyhow::anyhow!("simulator thread panicked"))?;
+    ix.stop(Duration::from_secs(10));
+    let line = serde_json::json!({
+        "bench": "sim",
+        "managers": managers,
+        "workers_per_manager": workers,
+        "workers": managers as u64 * workers as u64,
+        "tasks": tasks,
+        "done": done,
+        "not_finished": left,
+        "answered_by_managers": report.answered,
+        "registration_s": registration_s,
+        "seconds": seconds,
+        "tasks_per_s": tasks as f64 / seconds,
+        "interchange_peak_rss_mib": rss as f64 / (1 << 20) as f64,
+        "interchange_cpu_s": cpu1 - cpu0,
+    });
+    println!("{line}");
+    Ok(if done as u64 == tasks { 0 } else { 1 })
+}

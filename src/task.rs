@@ -1,0 +1,211 @@
+//! Tasks, tries and their outcomes: the vocabulary every hop shares.
+//!
+//! A *task* is what a client asks for; a *try* is one attempt at running it.
+//! The interchange, managers and workers only ever see tries; the DFK maps
+//! tries back to tasks and decides retries.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Identifies a client (a DFK or `strand submit`) for the lifetime of an interchange.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+/// Identifies a task within one client.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub u64);
+
+/// Identifies one try of a task: unique across every client of an interchange.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TryId {
+    /// The client that submitted the task.
+    pub client: ClientId,
+    /// The task within that client.
+    pub task: TaskId,
+    /// Which attempt this is, starting at 0.
+    pub attempt: u32,
+}
+
+/// Identifies a manager (rank 0 of a pool) as registered with the interchange.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ManagerId(pub u64);
+
+/// Identifies a block (one batch job); the provider's job id or a local name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockId(pub String);
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client-{:016x}", self.0)
+    }
+}
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task-{}", self.0)
+    }
+}
+impl fmt::Display for TryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/try-{}", self.task, self.attempt)
+    }
+}
+impl fmt::Display for ManagerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "manager-{:016x}", self.0)
+    }
+}
+impl fmt::Display for BlockId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a command is given: an argv vector (no shell) or a string for `/bin/sh -c`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// Executed directly; `argv[0]` is looked up in `PATH`.
+    Argv(Vec<String>),
+    /// Run by `/bin/sh -c`.
+    Shell(String),
+}
+
+/// A command task: a child process in its own process group.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// What to run.
+    pub program: Program,
+    /// Extra environment variables, applied on top of the worker's environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory; the worker's own when `None`.
+    pub cwd: Option<String>,
+    /// File to write stdout to; captured (bounded) into the result when `None`.
+    pub stdout: Option<String>,
+    /// File to write stderr to; its tail is captured into a failure when `None`.
+    pub stderr: Option<String>,
+}
+
+/// A function task: a Rust function registered by name in the launcher.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FunctionCall {
+    /// Name in the launcher's registry (`noop`, `sleep`, `echo`, or the user's own).
+    pub name: String,
+    /// Opaque argument bytes handed to the function.
+    pub args: Vec<u8>,
+}
+
+/// What a task runs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum App {
+    /// A shell command or argv.
+    Command(CommandSpec),
+    /// A registered function.
+    Function(FunctionCall),
+}
+
+/// Everything a worker needs to run one try.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// What to run.
+    pub app: App,
+    /// Walltime in milliseconds; the try is killed (with its process tree) past it.
+    pub walltime_ms: Option<u64>,
+    /// Lower runs first; FIFO among equals.
+    pub priority: i32,
+}
+
+/// One try on the wire: its id and what to run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Try {
+    /// Which try this is.
+    pub id: TryId,
+    /// What to run.
+    pub spec: TaskSpec,
+}
+
+/// Why a try failed. Every variant names enough to act on without logs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The command exited with a non-zero code; `stderr` holds its tail.
+    ExitCode { code: i32, stderr: String },
+    /// The command was killed by a signal it did not expect.
+    Signal { signal: i32, stderr: String },
+    /// The try ran past its walltime and was killed with its process tree.
+    Timeout { walltime_ms: u64 },
+    /// The command could not be started (not found, not executable, bad cwd ...).
+    SpawnError { message: String },
+    /// The function panicked; the message is the panic payload.
+    Panic { message: String },
+    /// The function returned an error.
+    FunctionError { message: String },
+    /// No function of this name is registered in the launcher.
+    UnknownFunction { name: String },
+    /// The manager holding the try was declared lost.
+    ManagerLost { manager: ManagerId, host: String, block: BlockId },
+    /// The worker rank running the try died or stopped answering.
+    WorkerLost { manager: ManagerId, rank: i32, host: String },
+    /// The launcher stopped (interchange stop, SIGTERM) before the try finished.
+    Shutdown,
+    /// The client heard nothing from the interchange for this long while the try was out.
+    InterchangeLost { silent_ms: u64 },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::ExitCode { code, stderr } => {
+                write!(f, "exit code {code}")?;
+                write_tail(f, stderr)
+            }
+            Failure::Signal { signal, stderr } => {
+                write!(f, "killed by signal {signal}")?;
+                write_tail(f, stderr)
+            }
+            Failure::Timeout { walltime_ms } => {
+                write!(f, "walltime of {:.3} s exceeded", *walltime_ms as f64 / 1000.0)
+            }
+            Failure::SpawnError { message } => write!(f, "could not start: {message}"),
+            Failure::Panic { message } => write!(f, "panicked: {message}"),
+            Failure::FunctionError { message } => write!(f, "function error: {message}"),
+            Failure::UnknownFunction { name } => {
+                write!(f, "no function named {name:?} is registered in the launcher")
+            }
+            Failure::ManagerLost { manager, host, block } => {
+                write!(f, "ManagerLost: {manager} on host {host} in block {block}")
+            }
+            Failure::WorkerLost { manager, rank, host } => {
+                write!(f, "WorkerLost: rank {rank} of {manager} on host {host}")
+            }
+            Failure::Shutdown => f.write_str("launcher shut down before the try finished"),
+            Failure::InterchangeLost { silent_ms } => {
+                write!(f, "InterchangeLost: nothing heard from the interchange for {:.1} s", *silent_ms as f64 / 1000.0)
+            }
+        }
+    }
+}
+
+fn write_tail(f: &mut fmt::Formatter<'_>, stderr: &str) -> fmt::Result {
+    let tail = stderr.trim_end();
+    if tail.is_empty() {
+        Ok(())
+    } else {
+        write!(f, "; stderr: {tail}")
+    }
+}
+
+/// How a try ended.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Success: captured stdout of a command, or the bytes a function returned.
+    Done(Vec<u8>),
+    /// Failure, with the reason.
+    Failed(Failure),
+}
+
+/// The result of one try, as it travels back to its client.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TryResult {
+    /// Which try this answers.
+    pub id: TryId,
+    /// How it ended.
+    pub outcome: Outcome,
+}

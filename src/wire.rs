@@ -1,0 +1,501 @@
+//! The one codec: versioned, authenticated frames carrying bincode-encoded messages.
+//!
+//! Every ZeroMQ frame Strand sends is
+//!
+//! ```text
+//! magic "STRD" | version u16 LE | channel u8 | reserved u8 | run id u64 LE | seq u64 LE | body | mac [32]
+//! ```
+//!
+//! where `mac` is BLAKE3 in keyed mode (a MAC) over everything before it, keyed
+//! with the run's secret from the connection file. The vendored libzmq has no
+//! CURVE, so this is what stops a stray or hostile peer from injecting tasks or
+//! results (in the spirit of Jupyter's signed messages). A frame that fails any
+//! check is dropped and counted by the receiver; decoding never panics.
+
+use crate::task::{BlockId, ManagerId, Try, TryId, TryResult};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Protocol version; bump on any incompatible change to a message below.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Bytes of header before the body.
+pub const HEADER_LEN: usize = 4 + 2 + 1 + 1 + 8 + 8;
+/// Bytes of MAC after the body.
+pub const MAC_LEN: usize = 32;
+/// Default upper bound on one frame (64 MiB): larger frames are dropped unread.
+pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
+const MAGIC: &[u8; 4] = b"STRD";
+
+/// Which conversation a frame belongs to, so a frame of one kind is never decoded as another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Channel {
+    /// Client (DFK, `strand submit`) to interchange.
+    FromClient = 1,
+    /// Interchange to client.
+    ToClient = 2,
+    /// Manager to interchange.
+    FromManager = 3,
+    /// Interchange to manager.
+    ToManager = 4,
+}
+
+/// A message type with a fixed channel.
+pub trait Message: Serialize + DeserializeOwned {
+    /// The channel frames of this type travel on.
+    const CHANNEL: Channel;
+}
+
+/// What a client sends to the interchange.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum ClientMsg {
+    /// First message of a connection; the interchange answers with `Welcome`.
+    Hello,
+    /// A batch of tries to queue.
+    Submit(Vec<Try>),
+    /// Liveness; any message counts, this one is for idle clients.
+    Heartbeat,
+    /// Ask for the interchange's status.
+    Status,
+    /// Ask the interchange to stop its managers and exit.
+    Shutdown,
+    /// The client is leaving; its queued tries may be dropped.
+    Bye,
+}
+
+impl Message for ClientMsg {
+    const CHANNEL: Channel = Channel::FromClient;
+}
+
+/// A snapshot of the interchange for `strand status` and for clients.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct StatusReport {
+    /// Tries waiting for a manager.
+    pub queued: u64,
+    /// Tries held by managers.
+    pub in_flight: u64,
+    /// Connected managers.
+    pub managers: Vec<ManagerStatus>,
+    /// Frames dropped, by reason.
+    pub dropped: DropCounts,
+}
+
+/// One connected manager as `strand status` shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ManagerStatus {
+    /// Its id.
+    pub id: ManagerId,
+    /// Where it runs.
+    pub host: String,
+    /// Its block.
+    pub block: BlockId,
+    /// Task slots it advertised.
+    pub slots: u32,
+    /// Tries it holds now.
+    pub in_flight: u32,
+    /// Milliseconds since it last held no task, or since it was last busy.
+    pub idle_ms: u64,
+}
+
+/// Frames and results a receiver dropped, by reason (never a crash).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DropCounts {
+    /// Shorter than a header plus MAC.
+    pub truncated: u64,
+    /// Wrong magic or undecodable body.
+    pub malformed: u64,
+    /// Another protocol version.
+    pub wrong_version: u64,
+    /// Another run's frame, or a MAC that does not verify.
+    pub unauthenticated: u64,
+    /// Larger than the frame limit.
+    pub oversized: u64,
+    /// Well-formed but on the wrong channel, or from an unregistered peer.
+    pub unexpected: u64,
+    /// Results for a try the sender does not own (stale or duplicate).
+    pub stale_results: u64,
+}
+
+/// What the interchange sends to a client.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum ToClientMsg {
+    /// Answer to `Hello`.
+    Welcome {
+        /// Managers connected now.
+        managers: u32,
+    },
+    /// Results of the client's tries.
+    Results(Vec<TryResult>),
+    /// The queue is full: these tries were not accepted; resubmit them later.
+    Refused {
+        /// Tries not queued.
+        tries: Vec<TryId>,
+        /// Queue limit of the interchange.
+        limit: u64,
+    },
+    /// Answer to `Status`.
+    Status(StatusReport),
+    /// Answer to `Heartbeat`.
+    Heartbeat,
+    /// The interchange is shutting down.
+    Stopping,
+}
+
+impl Message for ToClientMsg {
+    const CHANNEL: Channel = Channel::ToClient;
+}
+
+/// What a manager says about itself when it registers.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The manager's self-chosen id (random; also its ZeroMQ routing id).
+    pub manager: ManagerId,
+    /// The block it belongs to.
+    pub block: BlockId,
+    /// Host name of the manager's node.
+    pub host: String,
+    /// Ranks in its pool, the manager included.
+    pub pool_size: u32,
+    /// Tries it can run at once.
+    pub slots: u32,
+    /// Extra tries it wants queued locally so workers never wait a round trip.
+    pub prefetch: u32,
+    /// `strand-launcher` version.
+    pub launcher_version: String,
+    /// MPI library version string.
+    pub mpi_version: String,
+}
+
+/// What a manager sends to the interchange.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum ManagerMsg {
+    /// First message; answered by `Registered`.
+    Register(Registration),
+    /// Results of finished tries.
+    Results(Vec<TryResult>),
+    /// Liveness.
+    Heartbeat,
+    /// The pool is stopping: send nothing more.
+    Goodbye,
+}
+
+impl Message for ManagerMsg {
+    const CHANNEL: Channel = Channel::FromManager;
+}
+
+/// What the interchange sends to a manager.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum ToManagerMsg {
+    /// Registration accepted; heartbeat settings to use.
+    Registered {
+        /// Seconds between heartbeats.
+        heartbeat_period_ms: u64,
+        /// After this long without hearing from the interchange, stop the pool.
+        heartbeat_threshold_ms: u64,
+    },
+    /// Tries to run.
+    Tasks(Vec<Try>),
+    /// Liveness answer.
+    Heartbeat,
+    /// Stop the pool and exit.
+    Stop,
+}
+
+impl Message for ToManagerMsg {
+    const CHANNEL: Channel = Channel::ToManager;
+}
+
+/// The parsed header of a frame that passed every check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Sender's sequence number on this connection.
+    pub seq: u64,
+}
+
+/// Why a frame was dropped.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// Shorter than a header plus MAC.
+    #[error("frame of {0} bytes is shorter than header and MAC")]
+    Truncated(usize),
+    /// Larger than the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    Oversized {
+        /// Frame length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Wrong magic bytes.
+    #[error("not a Strand frame (bad magic)")]
+    BadMagic,
+    /// Another protocol version.
+    #[error("protocol version {got}, expected {want}")]
+    WrongVersion {
+        /// Version in the frame.
+        got: u16,
+        /// Ours.
+        want: u16,
+    },
+    /// MAC did not verify, or another run's frame.
+    #[error("frame not authenticated with this run's key")]
+    Unauthenticated,
+    /// Right key, wrong channel.
+    #[error("frame for channel {got}, expected {want}")]
+    WrongChannel {
+        /// Channel byte in the frame.
+        got: u8,
+        /// Expected channel.
+        want: u8,
+    },
+    /// Body did not decode.
+    #[error("undecodable body: {0}")]
+    Malformed(String),
+}
+
+impl DropCounts {
+    /// Count one dropped frame under its reason.
+    pub fn count(&mut self, e: &WireError) {
+        match e {
+            WireError::Truncated(_) => self.truncated += 1,
+            WireError::Oversized { .. } => self.oversized += 1,
+            WireError::BadMagic | WireError::Malformed(_) => self.malformed += 1,
+            WireError::WrongVersion { .. } => self.wrong_version += 1,
+            WireError::Unauthenticated => self.unauthenticated += 1,
+            WireError::WrongChannel { .. } => self.unexpected += 1,
+        }
+    }
+
+    /// Total dropped frames and results.
+    pub fn total(&self) -> u64 {
+        self.truncated
+            + self.malformed
+            + self.wrong_version
+            + self.unauthenticated
+            + self.oversized
+            + self.unexpected
+            + self.stale_results
+    }
+}
+
+/// The run's secret key (32 bytes).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key(pub [u8; 32]);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)") // never print the secret
+    }
+}
+
+impl Key {
+    /// A fresh random key from the OS.
+    pub fn generate() -> std::io::Result<Key> {
+        let mut k = [0u8; 32];
+        getrandom::getrandom(&mut k)?;
+        Ok(Key(k))
+    }
+
+    /// Hex form for the connection file.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parse the hex form; `None` unless it is exactly 64 hex digits.
+    pub fn from_hex(s: &str) -> Option<Key> {
+        let s = s.as_bytes();
+        if s.len() != 64 {
+            return None;
+        }
+        let mut k = [0u8; 32];
+        for (i, pair) in s.chunks(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            k[i] = (hi * 16 + lo) as u8;
+        }
+        Some(Key(k))
+    }
+}
+
+/// A random 64-bit id from the OS, for run, client and manager ids.
+pub fn random_id() -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Encodes and checks frames for one run.
+#[derive(Clone, Debug)]
+pub struct Codec {
+    key: Key,
+    run_id: u64,
+    max_frame: usize,
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+}
+
+impl Codec {
+    /// A codec for the run with this key and id.
+    pub fn new(key: Key, run_id: u64) -> Codec {
+        Codec { key, run_id, max_frame: DEFAULT_MAX_FRAME }
+    }
+
+    /// Set the largest frame accepted and produced.
+    pub fn with_max_frame(mut self, max: usize) -> Codec {
+        self.max_frame = max;
+        self
+    }
+
+    /// Largest frame accepted.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Encode `msg` as one authenticated frame with sequence number `seq`.
+    pub fn encode<M: Message>(&self, msg: &M, seq: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        out.push(M::CHANNEL as u8);
+        out.push(0);
+        out.extend_from_slice(&self.run_id.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+        // Encoding into a Vec cannot fail for our own plain-data messages.
+        if let Err(e) = bincode::serde::encode_into_std_write(msg, &mut out, bincode_config()) {
+            unreachable!("encoding a Strand message into memory failed: {e}");
+        }
+        let mac = blake3::keyed_hash(&self.key.0, &out);
+        out.extend_from_slice(mac.as_bytes());
+        out
+    }
+
+    /// Check and decode one frame. Cheap checks come first so garbage costs little.
+    pub fn decode<M: Message>(&self, frame: &[u8]) -> Result<(Header, M), WireError> {
+        if frame.len() > self.max_frame {
+            return Err(WireError::Oversized { len: frame.len(), max: self.max_frame });
+        }
+        if frame.len() < HEADER_LEN + MAC_LEN {
+            return Err(WireError::Truncated(frame.len()));
+        }
+        if &frame[0..4] != MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        let version = u16::from_le_bytes([frame[4], frame[5]]);
+        if version != PROTOCOL_VERSION {
+            return Err(WireError::WrongVersion { got: version, want: PROTOCOL_VERSION });
+        }
+        let (signed, mac) = frame.split_at(frame.len() - MAC_LEN);
+        let expected = blake3::keyed_hash(&self.key.0, signed);
+        // blake3::Hash equality is constant-time.
+        if blake3::Hash::from_slice(mac).ok() != Some(expected) {
+            return Err(WireError::Unauthenticated);
+        }
+        let run_id = u64::from_le_bytes(read8(&frame[8..16]));
+        if run_id != self.run_id {
+            return Err(WireError::Unauthenticated);
+        }
+        if frame[6] != M::CHANNEL as u8 {
+            return Err(WireError::WrongChannel { got: frame[6], want: M::CHANNEL as u8 });
+        }
+        let seq = u64::from_le_bytes(read8(&frame[16..24]));
+        let body = &signed[HEADER_LEN..];
+        let (msg, used) = bincode::serde::decode_from_slice::<M, _>(body, bincode_config())
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        if used != body.len() {
+            return Err(WireError::Malformed(format!("{} trailing bytes after the message", body.len() - used)));
+        }
+        Ok((Header { seq }, msg))
+    }
+}
+
+fn read8(b: &[u8]) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::*;
+
+    fn codec() -> Codec {
+        Codec::new(Key([7u8; 32]), 42)
+    }
+
+    fn sample() -> ManagerMsg {
+        ManagerMsg::Results(vec![TryResult {
+            id: TryId { client: ClientId(1), task: TaskId(2), attempt: 0 },
+            outcome: Outcome::Failed(Failure::ExitCode { code: 3, stderr: "boom".into() }),
+        }])
+    }
+
+    #[test]
+    fn round_trip() {
+        let c = codec();
+        let f = c.encode(&sample(), 9);
+        let (h, m): (Header, ManagerMsg) = c.decode(&f).expect("decodes");
+        assert_eq!(h.seq, 9);
+        assert_eq!(m, sample());
+    }
+
+    #[test]
+    fn wrong_key_is_unauthenticated() {
+        let f = Codec::new(Key([8u8; 32]), 42).encode(&sample(), 0);
+        assert_eq!(codec().decode::<ManagerMsg>(&f).unwrap_err(), WireError::Unauthenticated);
+    }
+
+    #[test]
+    fn wrong_run_is_unauthenticated() {
+        let f = Codec::new(Key([7u8; 32]), 43).encode(&sample(), 0);
+        assert_eq!(codec().decode::<ManagerMsg>(&f).unwrap_err(), WireError::Unauthenticated);
+    }
+
+    #[test]
+    fn tampered_body_is_unauthenticated() {
+        let c = codec();
+        let mut f = c.encode(&sample(), 0);
+        f[HEADER_LEN + 1] ^= 1;
+        assert_eq!(c.decode::<ManagerMsg>(&f).unwrap_err(), WireError::Unauthenticated);
+    }
+
+    #[test]
+    fn truncated_and_garbage_are_dropped() {
+        let c = codec();
+        let f = c.encode(&sample(), 0);
+        for n in 0..f.len() {
+            assert!(c.decode::<ManagerMsg>(&f[..n]).is_err(), "prefix of {n} bytes accepted");
+        }
+        assert_eq!(c.decode::<ManagerMsg>(&[0u8; 100]).unwrap_err(), WireError::BadMagic);
+    }
+
+    #[test]
+    fn wrong_version_and_channel() {
+        let c = codec();
+        let mut f = c.encode(&sample(), 0);
+        f[4] = 99;
+        assert!(matches!(c.decode::<ManagerMsg>(&f), Err(WireError::WrongVersion { got: 99, .. })));
+        let f = c.encode(&sample(), 0);
+        assert!(matches!(c.decode::<ClientMsg>(&f), Err(WireError::WrongChannel { .. })));
+    }
+
+    #[test]
+    fn oversized_is_dropped_unread() {
+        let c = codec().with_max_frame(64);
+        let f = codec().encode(&ToManagerMsg::Tasks(vec![]), 0);
+        assert!(f.len() <= 64);
+        let big = vec![0u8; 65];
+        assert!(matches!(c.decode::<ToManagerMsg>(&big), Err(WireError::Oversized { .. })));
+    }
+
+    #[test]
+    fn key_hex_round_trip() {
+        let k = Key::generate().expect("random key");
+        assert_eq!(Key::from_hex(&k.to_hex()), Some(k));
+        assert_eq!(Key::from_hex("zz"), None);
+        assert_eq!(Key::from_hex(&"g".repeat(64)), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! Shared harness for integration tests: real binaries, bounded waits, everything killed on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use strand::connection::{ConnectionInfo, CONNECTION_FILE};
+use strand::local::{mpirun_args, sibling_binary};
+
+/// A workspace binary built next to the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let p = sibling_binary(name);
+    assert!(p.is_file(), "{} not built: run `cargo build --release --workspace` first", p.display());
+    p
+}
+
+/// A child process killed (with its process group) when dropped.
+pub struct Guard {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Guard {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Guard {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Guard { child, name: name.into() }
+    }
+
+    /// Wait for exit up to `timeout`; panics (after killing it) if it does not exit.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!("{} did not exit within {:?}", self.name, timeout);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill(&mut self) {
+        // SAFETY: signalling our own child's process group.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.kill();
+        }
+    }
+}
+
+/// Start `strand interchange` in `run_dir` on loopback and wait for its connection file.
+pub fn interchange(run_dir: &Path, extra: &[&str]) -> (Guard, ConnectionInfo) {
+    let log = std::fs::File::create(run_dir.join("interchange.log")).expect("log file");
+    let mut g = Guard::spawn(
+        "interchange",
+        Command::new(bin("strand"))
+            .arg("interchange")
+            .arg("--run-dir")
+            .arg(run_dir)
+            .args(["--address", "127.0.0.1"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stderr(log),
+    );
+    let path = run_dir.join(CONNECTION_FILE);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(c) = ConnectionInfo::load(&path) {
+            return (g, c);
+        }
+        assert!(g.is_running(), "interchange exited early; see {}", run_dir.join("interchange.log").display());
+        assert!(Instant::now() < deadline, "no connection file within 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Start `mpirun -n RANKS strand-launcher --connection FILE ARGS...`, logging to `run_dir/NAME.log`.
+pub fn launcher(run_dir: &Path, name: &str, ranks: u32, conn_file: &Path, extra: &[&str]) -> Guard {
+    let log = std::fs::File::create(run_dir.join(format!("{name}.log"))).expect("log file");
+    Guard::spawn(
+        name,
+        Command::new("mpirun")
+            .args(mpirun_args(ranks))
+            .arg(bin("strand-launcher"))
+            .arg("--connection")
+            .arg(conn_file)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log),
+    )
+}
+
+/// Poll the interchange until `n` managers are registered (bounded).
+pub fn wait_managers(conn: &ConnectionInfo, n: usize, timeout: Duration) {
+    let mut c = strand::client::Client::connect(conn).expect("client");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = c.status(Duration::from_secs(5)).map(|s| s.managers.len()).unwrap_or(0);
+        if got >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {got} of {n} managers registered within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The tail of a log file, for assertion messages.
+pub fn tail(path: &Path) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let mut start = s.len().saturating_sub(3000);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    s[start..].to_string()
+}
+
+/// Process ids whose parent is `pid` (from /proc).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let ppid =
+            stat.rfind(')').and_then(|i| stat[i + 2..].split_whitespace().nth(1)).and_then(|s| s.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}

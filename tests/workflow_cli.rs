@@ -1,0 +1,80 @@
+//! `strand run` on workflow files: errors before anything starts, and a real run on the local default.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn malformed_workflow_names_file_and_line_and_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wf = dir.path().join("bad.toml");
+    std::fs::write(&wf, "[[task]]\nname = \"a\"\ncommand = \"true\"\n\n[[task]]\nname = \"b\"\ncomand = \"x\"\n")
+        .expect("write");
+    let run_dir = dir.path().join("run");
+    let out =
+        Command::new(bin("strand")).arg("run").arg(&wf).arg("--run-dir").arg(&run_dir).output().expect("run strand");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "non-zero exit");
+    assert!(err.contains("bad.toml:7"), "names file and line: {err}");
+    assert!(err.contains("comand"), "names the bad key: {err}");
+    assert!(!run_dir.exists(), "nothing was started");
+}
+
+#[test]
+fn hello_workflow_runs_on_the_local_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run_dir = dir.path().join("run");
+    let wf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello.toml");
+    let mut g = Guard::spawn(
+        "strand run",
+        Command::new(bin("strand"))
+            .arg("run")
+            .arg(&wf)
+            .args(["--workers", "2", "--timeout", "60"])
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .stdout(std::fs::File::create(dir.path().join("out")).expect("out")),
+    );
+    let st = g.wait(Duration::from_secs(120));
+    let out = std::fs::read_to_string(dir.path().join("out")).unwrap_or_default();
+    assert!(st.success(), "strand run failed ({st}):\n{out}\n{}", tail(&run_dir.join("block-local-0.log")));
+    assert!(out.contains("0 failed"), "{out}");
+}
+
+#[test]
+fn submit_by_hand_against_a_running_interchange() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ix, _conn) = interchange(dir.path(), &[]);
+    let conn_file = dir.path().join("connection.json");
+    let _block = launcher(dir.path(), "block", 2, &conn_file, &[]);
+    let out = Command::new(bin("strand"))
+        .arg("submit")
+        .arg("--connection")
+        .arg(&conn_file)
+        .args(["--", "echo", "hello", "strand"])
+        .output()
+        .expect("strand submit");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello strand\n");
+    let out = Command::new(bin("strand"))
+        .arg("submit")
+        .arg("--connection")
+        .arg(&conn_file)
+        .args(["--shell", "--", "exit 3"])
+        .output()
+        .expect("strand submit");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exit code 3"));
+    let out = Command::new(bin("strand"))
+        .arg("status")
+        .arg("--connection")
+        .arg(&conn_file)
+        .arg("--json")
+        .output()
+        .expect("status");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    assert_eq!(v["managers"].as_array().map(|a| a.len()), Some(1));
+}
