@@ -11,7 +11,8 @@ use strand::connection::ConnectionInfo;
 use strand::dfk::{Call, Dfk, DfkConfig, TaskFuture};
 use strand::interchange::{DispatchConfig, Interchange, InterchangeConfig};
 use strand::local::{LocalOptions, LocalRun};
-use strand::task::{App, CommandSpec, Program};
+use strand::task::{App, CommandSpec, ManagerId, Program};
+use strand::wire::{ClientMsg, ManagerMode, ToClientMsg};
 use strand::workflow::Workflow;
 
 #[derive(Parser)]
@@ -124,6 +125,26 @@ struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Hold a manager: it gets no new tasks and keeps what it has (see MANAGER column).
+    #[arg(long, value_name = "MANAGER", group = "command")]
+    hold: Option<String>,
+    /// Release a held manager.
+    #[arg(long, value_name = "MANAGER", group = "command")]
+    release: Option<String>,
+    /// Drain a manager: no new tasks; it is stopped once it has finished what it holds.
+    #[arg(long, value_name = "MANAGER", group = "command")]
+    drain: Option<String>,
+    /// Stop every manager and the interchange.
+    #[arg(long, group = "command")]
+    shutdown: bool,
+}
+
+/// Parse a manager id as `strand status` prints it (`manager-<16 hex digits>`) or bare hex.
+fn parse_manager(s: &str) -> Result<ManagerId> {
+    let hex = s.strip_prefix("manager-").unwrap_or(s);
+    u64::from_str_radix(hex, 16).map(ManagerId).map_err(|_| {
+        anyhow::anyhow!("{s:?} is not a manager id; expected manager-<16 hex digits> as `strand status` shows")
+    })
 }
 
 #[derive(Args)]
@@ -370,6 +391,24 @@ fn submit(a: SubmitArgs) -> Result<i32> {
 fn status(a: StatusArgs) -> Result<i32> {
     let conn = ConnectionInfo::load(&a.connection)?;
     let mut c = Client::connect(&conn)?;
+    if a.shutdown {
+        c.hello(Duration::from_secs(10))?;
+        c.send(&ClientMsg::Shutdown)?;
+        println!("shutdown sent to the interchange at {}", c.endpoint());
+        return Ok(0);
+    }
+    let command = [(a.hold, ManagerMode::Held), (a.release, ManagerMode::Active), (a.drain, ManagerMode::Draining)]
+        .into_iter()
+        .find_map(|(m, mode)| m.map(|m| (m, mode)));
+    if let Some((m, mode)) = command {
+        let manager = parse_manager(&m)?;
+        let (ok, message) = c.request(&ClientMsg::SetMode { manager, mode }, Duration::from_secs(10), |r| match r {
+            ToClientMsg::Ack { ok, message } => Some((ok, message)),
+            _ => None,
+        })?;
+        println!("{message}");
+        return Ok(if ok { 0 } else { 1 });
+    }
     let s = c.status(Duration::from_secs(10))?;
     if a.json {
         println!("{}", serde_json::to_string(&s)?);

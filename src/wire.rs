@@ -60,6 +60,13 @@ pub enum ClientMsg {
     Status,
     /// Ask the interchange to stop its managers and exit.
     Shutdown,
+    /// Put a manager in a mode (hold, release, drain); answered by `Ack`.
+    SetMode {
+        /// The manager.
+        manager: ManagerId,
+        /// The new mode.
+        mode: ManagerMode,
+    },
     /// The client is leaving; its queued tries may be dropped.
     Bye,
 }
@@ -81,6 +88,17 @@ pub struct StatusReport {
     pub dropped: DropCounts,
 }
 
+/// Whether a manager gets new tries.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagerMode {
+    /// Gets tries as capacity allows.
+    Active,
+    /// Held by a client: gets no new tries, keeps what it has; can be released.
+    Held,
+    /// Finishing what it holds, then stopping (announced by the manager or asked by a client).
+    Draining,
+}
+
 /// One connected manager as `strand status` shows it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct ManagerStatus {
@@ -94,6 +112,8 @@ pub struct ManagerStatus {
     pub slots: u32,
     /// Tries it holds now.
     pub in_flight: u32,
+    /// Whether it gets new tries.
+    pub mode: ManagerMode,
     /// Milliseconds since it last held no task, or since it was last busy.
     pub idle_ms: u64,
 }
@@ -138,6 +158,13 @@ pub enum ToClientMsg {
     Status(StatusReport),
     /// Answer to `Heartbeat`.
     Heartbeat,
+    /// Answer to a command: whether it was done, and what happened.
+    Ack {
+        /// Done or not.
+        ok: bool,
+        /// What happened, for people.
+        message: String,
+    },
     /// The interchange is shutting down.
     Stopping,
 }
@@ -176,6 +203,8 @@ pub enum ManagerMsg {
     Results(Vec<TryResult>),
     /// Liveness.
     Heartbeat,
+    /// Finishing what it holds (e.g. its block's walltime is near): send nothing more.
+    Draining,
     /// The pool is stopping: send nothing more.
     Goodbye,
 }

@@ -66,6 +66,12 @@ pub struct LauncherArgs {
     /// Block id to register under. Default: $STRAND_BLOCK_ID, $SLURM_JOB_ID, $PBS_JOBID ... or "local".
     #[arg(long, value_name = "ID")]
     pub block_id: Option<String>,
+    /// The block's walltime in seconds, counted from launcher start (e.g. from the job script).
+    #[arg(long, value_name = "SECONDS")]
+    pub walltime: Option<u64>,
+    /// Start draining this many seconds before --walltime ends: no new tasks, finish the held ones.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub drain_margin: u64,
     /// Seconds to wait for the interchange to answer registration before giving up.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub connect_timeout: u64,
@@ -161,6 +167,9 @@ fn run_as_manager(
         prefetch: args.prefetch,
         local_slots: args.local_slots,
         connect_timeout: Duration::from_secs(args.connect_timeout),
+        drain_at: args
+            .walltime
+            .map(|w| std::time::Instant::now() + Duration::from_secs(w.saturating_sub(args.drain_margin))),
     };
     let local = (pool.size() == 1).then(|| Executor::new(args.local_slots as usize, registry));
     match run_manager(pool, &conn, cfg, local, stop, log) {

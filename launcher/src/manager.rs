@@ -33,6 +33,9 @@ pub struct ManagerConfig {
     pub local_slots: u32,
     /// Give up when the interchange has not answered registration within this.
     pub connect_timeout: Duration,
+    /// When to announce draining (the block's walltime minus a margin), so no try
+    /// is killed by the scheduler's deadline.
+    pub drain_at: Option<Instant>,
 }
 
 /// Why a manager could not run.
@@ -204,6 +207,11 @@ impl Manager<'_> {
                 warn!(self.log, "nothing heard from the interchange; stopping the pool";
                     "silent_for_s" => now.saturating_duration_since(self.last_heard).as_secs());
                 return ManagerExit::InterchangeGone;
+            }
+            if self.cfg.drain_at.is_some_and(|t| now >= t) {
+                info!(self.log, "walltime margin reached: draining (no new tries; finishing what we hold)");
+                self.send(&ManagerMsg::Draining);
+                self.cfg.drain_at = None;
             }
             if now >= self.next_heartbeat {
                 self.send(&ManagerMsg::Heartbeat);

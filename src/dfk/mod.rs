@@ -180,7 +180,10 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
                     shared.graph().fail_in_flight(Failure::InterchangeLost { silent_ms: 0 });
                     ended = true;
                 }
-                ToClientMsg::Welcome { .. } | ToClientMsg::Status(_) | ToClientMsg::Heartbeat => {}
+                ToClientMsg::Welcome { .. }
+                | ToClientMsg::Status(_)
+                | ToClientMsg::Heartbeat
+                | ToClientMsg::Ack { .. } => {}
             }
         }
         if refused_until.is_some_and(|t| Instant::now() >= t) {

@@ -5,7 +5,7 @@
 //! [`Comm`] trait, so it is unit-tested without sockets.
 
 use crate::task::{ClientId, Failure, ManagerId, Outcome, Try, TryId, TryResult};
-use crate::wire::{DropCounts, ManagerStatus, Registration, StatusReport};
+use crate::wire::{DropCounts, ManagerMode, ManagerStatus, Registration, StatusReport};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -68,7 +68,9 @@ struct ManagerState {
     /// Tries it may hold at once: slots plus prefetch.
     capacity: u32,
     /// Tries it holds now.
-    held: HashSet<TryId>,
+    tries: HashSet<TryId>,
+    /// Accepting new tries, held by a client, or draining.
+    mode: ManagerMode,
     last_seen: Instant,
     /// When it last went from busy to holding nothing.
     idle_since: Instant,
@@ -76,7 +78,11 @@ struct ManagerState {
 
 impl ManagerState {
     fn free(&self) -> u32 {
-        self.capacity.saturating_sub(self.held.len() as u32)
+        if self.mode == ManagerMode::Active {
+            self.capacity.saturating_sub(self.tries.len() as u32)
+        } else {
+            0
+        }
     }
 }
 
@@ -92,6 +98,8 @@ pub struct Dispatcher {
     hungry: HashSet<ManagerId>,
     /// Results waiting for `flush`, batched per client.
     outbox: HashMap<ClientId, Vec<TryResult>>,
+    /// Draining managers that now hold nothing: the server tells them to stop.
+    drained: Vec<ManagerId>,
     drops: DropCounts,
 }
 
@@ -106,6 +114,7 @@ impl Dispatcher {
             owner: HashMap::new(),
             hungry: HashSet::new(),
             outbox: HashMap::new(),
+            drained: Vec::new(),
             drops: DropCounts::default(),
         }
     }
@@ -143,7 +152,17 @@ impl Dispatcher {
             self.manager_lost(id);
         }
         let capacity = reg.slots.saturating_add(reg.prefetch).max(1);
-        self.managers.insert(id, ManagerState { reg, capacity, held: HashSet::new(), last_seen: now, idle_since: now });
+        self.managers.insert(
+            id,
+            ManagerState {
+                reg,
+                capacity,
+                tries: HashSet::new(),
+                mode: ManagerMode::Active,
+                last_seen: now,
+                idle_since: now,
+            },
+        );
         self.hungry.insert(id);
     }
 
@@ -182,14 +201,17 @@ impl Dispatcher {
         for r in results {
             if self.owner.get(&r.id) == Some(&m) {
                 self.owner.remove(&r.id);
-                st.held.remove(&r.id);
+                st.tries.remove(&r.id);
                 self.outbox.entry(r.id.client).or_default().push(r);
             } else {
                 self.drops.stale_results += 1;
             }
         }
-        if st.held.is_empty() {
+        if st.tries.is_empty() {
             st.idle_since = now;
+            if st.mode == ManagerMode::Draining {
+                self.drained.push(m);
+            }
         }
         if st.free() > 0 {
             self.hungry.insert(m);
@@ -200,11 +222,37 @@ impl Dispatcher {
     pub fn manager_lost(&mut self, m: ManagerId) {
         let Some(st) = self.managers.remove(&m) else { return };
         self.hungry.remove(&m);
-        for id in st.held {
+        for id in st.tries {
             self.owner.remove(&id);
             let failure = Failure::ManagerLost { manager: m, host: st.reg.host.clone(), block: st.reg.block.clone() };
             self.outbox.entry(id.client).or_default().push(TryResult { id, outcome: Outcome::Failed(failure) });
         }
+    }
+
+    /// Put a manager in `mode`: `Held` and `Draining` get no new tries; `Active` resumes.
+    /// A draining manager that holds nothing is reported by `take_drained` at once.
+    /// Returns false for an unknown manager.
+    pub fn set_mode(&mut self, m: ManagerId, mode: ManagerMode) -> bool {
+        let Some(st) = self.managers.get_mut(&m) else { return false };
+        // Draining is one-way: a manager that announced it is leaving is not re-activated.
+        if st.mode == ManagerMode::Draining && mode != ManagerMode::Draining {
+            return false;
+        }
+        st.mode = mode;
+        if mode == ManagerMode::Draining && st.tries.is_empty() {
+            self.drained.push(m);
+        }
+        if st.free() > 0 {
+            self.hungry.insert(m);
+        }
+        true
+    }
+
+    /// Draining managers that have finished everything they held (each reported once).
+    pub fn take_drained(&mut self) -> Vec<ManagerId> {
+        let mut v = std::mem::take(&mut self.drained);
+        v.dedup();
+        v
     }
 
     /// Declare lost every manager silent past the threshold; returns them.
@@ -254,7 +302,7 @@ impl Dispatcher {
                 while batch.len() < n {
                     let Some(q) = self.queue.pop() else { break };
                     self.owner.insert(q.item.id, m);
-                    st.held.insert(q.item.id);
+                    st.tries.insert(q.item.id);
                     batch.push(q.item);
                 }
                 if st.free() == 0 {
@@ -278,8 +326,9 @@ impl Dispatcher {
                 host: st.reg.host.clone(),
                 block: st.reg.block.clone(),
                 slots: st.reg.slots,
-                in_flight: st.held.len() as u32,
-                idle_ms: if st.held.is_empty() {
+                in_flight: st.tries.len() as u32,
+                mode: st.mode,
+                idle_ms: if st.tries.is_empty() {
                     now.saturating_duration_since(st.idle_since).as_millis() as u64
                 } else {
                     0
@@ -469,6 +518,35 @@ mod tests {
         assert_eq!(c.refused.len(), 1);
         assert_eq!(c.refused[0].1.len(), 50);
         assert_eq!(c.refused[0].1[0].task, TaskId(100));
+    }
+
+    #[test]
+    fn held_and_draining_managers_get_nothing_new() {
+        let now = Instant::now();
+        let mut d = Dispatcher::new(cfg());
+        let mut c = Recorder::default();
+        d.register(reg(1, 2, 0), now);
+        d.register(reg(2, 2, 0), now);
+        d.submit(ClientId(1), tries(1, 0..2, 0), &mut c);
+        d.flush(&mut c);
+        let on_1 = c.sent_to(ManagerId(1));
+        assert!(d.set_mode(ManagerId(1), ManagerMode::Draining));
+        assert!(d.set_mode(ManagerId(2), ManagerMode::Held));
+        d.submit(ClientId(1), tries(1, 2..6, 0), &mut c);
+        d.flush(&mut c);
+        assert_eq!(c.tasks.len(), 2, "nothing new was sent");
+        assert!(d.take_drained().is_empty(), "manager 1 still holds tries");
+        d.results(ManagerId(1), on_1.iter().map(|t| done(*t)).collect(), now);
+        assert_eq!(d.take_drained(), vec![ManagerId(1)], "drained once it held nothing");
+        assert!(!d.set_mode(ManagerId(1), ManagerMode::Active), "draining is one-way");
+        assert!(d.set_mode(ManagerId(2), ManagerMode::Active));
+        d.flush(&mut c);
+        // It held 1 of its 2 slots when it was held; released, it takes 1 more.
+        assert_eq!(c.sent_to(ManagerId(2)).len(), 2, "released manager is fed again");
+        assert_eq!(d.queued(), 3);
+        assert!(!d.set_mode(ManagerId(9), ManagerMode::Held), "unknown manager");
+        let st = d.status(now);
+        assert_eq!(st.managers[0].mode, ManagerMode::Draining);
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use super::dispatch::{Comm, DispatchConfig, Dispatcher};
 use crate::connection::{ConnectionInfo, CONNECTION_FILE};
 use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
-use crate::wire::{random_id, ClientMsg, Codec, Key, ManagerMsg, Message, ToClientMsg, ToManagerMsg, PROTOCOL_VERSION};
+use crate::wire::{
+    random_id, ClientMsg, Codec, Key, ManagerMode, ManagerMsg, Message, ToClientMsg, ToManagerMsg, PROTOCOL_VERSION,
+};
 use slog::{debug, info, warn, Logger};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -206,6 +208,12 @@ impl Interchange {
                 }
                 next_expiry = now + tick;
             }
+            for m in self.dispatcher.take_drained() {
+                info!(self.log, "manager drained; stopping it"; "manager" => %m);
+                self.send_to_manager(m, &ToManagerMsg::Stop);
+                // It holds nothing, so forgetting it fails nothing.
+                self.dispatcher.manager_lost(m);
+            }
             self.flush();
         }
         self.stop_all();
@@ -290,6 +298,10 @@ impl Interchange {
                     self.dispatcher.touch(m, now);
                     self.send_to_manager(m, &ToManagerMsg::Heartbeat);
                 }
+                ManagerMsg::Draining => {
+                    info!(self.log, "manager draining"; "manager" => %m);
+                    self.dispatcher.set_mode(m, ManagerMode::Draining);
+                }
                 ManagerMsg::Goodbye => {
                     info!(self.log, "manager left"; "manager" => %m);
                     self.dispatcher.manager_lost(m);
@@ -334,6 +346,18 @@ impl Interchange {
                 ClientMsg::Status => {
                     let report = self.dispatcher.status(Instant::now());
                     self.send_to_client(c, &ToClientMsg::Status(report));
+                }
+                ClientMsg::SetMode { manager, mode } => {
+                    let ok = self.dispatcher.set_mode(manager, mode);
+                    let message = if ok {
+                        info!(self.log, "manager mode changed by a client"; "manager" => %manager, "mode" => ?mode);
+                        format!("{manager} is now {mode:?}")
+                    } else if self.dispatcher.is_registered(manager) {
+                        format!("{manager} is draining; it cannot be held or released")
+                    } else {
+                        format!("no manager {manager} is registered")
+                    };
+                    self.send_to_client(c, &ToClientMsg::Ack { ok, message });
                 }
                 ClientMsg::Shutdown => {
                     info!(self.log, "shutdown requested by a client"; "client" => %c);

@@ -1,0 +1,122 @@
+//! Liveness and the command channel with real processes: a whole launcher killed,
+//! hold / release / drain of a manager.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use strand::client::Client;
+use strand::dfk::{Call, Dfk, DfkConfig, TaskError};
+use strand::task::Failure;
+use strand::wire::ManagerMode;
+
+#[test]
+fn killing_a_whole_launcher_loses_nothing_and_the_other_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ix, conn) = interchange(dir.path(), &["--heartbeat-period", "0.1", "--heartbeat-threshold", "1"]);
+    let conn_file = dir.path().join("connection.json");
+    let slots = ["--slots-per-worker", "8", "--pool-size", "3"];
+    let mut doomed = launcher(dir.path(), "doomed", 3, &conn_file, &[&slots[..], &["--block-id", "doomed"]].concat());
+    wait_managers(&conn, 1, Duration::from_secs(60));
+    let mut survivor =
+        launcher(dir.path(), "survivor", 3, &conn_file, &[&slots[..], &["--block-id", "survivor"]].concat());
+    wait_managers(&conn, 2, Duration::from_secs(60));
+
+    let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
+    // Half the tasks may be retried (they must end done), half may not (they end done or ManagerLost).
+    let futures: Vec<_> =
+        (0..1000).map(|i| dfk.submit(Call::argv(["sleep", "0.2"]).retries(if i % 2 == 0 { 2 } else { 0 }))).collect();
+
+    // Kill the doomed launcher once it is running tasks: mpirun and every rank, with SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dfk.counts().done < 50 {
+        assert!(Instant::now() < deadline, "no progress before the kill");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for pid in children_of(doomed.pid()) {
+        // SAFETY: killing our own grandchildren.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    doomed.kill();
+
+    assert_eq!(dfk.wait_all(Some(Duration::from_secs(180))), 0, "every task ended");
+    let (mut done, mut lost) = (0, 0);
+    for (i, f) in futures.iter().enumerate() {
+        match f.peek().expect("ended") {
+            Ok(_) => done += 1,
+            Err(TaskError::Failed { failure: Failure::ManagerLost { block, .. }, .. }) => {
+                assert_eq!(i % 2, 1, "task {i} had retries left and still ended ManagerLost");
+                assert_eq!(block.0, "doomed", "only the killed block's tries are lost");
+                lost += 1;
+            }
+            Err(e) => panic!("task {i} ended as {e}"),
+        }
+    }
+    let c = dfk.counts();
+    assert_eq!(done + lost, 1000);
+    assert_eq!(c.done + c.failed, 1000, "each task ended exactly once: {c:?}");
+    assert_eq!(c.stale, 0, "no second result for any try reached the DFK");
+    assert!(lost + c.retried as usize > 0, "the kill cost some tries (else this test proved nothing)");
+    dfk.shutdown();
+
+    assert!(survivor.is_running(), "the surviving launcher kept running");
+    let report = Client::connect(&conn).expect("client").status(Duration::from_secs(10)).expect("status");
+    assert_eq!(report.managers.len(), 1);
+    assert_eq!(report.managers[0].block.0, "survivor");
+}
+
+fn strand_status(conn_file: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin("strand"))
+        .arg("status")
+        .arg("--connection")
+        .arg(conn_file)
+        .args(args)
+        .output()
+        .expect("status");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn hold_release_and_drain_a_manager() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ix, conn) = interchange(dir.path(), &[]);
+    let conn_file = dir.path().join("connection.json");
+    let mut block = launcher(dir.path(), "block", 2, &conn_file, &[]);
+    wait_managers(&conn, 1, Duration::from_secs(60));
+    let mut client = Client::connect(&conn).expect("client");
+    let id = client.status(Duration::from_secs(10)).expect("status").managers[0].id;
+
+    let (ok, out) = strand_status(&conn_file, &["--hold", &id.to_string()]);
+    assert!(ok, "{out}");
+    let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
+    let f = dfk.submit(Call::function("echo", b"x".to_vec()));
+    // The try reaches the interchange and stays queued while the only manager is held.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = client.status(Duration::from_secs(10)).expect("status");
+        if s.queued == 1 {
+            assert_eq!(s.in_flight, 0);
+            assert_eq!(s.managers[0].mode, ManagerMode::Held);
+            break;
+        }
+        assert!(Instant::now() < deadline, "try never queued: {s:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!f.is_done());
+    let (ok, out) = strand_status(&conn_file, &["--release", &id.to_string()]);
+    assert!(ok, "{out}");
+    assert_eq!(f.wait_timeout(Duration::from_secs(30)), Some(Ok(b"x".to_vec())));
+    dfk.shutdown();
+
+    let (ok, out) = strand_status(&conn_file, &["--hold", "manager-00000000000000ff"]);
+    assert!(!ok && out.contains("no manager"), "{out}");
+    let (ok, out) = strand_status(&conn_file, &["--hold", "not-an-id"]);
+    assert!(!ok && out.contains("not a manager id"), "{out}");
+
+    // Drain: it holds nothing, so the interchange stops it at once and every rank exits 0.
+    let (ok, out) = strand_status(&conn_file, &["--drain", &id.to_string()]);
+    assert!(ok, "{out}");
+    let st = block.wait(Duration::from_secs(30));
+    assert!(st.success(), "drained launcher exits 0: {st}\n{}", tail(&dir.path().join("block.log")));
+}
