@@ -228,7 +228,11 @@ impl Manager<'_> {
             } else {
                 self.next_heartbeat.saturating_duration_since(now).min(Duration::from_millis(100))
             };
-            self.wait_for_interchange(wait);
+            if wait.is_zero() {
+                std::thread::yield_now();
+            } else {
+                self.wait_for_interchange(wait);
+            }
         }
     }
 

@@ -65,7 +65,10 @@ pub fn run_worker(pool: &SimpleCommunicator, executor: Executor, stop: &StopFlag
         }
         // Sleep on the completion channel: a finished task wakes us at once;
         // only a new message from the manager waits for the backoff.
-        if let Ok(r) = executor.completions().recv_timeout(backoff.next_wait()) {
+        let wait = backoff.next_wait();
+        if wait.is_zero() {
+            std::thread::yield_now();
+        } else if let Ok(r) = executor.completions().recv_timeout(wait) {
             done.push(r);
         }
     };
