@@ -69,3 +69,20 @@ pub fn proc_usage(pid: u32) -> Option<(u64, f64)> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some((hwm_kib * 1024, ticks as f64 / hz))
 }
+
+/// Pin process `pid` (0: this one, all its threads created afterwards) to the given CPUs.
+pub fn pin_to_cpus(pid: u32, cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: c is checked against the set's capacity by CPU_SET itself (it ignores overflow).
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: valid set pointer and size.
+    let rc = unsafe { libc::sched_setaffinity(pid as libc::pid_t, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

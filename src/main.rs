@@ -185,6 +185,9 @@ enum BenchKind {
         /// Run directory of the interchange (default: a fresh one under runs/).
         #[arg(long, value_name = "DIR")]
         run_dir: Option<PathBuf>,
+        /// Pin the interchange to CPU 0 and this process (client and simulator) to the other CPUs.
+        #[arg(long)]
+        pin: bool,
     },
 }
 
@@ -442,8 +445,8 @@ fn bench(a: BenchArgs) -> Result<i32> {
     let (tasks, target, which) = match a.which {
         BenchKind::Throughput { tasks, target } => (tasks, target, "throughput"),
         BenchKind::Latency { tasks, target } => (tasks, target, "latency"),
-        BenchKind::Sim { managers, workers_per_manager, tasks, run_dir } => {
-            return bench_sim(managers, workers_per_manager, tasks, run_dir.unwrap_or_else(default_run_dir));
+        BenchKind::Sim { managers, workers_per_manager, tasks, run_dir, pin } => {
+            return bench_sim(managers, workers_per_manager, tasks, run_dir.unwrap_or_else(default_run_dir), pin);
         }
     };
     if tasks == 0 {
@@ -462,7 +465,7 @@ fn bench(a: BenchArgs) -> Result<i32> {
 }
 
 /// `strand bench sim`: a real interchange process, simulated managers and a DFK in this process.
-fn bench_sim(managers: usize, workers: u32, tasks: u64, run_dir: PathBuf) -> Result<i32> {
+fn bench_sim(managers: usize, workers: u32, tasks: u64, run_dir: PathBuf, pin: bool) -> Result<i32> {
     use std::sync::atomic::Ordering;
     if managers == 0 || workers == 0 || tasks == 0 {
         bail!("--managers, --workers-per-manager and --tasks must each be at least 1");
@@ -472,6 +475,12 @@ fn bench_sim(managers: usize, workers: u32, tasks: u64, run_dir: PathBuf) -> Res
     let mut opts = LocalOptions::new(run_dir);
     opts.interchange_args = vec!["--max-managers".into(), managers.to_string()];
     let ix = strand::local::LocalInterchange::start(&opts)?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let pinned = pin && cores >= 2;
+    if pinned {
+        strand::host::pin_to_cpus(ix.pid(), &[0]).context("pinning the interchange to CPU 0")?;
+        strand::host::pin_to_cpus(0, &(1..cores).collect::<Vec<_>>()).context("pinning this process")?;
+    }
     let sim = strand::sim::Simulator::connect(&ix.conn, managers, workers)?;
     let stop = Arc::new(AtomicBool::new(false));
     let registered = Arc::new(AtomicBool::new(false));
@@ -510,6 +519,8 @@ fn bench_sim(managers: usize, workers: u32, tasks: u64, run_dir: PathBuf) -> Res
         "tasks_per_s": tasks as f64 / seconds,
         "interchange_peak_rss_mib": rss as f64 / (1 << 20) as f64,
         "interchange_cpu_s": cpu1 - cpu0,
+        "interchange_tasks_per_cpu_s": tasks as f64 / (cpu1 - cpu0).max(0.01),
+        "pinned": pinned,
     });
     println!("{line}");
     Ok(if done as u64 == tasks { 0 } else { 1 })
