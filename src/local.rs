@@ -40,7 +40,8 @@ impl LocalOptions {
             pool_size: None,
             prefetch: 1,
             launcher: sibling_binary("strand-launcher"),
-            interchange_args: vec![],
+            // Local and cheap: notice a dead manager (or interchange) within seconds.
+            interchange_args: ["--heartbeat-period", "1", "--heartbeat-threshold", "10"].map(String::from).to_vec(),
             log_to_files: true,
         }
     }
@@ -91,6 +92,19 @@ pub enum LocalError {
     /// `mpirun` is missing.
     #[error("mpirun not found in PATH (install Open MPI: apt-get install openmpi-bin libopenmpi-dev)")]
     NoMpirun,
+}
+
+/// Children of a local run die with the process that started them (SIGTERM on its death,
+/// even by SIGKILL), so a killed `strand run` leaves no interchange or block behind.
+fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child being started.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        })
+    }
 }
 
 /// A binary that sits next to the running executable (cargo puts all of a workspace's binaries together).
@@ -164,7 +178,7 @@ impl LocalInterchange {
         let strand = std::env::current_exe().ok().filter(|p| p.file_name().is_some_and(|n| n == "strand"));
         let strand = strand.unwrap_or_else(|| sibling_binary("strand"));
         let ilog = run_dir.join("interchange.log");
-        let mut child = Command::new(&strand)
+        let mut child = die_with_parent(&mut Command::new(&strand))
             .arg("interchange")
             .arg("--run-dir")
             .arg(run_dir)
@@ -228,7 +242,7 @@ impl LocalRun {
         let interchange = LocalInterchange::start(opts)?;
         let run_dir = &opts.run_dir;
         let ranks = opts.workers + 1;
-        let launcher = Command::new("mpirun")
+        let launcher = die_with_parent(&mut Command::new("mpirun"))
             .args(mpirun_args(ranks))
             .arg(&opts.launcher)
             .arg("--connection")

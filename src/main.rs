@@ -265,17 +265,20 @@ struct Session {
     conn: ConnectionInfo,
     local: Option<LocalRun>,
     workers: u32,
+    /// Run directory: the local block's files and the checkpoint.
+    run_dir: PathBuf,
 }
 
 impl Session {
     /// `default_prefetch`: deep for benchmarks of no-op tasks, shallow for real work.
     fn open(t: &Target, default_prefetch: u32) -> Result<Session> {
+        let run_dir = t.run_dir.clone().unwrap_or_else(default_run_dir);
         if let Some(path) = &t.connection {
             let conn = ConnectionInfo::load(path)?;
-            return Ok(Session { conn, local: None, workers: t.workers.unwrap_or(0) });
+            std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+            return Ok(Session { conn, local: None, workers: t.workers.unwrap_or(0), run_dir });
         }
-        let run_dir = t.run_dir.clone().unwrap_or_else(default_run_dir);
-        let mut opts = LocalOptions::new(run_dir);
+        let mut opts = LocalOptions::new(run_dir.clone());
         if let Some(w) = t.workers {
             if w == 0 {
                 bail!("--workers must be at least 1");
@@ -291,7 +294,7 @@ impl Session {
         if got == 0 {
             bail!("the local block did not register within 60 s; see {}/block-local-0.log", opts.run_dir.display());
         }
-        Ok(Session { conn: local.conn.clone(), local: Some(local), workers: opts.workers })
+        Ok(Session { conn: local.conn.clone(), local: Some(local), workers: opts.workers, run_dir })
     }
 
     fn close(self) {
@@ -311,17 +314,31 @@ fn run(a: RunArgs) -> Result<i32> {
     let wf = Workflow::from_file(&a.workflow)?;
     let timeout = a.timeout.map(|s| seconds("--timeout", s)).transpose()?;
     let session = Session::open(&a.target, 1)?;
-    let result = run_workflow(&wf, &session.conn, timeout);
+    let result = run_workflow(&wf, &session.conn, &session.run_dir, timeout);
     session.close();
     result
 }
 
-fn run_workflow(wf: &Workflow, conn: &ConnectionInfo, timeout: Option<Duration>) -> Result<i32> {
-    let dfk = Dfk::connect(conn, DfkConfig::default())?;
+fn run_workflow(
+    wf: &Workflow,
+    conn: &ConnectionInfo,
+    run_dir: &std::path::Path,
+    timeout: Option<Duration>,
+) -> Result<i32> {
+    let checkpoint = run_dir.join(strand::dfk::memo::CHECKPOINT_FILE);
+    let dfk = Dfk::connect(conn, DfkConfig { checkpoint: Some(checkpoint.clone()), ..DfkConfig::default() })?;
+    let (loaded, torn) = dfk.checkpoint_loaded();
+    if loaded > 0 || torn > 0 {
+        eprintln!(
+            "strand: resuming from {}: {loaded} completed tasks on record{}",
+            checkpoint.display(),
+            if torn > 0 { format!(", {torn} torn record(s) ignored") } else { String::new() }
+        );
+    }
     let mut futures: Vec<Option<TaskFuture>> = vec![None; wf.tasks.len()];
     for i in wf.topological_order() {
         let t = &wf.tasks[i];
-        let mut call = Call::app(t.spec.app.clone()).retries(t.retries).priority(t.spec.priority);
+        let mut call = Call::app(t.spec.app.clone()).named(&t.name).retries(t.retries).priority(t.spec.priority);
         call.walltime_ms = t.spec.walltime_ms;
         for &d in &t.after {
             if let Some(f) = &futures[d] {
@@ -346,7 +363,14 @@ fn run_workflow(wf: &Workflow, conn: &ConnectionInfo, timeout: Option<Duration>)
             None => println!("{}: not finished", t.name),
         }
     }
-    println!("{} tasks: {done} done, {failed} failed, {left} not finished", wf.tasks.len());
+    let hits = dfk.counts().memo_hits;
+    println!(
+        "{} tasks: {done} done ({hits} skipped: completed in an earlier run), {failed} failed, {left} not finished",
+        wf.tasks.len()
+    );
+    for e in dfk.checkpoint_errors().iter().take(3) {
+        eprintln!("strand: warning: could not write the checkpoint: {e}");
+    }
     dfk.shutdown();
     Ok(if left > 0 {
         3

@@ -1,5 +1,6 @@
 //! Futures of tasks: resolved once by the DFK, waited on by anyone.
 
+use super::memo::MemoKey;
 use crate::task::{Failure, TaskId};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub type TaskOutcome = Result<Vec<u8>, TaskError>;
 
 struct Cell {
     id: TaskId,
+    /// The memo key, once the task was ready (dependents build their keys from it).
+    key: std::sync::OnceLock<MemoKey>,
     value: Mutex<Option<TaskOutcome>>,
     ready: Condvar,
 }
@@ -50,12 +53,26 @@ impl std::fmt::Debug for TaskFuture {
 
 impl TaskFuture {
     pub(crate) fn new(id: TaskId) -> TaskFuture {
-        TaskFuture(Arc::new(Cell { id, value: Mutex::new(None), ready: Condvar::new() }))
+        TaskFuture(Arc::new(Cell {
+            id,
+            key: std::sync::OnceLock::new(),
+            value: Mutex::new(None),
+            ready: Condvar::new(),
+        }))
     }
 
     /// The task's id.
     pub fn id(&self) -> TaskId {
         self.0.id
+    }
+
+    /// The task's memo key, if it was memoized.
+    pub fn key(&self) -> Option<MemoKey> {
+        self.0.key.get().copied()
+    }
+
+    pub(crate) fn set_key(&self, k: MemoKey) {
+        let _ = self.0.key.set(k);
     }
 
     /// The outcome if the task has ended.

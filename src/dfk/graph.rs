@@ -4,12 +4,36 @@
 //! sent comes out of `take_ready`. No sockets, no threads: unit-tested directly.
 
 use super::future::{TaskError, TaskFuture, TaskOutcome};
+use super::memo::{Memo, MemoKey};
 use crate::task::{App, ClientId, Failure, Outcome, Program, TaskId, TaskSpec, Try, TryId, TryResult};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Decides what a failure costs against a task's retry budget: 0 never retries it.
+/// Like Parsl's `retry_handler`; the default charges 1 for every failure.
+pub type RetryHandler = Arc<dyn Fn(&Failure) -> u32 + Send + Sync>;
+
+/// Retry only on lost managers or workers and on the listed exit codes (cost 1 each); never on others.
+pub fn retry_on(exit_codes: &[i32]) -> RetryHandler {
+    let codes = exit_codes.to_vec();
+    Arc::new(move |f: &Failure| match f {
+        Failure::ManagerLost { .. } | Failure::WorkerLost { .. } | Failure::InterchangeLost { .. } => 1,
+        Failure::ExitCode { code, .. } if codes.contains(code) => 1,
+        _ => 0,
+    })
+}
 
 /// What to run, with the futures it takes as inputs or waits for.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Call {
+    /// A name for people (progress, checkpoints); not required to be unique.
+    pub name: Option<String>,
+    /// The app's version: change it when a function's code changes, to invalidate memoized results.
+    pub version: Option<String>,
+    /// Reuse a result of an identical earlier task (same app, inputs and dependencies).
+    pub memoize: bool,
+    /// What a failure costs against `retries` (default: 1 for any failure).
+    pub retry_handler: Option<RetryHandler>,
     /// The app; `{0}`, `{1}` ... in a command are replaced by the inputs' results.
     pub app: App,
     /// Futures whose results are inputs: substituted into commands, appended to function args.
@@ -26,7 +50,42 @@ pub struct Call {
 
 impl Call {
     fn new(app: App) -> Call {
-        Call { app, inputs: vec![], after: vec![], walltime_ms: None, priority: 0, retries: 0 }
+        Call {
+            name: None,
+            version: None,
+            memoize: true,
+            retry_handler: None,
+            app,
+            inputs: vec![],
+            after: vec![],
+            walltime_ms: None,
+            priority: 0,
+            retries: 0,
+        }
+    }
+
+    /// Name it (shown in progress and kept in checkpoints).
+    pub fn named(mut self, name: impl Into<String>) -> Call {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Set the app's version (part of the memo key).
+    pub fn version(mut self, v: impl Into<String>) -> Call {
+        self.version = Some(v.into());
+        self
+    }
+
+    /// Turn memoization on or off for this task.
+    pub fn memoize(mut self, on: bool) -> Call {
+        self.memoize = on;
+        self
+    }
+
+    /// Charge failures against `retries` with this handler.
+    pub fn retry_handler(mut self, h: RetryHandler) -> Call {
+        self.retry_handler = Some(h);
+        self
     }
 
     /// A command run by `/bin/sh -c`.
@@ -97,8 +156,11 @@ struct Node {
     waiting_on: u32,
     dependents: Vec<TaskId>,
     attempt: u32,
-    retries_left: u32,
+    /// Retry budget spent so far (see `RetryHandler`).
+    retry_spent: u32,
     in_flight: bool,
+    /// Memo key, known once the task is ready (its inputs are in it).
+    key: Option<MemoKey>,
     future: TaskFuture,
 }
 
@@ -117,6 +179,8 @@ pub struct GraphCounts {
     pub retried: u64,
     /// Results for tries that are not current (dropped).
     pub stale: u64,
+    /// Tasks answered from the memo table or an earlier run's checkpoint (also counted in `done`).
+    pub memo_hits: u64,
 }
 
 /// The DFK's task graph for one client.
@@ -127,11 +191,19 @@ pub struct Graph {
     ready: VecDeque<TaskId>,
     in_flight: usize,
     counts: GraphCounts,
+    memo: Memo,
+    /// Checkpoint write errors (reported by the caller; the run goes on).
+    pub checkpoint_errors: Vec<String>,
 }
 
 impl Graph {
     /// An empty graph whose tries carry `client`.
     pub fn new(client: ClientId) -> Graph {
+        Graph::with_memo(client, Memo::in_memory())
+    }
+
+    /// An empty graph that reuses and records results in `memo`.
+    pub fn with_memo(client: ClientId, memo: Memo) -> Graph {
         Graph {
             client,
             next: 0,
@@ -139,6 +211,8 @@ impl Graph {
             ready: VecDeque::new(),
             in_flight: 0,
             counts: GraphCounts::default(),
+            memo,
+            checkpoint_errors: Vec::new(),
         }
     }
 
@@ -155,6 +229,11 @@ impl Graph {
     /// Tries ready to send.
     pub fn ready_len(&self) -> usize {
         self.ready.len()
+    }
+
+    /// Records loaded from the checkpoint, and torn records ignored.
+    pub fn memo_loaded(&self) -> (usize, usize) {
+        (self.memo.loaded, self.memo.torn)
     }
 
     /// Counters.
@@ -184,7 +263,6 @@ impl Graph {
                 }
             }
         }
-        let retries_left = call.retries;
         self.nodes.insert(
             id,
             Node {
@@ -192,8 +270,9 @@ impl Graph {
                 waiting_on,
                 dependents: vec![],
                 attempt: 0,
-                retries_left,
+                retry_spent: 0,
                 in_flight: false,
+                key: None,
                 future: future.clone(),
             },
         );
@@ -205,18 +284,27 @@ impl Graph {
         future
     }
 
-    /// Up to `max` tries to send now.
+    /// Up to `max` tries to send now. Tasks whose result is memoized end here instead.
     pub fn take_ready(&mut self, max: usize) -> Vec<Try> {
         let mut out = Vec::with_capacity(max.min(self.ready.len()));
         while out.len() < max {
             let Some(id) = self.ready.pop_front() else { break };
             let Some(node) = self.nodes.get_mut(&id) else { continue };
+            let spec = concrete_spec(&node.call);
+            if node.attempt == 0 && node.call.memoize {
+                node.key = memo_key(&node.call, &spec);
+                if let Some(key) = node.key {
+                    node.future.set_key(key);
+                    if let Some(bytes) = self.memo.lookup(&key).cloned() {
+                        self.counts.memo_hits += 1;
+                        self.succeed(id, bytes);
+                        continue;
+                    }
+                }
+            }
             node.in_flight = true;
             self.in_flight += 1;
-            out.push(Try {
-                id: TryId { client: self.client, task: id, attempt: node.attempt },
-                spec: concrete_spec(&node.call),
-            });
+            out.push(Try { id: TryId { client: self.client, task: id, attempt: node.attempt }, spec });
         }
         out
     }
@@ -249,8 +337,9 @@ impl Graph {
         match r.outcome {
             Outcome::Done(bytes) => self.succeed(r.id.task, bytes),
             Outcome::Failed(failure) => {
-                if node.retries_left > 0 {
-                    node.retries_left -= 1;
+                let cost = node.call.retry_handler.as_ref().map_or(1, |h| h(&failure));
+                if cost > 0 && node.retry_spent + cost <= node.call.retries {
+                    node.retry_spent += cost;
                     node.attempt += 1;
                     self.counts.retried += 1;
                     self.ready.push_back(r.id.task);
@@ -278,6 +367,13 @@ impl Graph {
     fn succeed(&mut self, id: TaskId, bytes: Vec<u8>) {
         let Some(node) = self.nodes.remove(&id) else { return };
         self.counts.done += 1;
+        if let Some(key) = node.key {
+            if self.memo.lookup(&key).is_none() {
+                if let Err(e) = self.memo.record(key, node.call.name.as_deref(), &bytes) {
+                    self.checkpoint_errors.push(e.to_string());
+                }
+            }
+        }
         node.future.resolve(Ok(bytes));
         for d in node.dependents {
             if let Some(dn) = self.nodes.get_mut(&d) {
@@ -358,6 +454,12 @@ fn concrete_spec(call: &Call) -> TaskSpec {
     TaskSpec { app, walltime_ms: call.walltime_ms, priority: call.priority }
 }
 
+/// The memo key of a ready task, or `None` if a dependency has none (then it cannot be memoized safely).
+fn memo_key(call: &Call, spec: &TaskSpec) -> Option<MemoKey> {
+    let deps: Option<Vec<MemoKey>> = call.inputs.iter().chain(call.after.iter()).map(TaskFuture::key).collect();
+    Some(MemoKey::of(spec, call.version.as_deref(), &deps?))
+}
+
 /// How a finished future reads, for callers that only need the outcome.
 pub fn outcome_of(f: &TaskFuture) -> Option<TaskOutcome> {
     f.peek()
@@ -428,6 +530,52 @@ mod tests {
         let b = g.add(Call::shell("x").after(&a));
         assert!(matches!(b.peek(), Some(Err(TaskError::DependencyFailed { .. }))));
         assert!(g.take_ready(10).is_empty());
+    }
+
+    #[test]
+    fn retry_handler_decides_what_is_retried() {
+        let mut g = Graph::new(ClientId(1));
+        let a = g.add(Call::shell("x").retries(3).retry_handler(retry_on(&[75])));
+        let t = g.take_ready(1);
+        let temp = |t: &Try, code| TryResult {
+            id: t.id,
+            outcome: Outcome::Failed(Failure::ExitCode { code, stderr: String::new() }),
+        };
+        g.on_result(temp(&t[0], 75));
+        let t = g.take_ready(1);
+        assert_eq!(t[0].id.attempt, 1, "exit 75 is retried");
+        g.on_result(temp(&t[0], 1));
+        assert!(matches!(a.peek(), Some(Err(TaskError::Failed { tries: 2, .. }))), "exit 1 is not");
+    }
+
+    #[test]
+    fn memoized_results_are_reused_and_edits_invalidate_downstream() {
+        let run = |memo: Memo, b_cmd: &str| {
+            let mut g = Graph::with_memo(ClientId(1), memo);
+            let a = g.add(Call::shell("echo a"));
+            let b = g.add(Call::shell(b_cmd).after(&a));
+            let c = g.add(Call::shell("echo c").input(&b));
+            let mut sent = vec![];
+            loop {
+                let t = g.take_ready(10);
+                if t.is_empty() {
+                    break;
+                }
+                for x in t {
+                    sent.push(x.id.task);
+                    g.on_result(done(&x, "out"));
+                }
+            }
+            assert!(c.is_done());
+            (sent, g.counts().memo_hits, g.memo)
+        };
+        let (sent, hits, memo) = run(Memo::in_memory(), "echo b");
+        assert_eq!((sent.len(), hits), (3, 0));
+        let (sent, hits, memo) = run(memo, "echo b");
+        assert_eq!((sent.len(), hits), (0, 3), "an identical graph runs nothing");
+        let (sent, hits, _) = run(memo, "echo B");
+        assert_eq!(sent, vec![TaskId(1), TaskId(2)], "the edited task and its dependent run again");
+        assert_eq!(hits, 1);
     }
 
     #[test]

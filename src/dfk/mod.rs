@@ -16,9 +16,11 @@
 
 pub mod future;
 pub mod graph;
+pub mod memo;
 
 pub use future::{TaskError, TaskFuture, TaskOutcome};
-pub use graph::{Call, Graph, GraphCounts};
+pub use graph::{retry_on, Call, Graph, GraphCounts, RetryHandler};
+pub use memo::{Memo, MemoKey};
 
 use crate::client::{Client, ClientError};
 use crate::connection::ConnectionInfo;
@@ -41,6 +43,8 @@ pub struct DfkConfig {
     pub interchange_timeout: Duration,
     /// How long to wait for the interchange's first answer.
     pub connect_timeout: Duration,
+    /// Checkpoint file: results of earlier runs are reused, new ones appended.
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 impl Default for DfkConfig {
@@ -50,6 +54,7 @@ impl Default for DfkConfig {
             batch: 4096,
             interchange_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(30),
+            checkpoint: None,
         }
     }
 }
@@ -68,6 +73,17 @@ impl Shared {
     }
 }
 
+/// Why a DFK could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DfkError {
+    /// The interchange could not be reached.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The checkpoint could not be opened.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] memo::CheckpointError),
+}
+
 /// A running DFK connected to one interchange.
 pub struct Dfk {
     shared: Arc<Shared>,
@@ -76,12 +92,16 @@ pub struct Dfk {
 
 impl Dfk {
     /// Connect to the interchange (waiting for its welcome) and start the I/O thread.
-    pub fn connect(conn: &ConnectionInfo, cfg: DfkConfig) -> Result<Dfk, ClientError> {
+    pub fn connect(conn: &ConnectionInfo, cfg: DfkConfig) -> Result<Dfk, DfkError> {
+        let memo = match &cfg.checkpoint {
+            Some(p) => Memo::open(p)?,
+            None => Memo::in_memory(),
+        };
         let mut client = Client::connect(conn)?;
         client.hello(cfg.connect_timeout)?;
         let waker = Waker::new().map_err(ClientError::Random)?;
         let shared = Arc::new(Shared {
-            graph: Mutex::new(Graph::new(client.id())),
+            graph: Mutex::new(Graph::with_memo(client.id(), memo)),
             progress: Condvar::new(),
             waker,
             stop: AtomicBool::new(false),
@@ -92,6 +112,16 @@ impl Dfk {
             .spawn(move || io_loop(client, s2, cfg))
             .map_err(ClientError::Random)?;
         Ok(Dfk { shared, io: Some(io) })
+    }
+
+    /// Records loaded from the checkpoint, and torn records ignored.
+    pub fn checkpoint_loaded(&self) -> (usize, usize) {
+        self.shared.graph().memo_loaded()
+    }
+
+    /// Checkpoint write errors so far (the run goes on without them).
+    pub fn checkpoint_errors(&self) -> Vec<String> {
+        self.shared.graph().checkpoint_errors.clone()
     }
 
     /// Add a task; it runs once the futures it takes are done.

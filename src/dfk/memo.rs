@@ -1,0 +1,244 @@
+//! Memoization and checkpoints: results keyed by what produced them, in an append-only file.
+//!
+//! A task's key is a BLAKE3 hash of its app as it will run (command text or argv,
+//! environment, working directory; or function name, version and arguments, with
+//! inputs already substituted) and of the keys of the tasks it runs after. Editing a
+//! command changes its key and so the keys of everything downstream; Parsl keyed
+//! only on the app's name, so an edited app still hit its cache.
+//!
+//! The checkpoint file (`checkpoint.jsonl` in the run directory) holds one JSON line
+//! per completed task, appended and flushed when the task ends. A crash mid-write
+//! leaves at worst a torn last line, which loading ignores and reports.
+
+use crate::task::{App, TaskSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// File name of the checkpoint inside a run directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.jsonl";
+
+/// What identifies a task's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemoKey(pub [u8; 32]);
+
+impl MemoKey {
+    /// Key of `spec` (inputs substituted) run after tasks with keys `after`, at app `version`.
+    pub fn of(spec: &TaskSpec, version: Option<&str>, after: &[MemoKey]) -> MemoKey {
+        let mut h = blake3::Hasher::new();
+        h.update(b"strand-memo-v1\0");
+        // Walltime and priority change how a task runs, not what it computes.
+        match &spec.app {
+            App::Command(c) => {
+                h.update(b"command\0");
+                h.update(
+                    format!("{:?}\0{:?}\0{:?}\0{:?}\0{:?}", c.program, c.env, c.cwd, c.stdout, c.stderr).as_bytes(),
+                );
+            }
+            App::Function(f) => {
+                h.update(b"function\0");
+                h.update(f.name.as_bytes());
+                h.update(b"\0");
+                h.update(&(f.args.len() as u64).to_le_bytes());
+                h.update(&f.args);
+            }
+        }
+        h.update(b"\0version\0");
+        h.update(version.unwrap_or("").as_bytes());
+        for k in after {
+            h.update(&k.0);
+        }
+        MemoKey(*h.finalize().as_bytes())
+    }
+
+    fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn from_hex(s: &str) -> Option<MemoKey> {
+        crate::wire::Key::from_hex(s).map(|k| MemoKey(k.0))
+    }
+}
+
+/// One line of the checkpoint file.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// The result as text when it is UTF-8 ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    out: Option<String>,
+    /// ... else as hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    out_hex: Option<String>,
+}
+
+/// Why a checkpoint could not be opened or written.
+#[derive(Debug, Error)]
+#[error("{path}: {source}")]
+pub struct CheckpointError {
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// The OS error.
+    pub source: std::io::Error,
+}
+
+/// Results of earlier runs, and the file new results are appended to.
+#[derive(Debug)]
+pub struct Memo {
+    done: HashMap<MemoKey, Vec<u8>>,
+    file: Option<File>,
+    path: Option<PathBuf>,
+    /// Records loaded from the file.
+    pub loaded: usize,
+    /// Lines that did not parse (a torn last record after a crash, normally).
+    pub torn: usize,
+}
+
+impl Memo {
+    /// No earlier results and no file: memoization within this run only.
+    pub fn in_memory() -> Memo {
+        Memo { done: HashMap::new(), file: None, path: None, loaded: 0, torn: 0 }
+    }
+
+    /// Load `path` if it exists and append new results to it.
+    pub fn open(path: &Path) -> Result<Memo, CheckpointError> {
+        let err = |source| CheckpointError { path: path.to_path_buf(), source };
+        let mut m = Memo::in_memory();
+        match File::open(path) {
+            Ok(f) => {
+                for line in BufReader::new(f).split(b'\n') {
+                    let line = line.map_err(err)?;
+                    if line.is_empty() {
+                        continue;
+                    }
+                    match parse_record(&line) {
+                        Some((k, v)) => {
+                            m.done.insert(k, v);
+                            m.loaded += 1;
+                        }
+                        None => m.torn += 1,
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e)),
+        }
+        let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
+        // A torn last line has no newline: end it so the next record starts clean.
+        if m.torn > 0 {
+            file.write_all(b"\n").map_err(err)?;
+        }
+        m.file = Some(file);
+        m.path = Some(path.to_path_buf());
+        Ok(m)
+    }
+
+    /// The result of an earlier run with this key.
+    pub fn lookup(&self, key: &MemoKey) -> Option<&Vec<u8>> {
+        self.done.get(key)
+    }
+
+    /// Remember a result and append it to the checkpoint file (written on task exit).
+    pub fn record(&mut self, key: MemoKey, name: Option<&str>, out: &[u8]) -> Result<(), CheckpointError> {
+        if let Some(f) = &mut self.file {
+            let rec = match std::str::from_utf8(out) {
+                Ok(s) => Record { key: key.to_hex(), name: name.map(String::from), out: Some(s.into()), out_hex: None },
+                Err(_) => Record {
+                    key: key.to_hex(),
+                    name: name.map(String::from),
+                    out: None,
+                    out_hex: Some(out.iter().map(|b| format!("{b:02x}")).collect()),
+                },
+            };
+            let mut line = serde_json::to_vec(&rec).unwrap_or_default();
+            line.push(b'\n');
+            // One write per record keeps a crash from interleaving two records.
+            f.write_all(&line)
+                .map_err(|source| CheckpointError { path: self.path.clone().unwrap_or_default(), source })?;
+        }
+        self.done.insert(key, out.to_vec());
+        Ok(())
+    }
+}
+
+fn parse_record(line: &[u8]) -> Option<(MemoKey, Vec<u8>)> {
+    let r: Record = serde_json::from_slice(line).ok()?;
+    let key = MemoKey::from_hex(&r.key)?;
+    let out = match (r.out, r.out_hex) {
+        (Some(s), _) => s.into_bytes(),
+        (None, Some(h)) => {
+            if h.len() % 2 != 0 {
+                return None;
+            }
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?
+        }
+        (None, None) => Vec::new(),
+    };
+    Some((key, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{CommandSpec, FunctionCall, Program};
+
+    fn cmd(s: &str) -> TaskSpec {
+        TaskSpec {
+            app: App::Command(CommandSpec {
+                program: Program::Shell(s.into()),
+                env: vec![],
+                cwd: None,
+                stdout: None,
+                stderr: None,
+            }),
+            walltime_ms: None,
+            priority: 0,
+        }
+    }
+
+    #[test]
+    fn keys_follow_content_version_and_dependencies() {
+        let a = MemoKey::of(&cmd("echo a"), None, &[]);
+        assert_eq!(a, MemoKey::of(&TaskSpec { walltime_ms: Some(5), priority: 3, ..cmd("echo a") }, None, &[]));
+        assert_ne!(a, MemoKey::of(&cmd("echo b"), None, &[]));
+        assert_ne!(a, MemoKey::of(&cmd("echo a"), Some("2"), &[]));
+        assert_ne!(a, MemoKey::of(&cmd("echo a"), None, &[a]));
+        let f = |args: &[u8]| TaskSpec {
+            app: App::Function(FunctionCall { name: "f".into(), args: args.to_vec() }),
+            walltime_ms: None,
+            priority: 0,
+        };
+        assert_ne!(MemoKey::of(&f(b"1"), None, &[]), MemoKey::of(&f(b"2"), None, &[]));
+    }
+
+    #[test]
+    fn checkpoint_round_trip_and_torn_last_record() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join(CHECKPOINT_FILE);
+        let (k1, k2) = (MemoKey([1; 32]), MemoKey([2; 32]));
+        {
+            let mut m = Memo::open(&p).expect("open");
+            m.record(k1, Some("a"), b"text\n").expect("record");
+            m.record(k2, None, &[0xff, 0x00]).expect("record");
+        }
+        // Simulate a crash in the middle of a third record.
+        let mut f = OpenOptions::new().append(true).open(&p).expect("append");
+        f.write_all(br#"{"key":"0303"#).expect("torn write");
+        drop(f);
+        let mut m = Memo::open(&p).expect("reopen");
+        assert_eq!((m.loaded, m.torn), (2, 1));
+        assert_eq!(m.lookup(&k1), Some(&b"text\n".to_vec()));
+        assert_eq!(m.lookup(&k2), Some(&vec![0xff, 0x00]));
+        m.record(MemoKey([3; 32]), None, b"x").expect("record after torn");
+        let m = Memo::open(&p).expect("reopen again");
+        assert_eq!((m.loaded, m.torn), (3, 1), "the record after the torn one is intact");
+    }
+}
