@@ -12,6 +12,7 @@ pub mod host;
 pub mod interchange;
 pub mod local;
 pub mod log;
+pub mod provider;
 pub mod sim;
 pub mod task;
 pub mod waker;
