@@ -12,6 +12,8 @@ pub mod host;
 pub mod interchange;
 pub mod local;
 pub mod log;
+pub mod map;
+pub mod progress;
 pub mod provider;
 pub mod sim;
 pub mod task;

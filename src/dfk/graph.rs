@@ -48,6 +48,19 @@ pub struct Call {
     pub retries: u32,
 }
 
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("name", &self.name)
+            .field("app", &self.app)
+            .field("inputs", &self.inputs)
+            .field("after", &self.after)
+            .field("retries", &self.retries)
+            .field("retry_handler", &self.retry_handler.as_ref().map(|_| "custom"))
+            .finish_non_exhaustive()
+    }
+}
+
 impl Call {
     fn new(app: App) -> Call {
         Call {
@@ -192,6 +205,8 @@ pub struct Graph {
     in_flight: usize,
     counts: GraphCounts,
     memo: Memo,
+    /// Told the id of every task that reaches a terminal state.
+    on_end: Option<crossbeam_channel::Sender<TaskId>>,
     /// Checkpoint write errors (reported by the caller; the run goes on).
     pub checkpoint_errors: Vec<String>,
 }
@@ -212,6 +227,7 @@ impl Graph {
             in_flight: 0,
             counts: GraphCounts::default(),
             memo,
+            on_end: None,
             checkpoint_errors: Vec::new(),
         }
     }
@@ -229,6 +245,17 @@ impl Graph {
     /// Tries ready to send.
     pub fn ready_len(&self) -> usize {
         self.ready.len()
+    }
+
+    /// Send the id of each task that ends from now on to `tx`.
+    pub fn notify_ends(&mut self, tx: crossbeam_channel::Sender<TaskId>) {
+        self.on_end = Some(tx);
+    }
+
+    fn ended(&self, id: TaskId) {
+        if let Some(tx) = &self.on_end {
+            let _ = tx.send(id);
+        }
     }
 
     /// Records loaded from the checkpoint, and torn records ignored.
@@ -375,6 +402,7 @@ impl Graph {
             }
         }
         node.future.resolve(Ok(bytes));
+        self.ended(id);
         for d in node.dependents {
             if let Some(dn) = self.nodes.get_mut(&d) {
                 dn.waiting_on = dn.waiting_on.saturating_sub(1);
@@ -399,6 +427,7 @@ impl Graph {
                 _ => self.counts.failed += 1,
             }
             node.future.resolve(Err(e));
+            self.ended(tid);
             for d in node.dependents {
                 stack.push((d, TaskError::DependencyFailed { root, reason: reason.clone() }));
             }

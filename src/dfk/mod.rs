@@ -84,6 +84,29 @@ pub enum DfkError {
     Checkpoint(#[from] memo::CheckpointError),
 }
 
+/// Reads a DFK's progress (for progress bars) without holding it.
+#[derive(Clone)]
+pub struct Monitor(Arc<Shared>);
+
+/// A moment of a DFK's progress.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Snapshot {
+    /// Counters so far.
+    pub counts: GraphCounts,
+    /// Tasks not yet ended.
+    pub pending: usize,
+    /// Tries out at the interchange (queued there or running).
+    pub in_flight: usize,
+}
+
+impl Monitor {
+    /// The current counters.
+    pub fn snapshot(&self) -> Snapshot {
+        let g = self.0.graph();
+        Snapshot { counts: g.counts(), pending: g.pending(), in_flight: g.in_flight() }
+    }
+}
+
 /// A running DFK connected to one interchange.
 pub struct Dfk {
     shared: Arc<Shared>,
@@ -112,6 +135,18 @@ impl Dfk {
             .spawn(move || io_loop(client, s2, cfg))
             .map_err(ClientError::Random)?;
         Ok(Dfk { shared, io: Some(io) })
+    }
+
+    /// Ids of tasks as they reach a terminal state, from now on (one receiver per DFK).
+    pub fn ends(&self) -> crossbeam_channel::Receiver<crate::task::TaskId> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.shared.graph().notify_ends(tx);
+        rx
+    }
+
+    /// A handle that reads the DFK's progress from another thread.
+    pub fn monitor(&self) -> Monitor {
+        Monitor(Arc::clone(&self.shared))
     }
 
     /// Records loaded from the checkpoint, and torn records ignored.

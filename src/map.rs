@@ -1,0 +1,139 @@
+//! `strand map`: many tasks from a command template and arguments (GNU parallel style),
+//! or from JSON lines so any language can drive Strand.
+//!
+//! ```text
+//! strand map 'gzip -9 {}' ::: a.txt b.txt c.txt
+//! strand map 'convert {} {.}.png' --from files.txt      # one argument a line
+//! strand map --from commands.txt                          # one command a line
+//! python make_tasks.py | strand map --json --from -       # JSON lines in, JSON lines out
+//! ```
+
+use crate::dfk::Call;
+use crate::task::{App, CommandSpec, FunctionCall, Program};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Quote `s` for `/bin/sh` so an argument with spaces or quotes stays one word.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c)) {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Fill a template: `{}` the argument, `{.}` without its extension, `{/}` its base name,
+/// `{//}` its directory, `{#}` the 1-based task number. Arguments are shell-quoted.
+/// A template with no placeholder gets the argument appended, as GNU parallel does.
+pub fn fill_template(template: &str, arg: &str, number: usize) -> String {
+    let path = std::path::Path::new(arg);
+    let no_ext = match (path.extension(), arg.rfind('.')) {
+        (Some(_), Some(i)) => &arg[..i],
+        _ => arg,
+    };
+    let base = path.file_name().map(|b| b.to_string_lossy().into_owned()).unwrap_or_else(|| arg.to_string());
+    let dir = path.parent().map(|d| d.display().to_string()).filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
+    let placeholders = ["{}", "{.}", "{/}", "{//}", "{#}"];
+    if !placeholders.iter().any(|p| template.contains(p)) {
+        return format!("{template} {}", shell_quote(arg));
+    }
+    template
+        .replace("{//}", &shell_quote(&dir))
+        .replace("{/}", &shell_quote(&base))
+        .replace("{.}", &shell_quote(no_ext))
+        .replace("{#}", &number.to_string())
+        .replace("{}", &shell_quote(arg))
+}
+
+/// One task as a JSON line: exactly one of `command`, `argv`, `function`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct JsonTask {
+    /// Name for people; defaults to the line number.
+    pub name: Option<String>,
+    /// Shell command.
+    pub command: Option<String>,
+    /// Program and arguments.
+    pub argv: Option<Vec<String>>,
+    /// Registered function.
+    pub function: Option<String>,
+    /// The function's argument (text).
+    pub args: Option<String>,
+    /// Walltime in seconds.
+    pub walltime: Option<f64>,
+    /// Extra tries after a failure.
+    pub retries: Option<u32>,
+    /// Lower runs first.
+    pub priority: Option<i32>,
+    /// Extra environment.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Working directory.
+    pub cwd: Option<String>,
+}
+
+/// Turn one JSON line into a call; the error names the line and what was expected.
+pub fn parse_json_line(line: &str, lineno: usize) -> Result<(String, Call), String> {
+    let t: JsonTask = serde_json::from_str(line).map_err(|e| format!("line {lineno}: {e}"))?;
+    let name = t.name.clone().unwrap_or_else(|| lineno.to_string());
+    let given = [t.command.is_some(), t.argv.is_some(), t.function.is_some()].iter().filter(|g| **g).count();
+    if given != 1 {
+        return Err(format!("line {lineno}: give exactly one of \"command\", \"argv\", \"function\""));
+    }
+    if t.args.is_some() && t.function.is_none() {
+        return Err(format!("line {lineno}: \"args\" is only for \"function\" tasks"));
+    }
+    let env: Vec<(String, String)> = t.env.unwrap_or_default().into_iter().collect();
+    let command = |program| {
+        App::Command(CommandSpec { program, env: env.clone(), cwd: t.cwd.clone(), stdout: None, stderr: None })
+    };
+    let app = match (t.command, t.argv, t.function) {
+        (Some(c), _, _) => command(Program::Shell(c)),
+        (_, Some(a), _) if a.is_empty() => return Err(format!("line {lineno}: \"argv\" is empty")),
+        (_, Some(a), _) => command(Program::Argv(a)),
+        (_, _, Some(f)) => App::Function(FunctionCall { name: f, args: t.args.unwrap_or_default().into_bytes() }),
+        _ => unreachable!("exactly one was checked above"),
+    };
+    let mut call = Call::app(app).named(&name).retries(t.retries.unwrap_or(0)).priority(t.priority.unwrap_or(0));
+    if let Some(w) = t.walltime {
+        if !(w.is_finite() && w > 0.0) {
+            return Err(format!("line {lineno}: \"walltime\" must be a positive number of seconds, got {w}"));
+        }
+        call.walltime_ms = Some((w * 1000.0).round() as u64);
+    }
+    Ok((name, call))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        assert_eq!(fill_template("gzip {}", "a b.txt", 1), "gzip 'a b.txt'");
+        assert_eq!(fill_template("convert {} {.}.png", "dir/x.jpg", 1), "convert dir/x.jpg dir/x.png");
+        assert_eq!(fill_template("echo {/} {//} {#}", "dir/x.jpg", 7), "echo x.jpg dir 7");
+        assert_eq!(fill_template("echo", "it's", 1), r"echo 'it'\''s'");
+    }
+
+    #[test]
+    fn json_lines() {
+        let (name, c) =
+            parse_json_line(r#"{"name":"a","argv":["echo","x"],"walltime":1.5,"retries":2}"#, 1).expect("ok");
+        assert_eq!(name, "a");
+        assert_eq!(c.walltime_ms, Some(1500));
+        assert_eq!(c.retries, 2);
+        let (name, _) = parse_json_line(r#"{"function":"echo","args":"hi"}"#, 3).expect("ok");
+        assert_eq!(name, "3");
+        for (bad, phrase) in [
+            (r#"{"command":"x","argv":["y"]}"#, "exactly one"),
+            (r#"{}"#, "exactly one"),
+            (r#"{"comand":"x"}"#, "unknown field"),
+            (r#"{"command":"x","args":"y"}"#, "only for"),
+            (r#"{"argv":[]}"#, "empty"),
+            (r#"{"command":"x","walltime":-1}"#, "positive"),
+            ("not json", "line 9"),
+        ] {
+            let e = parse_json_line(bad, 9).expect_err(bad);
+            assert!(e.contains(phrase) && e.starts_with("line 9"), "{bad}: {e}");
+        }
+    }
+}
