@@ -13,6 +13,7 @@ pub mod interchange;
 pub mod local;
 pub mod log;
 pub mod map;
+pub mod programs;
 pub mod progress;
 pub mod provider;
 pub mod sim;

@@ -202,6 +202,14 @@ enum BenchKind {
         #[command(flatten)]
         target: Target,
     },
+    /// Per-link overhead of a chain of no-op tasks, each waiting for the previous one.
+    Chain {
+        /// Links in the chain.
+        #[arg(long, default_value_t = 1000)]
+        depth: u64,
+        #[command(flatten)]
+        target: Target,
+    },
     /// The interchange alone: simulated managers (no MPI) answer every task at once.
     Sim {
         /// Simulated managers (each a real ZeroMQ connection).
@@ -503,6 +511,7 @@ fn bench(a: BenchArgs) -> Result<i32> {
     let (tasks, target, which) = match a.which {
         BenchKind::Throughput { tasks, target } => (tasks, target, "throughput"),
         BenchKind::Latency { tasks, target } => (tasks, target, "latency"),
+        BenchKind::Chain { depth, target } => (depth, target, "chain"),
         BenchKind::Sim { managers, workers_per_manager, tasks, run_dir, pin } => {
             return bench_sim(managers, workers_per_manager, tasks, run_dir.unwrap_or_else(default_run_dir), pin);
         }
@@ -514,6 +523,7 @@ fn bench(a: BenchArgs) -> Result<i32> {
     let dfk = Dfk::connect(&session.conn, DfkConfig::default())?;
     let line = match which {
         "throughput" => serde_json::to_string(&strand::bench::throughput(&dfk, tasks, session.workers))?,
+        "chain" => serde_json::to_string(&strand::bench::chain(&dfk, tasks, session.workers))?,
         _ => serde_json::to_string(&strand::bench::latency(&dfk, tasks, session.workers))?,
     };
     println!("{line}");

@@ -13,6 +13,10 @@ use std::sync::Arc;
 /// Like Parsl's `retry_handler`; the default charges 1 for every failure.
 pub type RetryHandler = Arc<dyn Fn(&Failure) -> u32 + Send + Sync>;
 
+/// The body of a join task: given its inputs' results, submit more tasks and return the
+/// future the join stands for (Parsl's `join_app`). Runs on the DFK's I/O thread.
+pub type JoinFn = Arc<std::sync::Mutex<Option<Box<dyn FnOnce(Vec<Vec<u8>>) -> TaskFuture + Send>>>>;
+
 /// Retry only on lost managers or workers and on the listed exit codes (cost 1 each); never on others.
 pub fn retry_on(exit_codes: &[i32]) -> RetryHandler {
     let codes = exit_codes.to_vec();
@@ -34,6 +38,8 @@ pub struct Call {
     pub memoize: bool,
     /// What a failure costs against `retries` (default: 1 for any failure).
     pub retry_handler: Option<RetryHandler>,
+    /// A join task: runs this on the submit host instead of sending an app.
+    pub join: Option<JoinFn>,
     /// The app; `{0}`, `{1}` ... in a command are replaced by the inputs' results.
     pub app: App,
     /// Futures whose results are inputs: substituted into commands, appended to function args.
@@ -68,6 +74,7 @@ impl Call {
             version: None,
             memoize: true,
             retry_handler: None,
+            join: None,
             app,
             inputs: vec![],
             after: vec![],
@@ -128,6 +135,15 @@ impl Call {
         Call::new(App::Function(crate::task::FunctionCall { name: name.into(), args: args.into() }))
     }
 
+    /// A join task: when its inputs are done, `f` gets their results, may submit more
+    /// tasks, and returns the future this task completes with (dynamic graphs, recursion).
+    pub fn join(f: impl FnOnce(Vec<Vec<u8>>) -> TaskFuture + Send + 'static) -> Call {
+        let mut c = Call::new(App::Function(crate::task::FunctionCall { name: "<join>".into(), args: vec![] }));
+        c.join = Some(Arc::new(std::sync::Mutex::new(Some(Box::new(f)))));
+        c.memoize = false;
+        c
+    }
+
     /// Any app, as parsed from a workflow file.
     pub fn app(app: App) -> Call {
         Call::new(app)
@@ -174,6 +190,8 @@ struct Node {
     in_flight: bool,
     /// Memo key, known once the task is ready (its inputs are in it).
     key: Option<MemoKey>,
+    /// For a join whose body has run: the future it stands for.
+    forward: Option<TaskFuture>,
     future: TaskFuture,
 }
 
@@ -205,6 +223,8 @@ pub struct Graph {
     in_flight: usize,
     counts: GraphCounts,
     memo: Memo,
+    /// Join bodies ready to run (outside the graph's lock).
+    joins: Vec<(TaskId, JoinFn, Vec<Vec<u8>>)>,
     /// Told the id of every task that reaches a terminal state.
     on_end: Option<crossbeam_channel::Sender<TaskId>>,
     /// Checkpoint write errors (reported by the caller; the run goes on).
@@ -227,6 +247,7 @@ impl Graph {
             in_flight: 0,
             counts: GraphCounts::default(),
             memo,
+            joins: Vec::new(),
             on_end: None,
             checkpoint_errors: Vec::new(),
         }
@@ -300,6 +321,7 @@ impl Graph {
                 retry_spent: 0,
                 in_flight: false,
                 key: None,
+                forward: None,
                 future: future.clone(),
             },
         );
@@ -317,6 +339,12 @@ impl Graph {
         while out.len() < max {
             let Some(id) = self.ready.pop_front() else { break };
             let Some(node) = self.nodes.get_mut(&id) else { continue };
+            if let Some(f) = &node.call.join {
+                let inputs =
+                    node.call.inputs.iter().map(|i| i.peek().and_then(Result::ok).unwrap_or_default()).collect();
+                self.joins.push((id, Arc::clone(f), inputs));
+                continue;
+            }
             let spec = concrete_spec(&node.call);
             if node.attempt == 0 && node.call.memoize {
                 node.key = memo_key(&node.call, &spec);
@@ -334,6 +362,46 @@ impl Graph {
             out.push(Try { id: TryId { client: self.client, task: id, attempt: node.attempt }, spec });
         }
         out
+    }
+
+    /// Whether join bodies are waiting to run.
+    pub fn has_joins(&self) -> bool {
+        !self.joins.is_empty()
+    }
+
+    /// Join bodies whose inputs are done; run each, then `link_join` its future.
+    pub fn take_joins(&mut self) -> Vec<(TaskId, JoinFn, Vec<Vec<u8>>)> {
+        std::mem::take(&mut self.joins)
+    }
+
+    /// A join body returned `target`: the join ends when (and as) `target` does.
+    pub fn link_join(&mut self, id: TaskId, target: TaskFuture) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        node.forward = Some(target.clone());
+        match target.peek() {
+            Some(Ok(b)) => self.succeed(id, b),
+            Some(Err(e)) => self.fail_subtree(id, e),
+            None => match self.nodes.get_mut(&target.id()) {
+                Some(t) if target.id() != id => {
+                    t.dependents.push(id);
+                    if let Some(node) = self.nodes.get_mut(&id) {
+                        node.waiting_on = 1;
+                    }
+                }
+                _ => self.fail_subtree(
+                    id,
+                    TaskError::Failed {
+                        failure: Failure::FunctionError { message: "join returned a future of another DFK".into() },
+                        tries: 1,
+                    },
+                ),
+            },
+        }
+    }
+
+    /// A join body panicked.
+    pub fn fail_join(&mut self, id: TaskId, message: String) {
+        self.fail_subtree(id, TaskError::Failed { failure: Failure::Panic { message }, tries: 1 });
     }
 
     /// Put tries the interchange refused back at the front of the ready queue.
@@ -401,15 +469,24 @@ impl Graph {
                 }
             }
         }
-        node.future.resolve(Ok(bytes));
+        node.future.resolve(Ok(bytes.clone()));
         self.ended(id);
+        let mut forwards = Vec::new();
         for d in node.dependents {
             if let Some(dn) = self.nodes.get_mut(&d) {
                 dn.waiting_on = dn.waiting_on.saturating_sub(1);
                 if dn.waiting_on == 0 {
-                    self.ready.push_back(d);
+                    if dn.forward.is_some() {
+                        forwards.push(d);
+                    } else {
+                        self.ready.push_back(d);
+                    }
                 }
             }
+        }
+        // Joins waiting on this task end with its result (recursion as deep as the join chain).
+        for d in forwards {
+            self.succeed(d, bytes.clone());
         }
     }
 

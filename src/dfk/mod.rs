@@ -19,7 +19,7 @@ pub mod graph;
 pub mod memo;
 
 pub use future::{TaskError, TaskFuture, TaskOutcome};
-pub use graph::{retry_on, Call, Graph, GraphCounts, RetryHandler};
+pub use graph::{retry_on, Call, Graph, GraphCounts, JoinFn, RetryHandler};
 pub use memo::{Memo, MemoKey};
 
 use crate::client::{Client, ClientError};
@@ -82,6 +82,19 @@ pub enum DfkError {
     /// The checkpoint could not be opened.
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] memo::CheckpointError),
+}
+
+/// Submits to a DFK from anywhere, e.g. from inside a join body.
+#[derive(Clone)]
+pub struct DfkHandle(Arc<Shared>);
+
+impl DfkHandle {
+    /// Add a task; it runs once the futures it takes are done.
+    pub fn submit(&self, call: Call) -> TaskFuture {
+        let f = self.0.graph().add(call);
+        self.0.waker.wake();
+        f
+    }
 }
 
 /// Reads a DFK's progress (for progress bars) without holding it.
@@ -161,9 +174,12 @@ impl Dfk {
 
     /// Add a task; it runs once the futures it takes are done.
     pub fn submit(&self, call: Call) -> TaskFuture {
-        let f = self.shared.graph().add(call);
-        self.shared.waker.wake();
-        f
+        self.handle().submit(call)
+    }
+
+    /// A cloneable handle that submits to this DFK (for join bodies and other threads).
+    pub fn handle(&self) -> DfkHandle {
+        DfkHandle(Arc::clone(&self.shared))
     }
 
     /// Counters of the graph so far.
@@ -251,6 +267,7 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
                 | ToClientMsg::Ack { .. } => {}
             }
         }
+        run_joins(&shared);
         if refused_until.is_some_and(|t| Instant::now() >= t) {
             refused_until = None;
         }
@@ -290,7 +307,8 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
         if ended {
             shared.progress.notify_all();
         }
-        if client.readable() {
+        // Joins that became ready while sending run before we sleep: nothing else would wake us.
+        if client.readable() || shared.graph().has_joins() {
             continue;
         }
         let wait = if ready > 0 && refused_until.is_some() { Duration::from_millis(5) } else { ping_every };
@@ -301,6 +319,32 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
         wait_readable(&fds, wait);
     }
     let _ = client.send(&ClientMsg::Bye);
+}
+
+/// Run join bodies that became ready, outside the graph's lock (they submit tasks).
+fn run_joins(shared: &Shared) {
+    loop {
+        let joins = shared.graph().take_joins();
+        if joins.is_empty() {
+            return;
+        }
+        for (id, f, inputs) in joins {
+            let body = f.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let Some(body) = body else { continue };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(inputs))) {
+                Ok(target) => shared.graph().link_join(id, target),
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "join body panicked".into());
+                    shared.graph().fail_join(id, msg);
+                }
+            }
+        }
+        shared.progress.notify_all();
+    }
 }
 
 impl Shared {
