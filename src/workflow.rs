@@ -9,6 +9,13 @@
 //! name = "hello"
 //! command = "echo hello"    # or argv = [...], or function = "echo" with args = "..."
 //! after = ["other"]
+//!
+//! [[task]]
+//! name = "sim"                 # a sweep: one task per combination, named sim[0,300] ...
+//! command = "simulate --seed {seed} --T {T}"
+//! over = { seed = "0..10", T = [300, 400] }   # "a..b" excludes b, "a..=b" includes it
+//! after = ["prep"]             # a base name means every task of that array;
+//!                              # "sim[{seed},300]" names one element
 //! ```
 //!
 //! Every error names the file, the line and column, what is wrong and what was expected.
@@ -165,6 +172,7 @@ struct RawDefaults {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTask {
+    over: Option<Spanned<toml::Table>>,
     name: Option<Spanned<String>>,
     command: Option<Spanned<String>>,
     argv: Option<Spanned<Vec<String>>>,
@@ -178,6 +186,95 @@ struct RawTask {
     env: Option<BTreeMap<String, String>>,
     stdout: Option<String>,
     stderr: Option<String>,
+}
+
+/// One concrete task of a `[[task]]` table: its full name and sweep bindings.
+struct Element {
+    raw: usize,
+    name: String,
+    vars: Vec<(String, String)>,
+}
+
+/// Most tasks one `[[task]]` table may expand to.
+const MAX_SWEEP: usize = 10_000_000;
+
+/// Sweep variables in the order written: each a range like "0..10" / "1..=5", or a list.
+fn parse_sweep(over: &toml::Table) -> Result<Vec<(String, Vec<String>)>, String> {
+    let mut out = Vec::new();
+    let mut total: usize = 1;
+    for (var, values) in over {
+        if !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || var.is_empty() {
+            return Err(format!("variable name {var:?} may use only letters, digits and '_'"));
+        }
+        let vals: Vec<String> = match values {
+            toml::Value::String(r) => parse_range(r).map_err(|m| format!("{var}: {m}"))?,
+            toml::Value::Array(l) => l
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    toml::Value::Integer(i) => Ok(i.to_string()),
+                    toml::Value::Float(f) => Ok(f.to_string()),
+                    toml::Value::Boolean(b) => Ok(b.to_string()),
+                    other => Err(format!("{var}: list values must be strings or numbers, got {other}")),
+                })
+                .collect::<Result<_, _>>()?,
+            other => return Err(format!("{var}: expected a range string like \"0..10\" or a list, got {other}")),
+        };
+        if vals.is_empty() {
+            return Err(format!("{var} has no values"));
+        }
+        total = total.saturating_mul(vals.len());
+        if total > MAX_SWEEP {
+            return Err(format!("expands to more than {MAX_SWEEP} tasks; split it into several tables"));
+        }
+        out.push((var.clone(), vals));
+    }
+    Ok(out)
+}
+
+fn parse_range(r: &str) -> Result<Vec<String>, String> {
+    let bad = || format!("expected a range like \"0..10\" (end excluded) or \"1..=10\", or a list, got {r:?}");
+    let (a, b, inclusive) = match r.split_once("..=") {
+        Some((a, b)) => (a, b, true),
+        None => r.split_once("..").map(|(a, b)| (a, b, false)).ok_or_else(bad)?,
+    };
+    let a: i64 = a.trim().parse().map_err(|_| bad())?;
+    let b: i64 = b.trim().parse().map_err(|_| bad())?;
+    let end = if inclusive { b.checked_add(1).ok_or_else(bad)? } else { b };
+    if end <= a {
+        return Err(format!("range {r:?} is empty"));
+    }
+    if (end - a) as u128 > MAX_SWEEP as u128 {
+        return Err(format!("range {r:?} has more than {MAX_SWEEP} values"));
+    }
+    Ok((a..end).map(|i| i.to_string()).collect())
+}
+
+/// Every combination of the sweep's values, in a stable order (one empty binding without a sweep).
+fn cartesian(sweep: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
+    let mut out: Vec<Vec<(String, String)>> = vec![vec![]];
+    for (var, vals) in sweep {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                vals.iter().map(move |v| {
+                    let mut p = prefix.clone();
+                    p.push((var.clone(), v.clone()));
+                    p
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// Replace `{var}` by its value for each sweep variable; other braces are left alone.
+fn substitute_vars(s: &str, vars: &[(String, String)]) -> String {
+    let mut out = s.to_string();
+    for (k, v) in vars {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
 }
 
 /// 1-based line and column of a byte offset.
@@ -230,8 +327,9 @@ impl Workflow {
                 message: "no tasks: add at least one [[task]] table with a name and a command".into(),
             });
         }
-        // First pass: names, so dependencies may point forward.
-        let mut index: HashMap<String, (usize, Range<usize>)> = HashMap::new();
+        // First pass: names and sweep expansions, so dependencies may point forward.
+        let mut base_names: HashMap<String, Range<usize>> = HashMap::new();
+        let mut elements: Vec<Element> = Vec::new();
         for (i, t) in raw_tasks.iter().enumerate() {
             let Some(name) = &t.get_ref().name else {
                 return Err(cx.at(t.span(), "task without a name: add name = \"...\""));
@@ -242,7 +340,7 @@ impl Workflow {
                     format!("task name {:?} may use only letters, digits, '_', '.' and '-'", name.get_ref()),
                 ));
             }
-            if let Some((_, first)) = index.get(name.get_ref()) {
+            if let Some(first) = base_names.get(name.get_ref()) {
                 let (line, _) = line_col(text, first.start);
                 return Err(cx.at(
                     name.span(),
@@ -252,13 +350,37 @@ impl Workflow {
                     ),
                 ));
             }
-            index.insert(name.get_ref().clone(), (i, name.span()));
+            base_names.insert(name.get_ref().clone(), name.span());
+            let sweep = match &t.get_ref().over {
+                Some(over) => parse_sweep(over.get_ref()).map_err(|m| cx.at(over.span(), format!("`over`: {m}")))?,
+                None => Vec::new(),
+            };
+            for vars in cartesian(&sweep) {
+                let full = if vars.is_empty() {
+                    name.get_ref().clone()
+                } else {
+                    format!(
+                        "{}[{}]",
+                        name.get_ref(),
+                        vars.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(",")
+                    )
+                };
+                elements.push(Element { raw: i, name: full, vars });
+            }
         }
-        let mut tasks = Vec::with_capacity(raw_tasks.len());
-        for t in raw_tasks {
+        let mut by_full: HashMap<&str, usize> = HashMap::new();
+        let mut by_base: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (j, e) in elements.iter().enumerate() {
+            by_full.insert(e.name.as_str(), j);
+            if let Some(Some(n)) = raw_tasks.get(e.raw).map(|t| t.get_ref().name.as_ref()) {
+                by_base.entry(n.get_ref().as_str()).or_default().push(j);
+            }
+        }
+        // Checks that do not depend on the sweep values, once per [[task]].
+        for t in &raw_tasks {
             let span = t.span();
-            let t = t.into_inner();
-            let name = t.name.map(Spanned::into_inner).unwrap_or_default();
+            let t = t.get_ref();
+            let name = t.name.as_ref().map(|n| n.get_ref().as_str()).unwrap_or_default();
             let given: Vec<&str> =
                 [("command", t.command.is_some()), ("argv", t.argv.is_some()), ("function", t.function.is_some())]
                     .iter()
@@ -281,48 +403,57 @@ impl Workflow {
             if let (Some(a), None) = (&t.args, &t.function) {
                 return Err(cx.at(a.span(), format!("task {name:?}: `args` is only for `function` tasks")));
             }
-            let mut env: BTreeMap<String, String> = defaults.env.clone().unwrap_or_default();
-            env.extend(t.env.unwrap_or_default());
-            let cwd = t.cwd.or_else(|| defaults.cwd.clone());
-            let command = |program| {
-                App::Command(CommandSpec {
-                    program,
-                    env: env.clone().into_iter().collect(),
-                    cwd: cwd.clone(),
-                    stdout: t.stdout.clone(),
-                    stderr: t.stderr.clone(),
-                })
-            };
-            let app = if let Some(c) = t.command {
-                command(Program::Shell(c.into_inner()))
-            } else if let Some(a) = t.argv {
+            if let Some(a) = &t.argv {
                 if a.get_ref().is_empty() {
                     return Err(
                         cx.at(a.span(), format!("task {name:?}: argv is empty; give the program and its arguments"))
                     );
                 }
-                command(Program::Argv(a.into_inner()))
+            }
+        }
+        let mut tasks = Vec::with_capacity(elements.len());
+        for e in &elements {
+            let t = raw_tasks[e.raw].get_ref();
+            let sub = |s: &str| substitute_vars(s, &e.vars);
+            let mut env: BTreeMap<String, String> = defaults.env.clone().unwrap_or_default();
+            env.extend(t.env.clone().unwrap_or_default());
+            let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, sub(&v))).collect();
+            let cwd = t.cwd.clone().or_else(|| defaults.cwd.clone()).map(|c| sub(&c));
+            let command = |program| {
+                App::Command(CommandSpec {
+                    program,
+                    env: env.clone(),
+                    cwd: cwd.clone(),
+                    stdout: t.stdout.as_deref().map(sub),
+                    stderr: t.stderr.as_deref().map(sub),
+                })
+            };
+            let app = if let Some(c) = &t.command {
+                command(Program::Shell(sub(c.get_ref())))
+            } else if let Some(a) = &t.argv {
+                command(Program::Argv(a.get_ref().iter().map(|x| sub(x)).collect()))
             } else {
-                let f = t.function.map(Spanned::into_inner).unwrap_or_default();
                 App::Function(FunctionCall {
-                    name: f,
-                    args: t.args.map(|a| a.into_inner().into_bytes()).unwrap_or_default(),
+                    name: t.function.as_ref().map(|f| f.get_ref().clone()).unwrap_or_default(),
+                    args: t.args.as_ref().map(|a| sub(a.get_ref()).into_bytes()).unwrap_or_default(),
                 })
             };
             let mut after = Vec::new();
-            for dep in t.after.unwrap_or_default() {
-                match index.get(dep.get_ref()) {
-                    Some((j, _)) => after.push(*j),
-                    None => {
-                        return Err(cx.at(
-                            dep.span(),
-                            format!("task {name:?} runs after {:?}, but no task has that name", dep.get_ref()),
-                        ))
-                    }
+            for dep in t.after.iter().flatten() {
+                let wanted = sub(dep.get_ref());
+                if let Some(&j) = by_full.get(wanted.as_str()) {
+                    after.push(j);
+                } else if let Some(group) = by_base.get(wanted.as_str()) {
+                    after.extend(group.iter().copied());
+                } else {
+                    return Err(cx.at(
+                        dep.span(),
+                        format!("task {:?} runs after {wanted:?}, but no task has that name", e.name),
+                    ));
                 }
             }
             tasks.push(WorkflowTask {
-                name,
+                name: e.name.clone(),
                 spec: TaskSpec {
                     app,
                     walltime_ms: t.walltime.or(defaults.walltime).map(|w| w.0),
@@ -335,8 +466,9 @@ impl Workflow {
         let wf = Workflow { tasks };
         if let Err(cycle) = wf.order() {
             let names: Vec<&str> = cycle.iter().map(|&i| wf.tasks[i].name.as_str()).collect();
-            let (_, first) = &index[names[0]];
-            return Err(cx.at(first.clone(), format!("dependency cycle among tasks {}", names.join(", "))));
+            let raw = elements[cycle[0]].raw;
+            let span = raw_tasks[raw].get_ref().name.as_ref().map(|n| n.span()).unwrap_or(0..0);
+            return Err(cx.at(span, format!("dependency cycle among tasks {}", names.join(", "))));
         }
         Ok(wf)
     }
@@ -386,7 +518,7 @@ mod tests {
 
     #[test]
     fn examples_parse() {
-        for f in ["hello.toml", "diamond.toml"] {
+        for f in ["hello.toml", "diamond.toml", "sweep.toml"] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(f);
             let wf = Workflow::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
             assert!(!wf.tasks.is_empty());
@@ -427,6 +559,61 @@ args = "hi"
         }
         assert_eq!(wf.tasks[1].spec.walltime_ms, Some(90_000));
         assert_eq!(wf.topological_order(), vec![1, 0]);
+    }
+
+    #[test]
+    fn sweeps_expand_and_arrays_depend_on_each_other() {
+        let wf = Workflow::parse(
+            r#"
+[[task]]
+name = "prep"
+command = "mkdir -p out"
+
+[[task]]
+name = "sim"
+command = "simulate --seed {i} --T {T} > out/{i}-{T}"
+over = { i = "0..3", T = [300, 400] }
+after = ["prep"]
+
+[[task]]
+name = "post"
+argv = ["post", "{i}"]
+over = { i = "0..=2" }
+after = ["sim[{i},300]", "sim[{i},400]"]
+
+[[task]]
+name = "report"
+function = "echo"
+args = "all"
+after = ["post"]
+"#,
+            "wf.toml",
+        )
+        .expect("parses");
+        let names: Vec<&str> = wf.tasks.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.len(), 1 + 6 + 3 + 1);
+        assert!(names.contains(&"sim[2,400]") && names.contains(&"post[1]"), "{names:?}");
+        let sim = wf.tasks.iter().find(|t| t.name == "sim[2,400]").expect("sim");
+        match &sim.spec.app {
+            App::Command(c) => assert_eq!(c.program, Program::Shell("simulate --seed 2 --T 400 > out/2-400".into())),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(sim.after, vec![0]);
+        let post1 = wf.tasks.iter().find(|t| t.name == "post[1]").expect("post");
+        let deps: Vec<&str> = post1.after.iter().map(|&j| wf.tasks[j].name.as_str()).collect();
+        assert_eq!(deps, ["sim[1,300]", "sim[1,400]"]);
+        let report = wf.tasks.last().expect("report");
+        assert_eq!(report.after.len(), 3, "a base name means every task of the array");
+        assert_eq!(wf.topological_order().len(), 11);
+
+        let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\nover = { i = \"0..x\" }\n");
+        assert!(e.starts_with("wf.toml:4:") && e.contains("range like"), "{e}");
+        let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\nover = { i = [] }\n");
+        assert!(e.contains("no values"), "{e}");
+        let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\nover = { i = \"0..100000\", j = \"0..1000\" }\n");
+        assert!(e.contains("more than"), "{e}");
+        let e = err("[[task]]\nname = \"a\"\ncommand = \"x {i}\"\nover = { i = \"0..2\" }\nafter = [\"a[{i}]\"]\n");
+        assert!(e.contains("dependency cycle"), "{e}");
     }
 
     #[test]
