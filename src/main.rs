@@ -35,7 +35,7 @@ enum Cmd {
     Submit(SubmitArgs),
     /// Run a command template over many arguments (GNU parallel style), or tasks from JSON lines.
     Map(MapArgs),
-    /// Show the interchange's queue and managers.
+    /// Show a run directory's tasks (after or during a run), or a live interchange (--connection).
     Status(StatusArgs),
     /// Benchmarks through the whole path; each prints one JSON line.
     Bench(BenchArgs),
@@ -150,9 +150,12 @@ struct MapArgs {
 
 #[derive(Args)]
 struct StatusArgs {
-    /// Connection file of a running interchange.
+    /// A run directory of `strand run` / `strand map`: summarize its tasks from events.jsonl.
+    #[arg(value_name = "RUN_DIR", required_unless_present = "connection", conflicts_with = "connection")]
+    run_dir: Option<PathBuf>,
+    /// Connection file of a running interchange: its queue and managers.
     #[arg(long, value_name = "FILE")]
-    connection: PathBuf,
+    connection: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -366,7 +369,8 @@ fn run_workflow(
     timeout: Option<Duration>,
 ) -> Result<i32> {
     let checkpoint = run_dir.join(strand::dfk::memo::CHECKPOINT_FILE);
-    let dfk = Dfk::connect(conn, DfkConfig { checkpoint: Some(checkpoint.clone()), ..DfkConfig::default() })?;
+    let events = Some(run_dir.join(strand::dfk::events::EVENTS_FILE));
+    let dfk = Dfk::connect(conn, DfkConfig { checkpoint: Some(checkpoint.clone()), events, ..DfkConfig::default() })?;
     let (loaded, torn) = dfk.checkpoint_loaded();
     if loaded > 0 || torn > 0 {
         eprintln!(
@@ -457,8 +461,44 @@ fn submit(a: SubmitArgs) -> Result<i32> {
     }
 }
 
+/// `strand status RUN_DIR`: what the event log says about each task.
+fn run_status(run_dir: &std::path::Path, json: bool) -> Result<i32> {
+    use strand::dfk::events::{summarize, State, EVENTS_FILE};
+    let path = run_dir.join(EVENTS_FILE);
+    let (tasks, torn) = summarize(&path).with_context(|| {
+        format!("reading {} (is {} a run directory of strand run or strand map?)", path.display(), run_dir.display())
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&tasks)?);
+        return Ok(0);
+    }
+    let count = |st: &[State]| tasks.iter().filter(|t| st.contains(&t.state)).count();
+    println!(
+        "{}: {} tasks: {} done ({} from an earlier run), {} failed, {} dependency failed, {} running or waiting",
+        run_dir.display(),
+        tasks.len(),
+        count(&[State::Done, State::MemoHit]),
+        count(&[State::MemoHit]),
+        count(&[State::Failed]),
+        count(&[State::DepFailed]),
+        count(&[State::Submitted, State::Launched, State::Retrying]),
+    );
+    for t in tasks.iter().filter(|t| matches!(t.state, State::Failed | State::DepFailed)).take(20) {
+        let name = t.name.clone().unwrap_or_else(|| format!("task-{}", t.task));
+        println!("  {name}: {:?} after {} tries: {}", t.state, t.tries, t.detail.as_deref().unwrap_or(""));
+    }
+    if torn > 0 {
+        println!("({torn} torn line(s) in {} ignored)", path.display());
+    }
+    Ok(0)
+}
+
 fn status(a: StatusArgs) -> Result<i32> {
-    let conn = ConnectionInfo::load(&a.connection)?;
+    let Some(connection) = a.connection else {
+        let run_dir = a.run_dir.unwrap_or_default();
+        return run_status(&run_dir, a.json);
+    };
+    let conn = ConnectionInfo::load(&connection)?;
     let mut c = Client::connect(&conn)?;
     if a.shutdown {
         c.hello(Duration::from_secs(10))?;
@@ -650,7 +690,8 @@ fn map(a: MapArgs) -> Result<i32> {
     let json = a.json;
     let session = Session::open(&a.target, 1)?;
     let checkpoint = session.run_dir.join(strand::dfk::memo::CHECKPOINT_FILE);
-    let dfk = Dfk::connect(&session.conn, DfkConfig { checkpoint: Some(checkpoint), ..DfkConfig::default() })?;
+    let events = Some(session.run_dir.join(strand::dfk::events::EVENTS_FILE));
+    let dfk = Dfk::connect(&session.conn, DfkConfig { checkpoint: Some(checkpoint), events, ..DfkConfig::default() })?;
     let ends = dfk.ends();
     let table: Arc<Mutex<HashMap<strand::task::TaskId, (String, TaskFuture)>>> = Arc::default();
     let submitted = Arc::new(AtomicUsize::new(0));

@@ -62,6 +62,16 @@ fn rerun_skips_completed_tasks_and_an_edit_reruns_only_its_subtree() {
     let wf = workflow(dir.path(), "echo B");
     let third = run(&wf, &run_dir);
     assert!(third.contains("4 done (2 skipped"), "{third}");
+
+    let out = Command::new(bin("strand")).arg("status").arg(&run_dir).output().expect("strand status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("4 tasks: 4 done (2 from an earlier run), 0 failed"), "{text}");
+    let out = Command::new(bin("strand")).arg("status").arg(&run_dir).arg("--json").output().expect("strand status");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let b = v.as_array().and_then(|a| a.iter().find(|t| t["name"] == "b")).expect("task b");
+    assert_eq!(b["state"], "done");
+    assert_eq!(b["tries"], 1);
     assert_eq!(log_lines(dir.path()), ["B", "a", "b", "c", "c", "d"], "only b (edited) and c (its dependent) ran");
 }
 

@@ -3,6 +3,7 @@
 //! Driven by `add` (a new task) and `on_result` (a try came back); what should be
 //! sent comes out of `take_ready`. No sockets, no threads: unit-tested directly.
 
+use super::events::{EventLog, State};
 use super::future::{TaskError, TaskFuture, TaskOutcome};
 use super::memo::{Memo, MemoKey};
 use crate::task::{App, ClientId, Failure, Outcome, Program, TaskId, TaskSpec, Try, TryId, TryResult};
@@ -223,6 +224,8 @@ pub struct Graph {
     in_flight: usize,
     counts: GraphCounts,
     memo: Memo,
+    /// Where state transitions are recorded, if anywhere.
+    events: Option<EventLog>,
     /// Join bodies ready to run (outside the graph's lock).
     joins: Vec<(TaskId, JoinFn, Vec<Vec<u8>>)>,
     /// Told the id of every task that reaches a terminal state.
@@ -247,6 +250,7 @@ impl Graph {
             in_flight: 0,
             counts: GraphCounts::default(),
             memo,
+            events: None,
             joins: Vec::new(),
             on_end: None,
             checkpoint_errors: Vec::new(),
@@ -266,6 +270,25 @@ impl Graph {
     /// Tries ready to send.
     pub fn ready_len(&self) -> usize {
         self.ready.len()
+    }
+
+    /// Record every state transition in `log` from now on.
+    pub fn record_events(&mut self, log: EventLog) {
+        self.events = Some(log);
+    }
+
+    /// Push buffered events to the log file.
+    pub fn flush_events(&mut self) {
+        if let Some(l) = &mut self.events {
+            l.flush();
+        }
+    }
+
+    fn event(&mut self, id: TaskId, state: State, attempt: u32, detail: Option<String>) {
+        if let Some(log) = &mut self.events {
+            let name = self.nodes.get(&id).and_then(|n| n.call.name.as_deref());
+            log.record(id.0, name, state, attempt, detail);
+        }
     }
 
     /// Send the id of each task that ends from now on to `tx`.
@@ -325,6 +348,7 @@ impl Graph {
                 future: future.clone(),
             },
         );
+        self.event(id, State::Submitted, 0, None);
         if let Some((root, reason)) = failed_dep {
             self.fail_subtree(id, TaskError::DependencyFailed { root, reason });
         } else if waiting_on == 0 {
@@ -352,14 +376,16 @@ impl Graph {
                     node.future.set_key(key);
                     if let Some(bytes) = self.memo.lookup(&key).cloned() {
                         self.counts.memo_hits += 1;
-                        self.succeed(id, bytes);
+                        self.succeed_as(id, bytes, State::MemoHit);
                         continue;
                     }
                 }
             }
             node.in_flight = true;
             self.in_flight += 1;
-            out.push(Try { id: TryId { client: self.client, task: id, attempt: node.attempt }, spec });
+            let attempt = node.attempt;
+            out.push(Try { id: TryId { client: self.client, task: id, attempt }, spec });
+            self.event(id, State::Launched, attempt, None);
         }
         out
     }
@@ -438,6 +464,7 @@ impl Graph {
                     node.attempt += 1;
                     self.counts.retried += 1;
                     self.ready.push_back(r.id.task);
+                    self.event(r.id.task, State::Retrying, r.id.attempt, Some(failure.to_string()));
                 } else {
                     let tries = node.attempt + 1;
                     self.fail_subtree(r.id.task, TaskError::Failed { failure, tries });
@@ -460,6 +487,12 @@ impl Graph {
     }
 
     fn succeed(&mut self, id: TaskId, bytes: Vec<u8>) {
+        self.succeed_as(id, bytes, State::Done)
+    }
+
+    fn succeed_as(&mut self, id: TaskId, bytes: Vec<u8>, state: State) {
+        let attempt = self.nodes.get(&id).map_or(0, |n| n.attempt);
+        self.event(id, state, attempt, None);
         let Some(node) = self.nodes.remove(&id) else { return };
         self.counts.done += 1;
         if let Some(key) = node.key {
@@ -495,6 +528,13 @@ impl Graph {
         let (root, reason) = root_of(id, &err);
         let mut stack = vec![(id, err)];
         while let Some((tid, e)) = stack.pop() {
+            let (state, attempt) = match &e {
+                TaskError::DependencyFailed { .. } => (State::DepFailed, 0),
+                _ => (State::Failed, self.nodes.get(&tid).map_or(0, |n| n.attempt)),
+            };
+            if self.nodes.contains_key(&tid) {
+                self.event(tid, state, attempt, Some(e.to_string()));
+            }
             let Some(node) = self.nodes.remove(&tid) else { continue };
             if node.in_flight {
                 self.in_flight -= 1;

@@ -14,6 +14,7 @@
 //! dfk.shutdown();
 //! ```
 
+pub mod events;
 pub mod future;
 pub mod graph;
 pub mod memo;
@@ -45,6 +46,8 @@ pub struct DfkConfig {
     pub connect_timeout: Duration,
     /// Checkpoint file: results of earlier runs are reused, new ones appended.
     pub checkpoint: Option<std::path::PathBuf>,
+    /// Event log: every task's state transitions, timestamped.
+    pub events: Option<std::path::PathBuf>,
 }
 
 impl Default for DfkConfig {
@@ -55,6 +58,7 @@ impl Default for DfkConfig {
             interchange_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(30),
             checkpoint: None,
+            events: None,
         }
     }
 }
@@ -82,6 +86,14 @@ pub enum DfkError {
     /// The checkpoint could not be opened.
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] memo::CheckpointError),
+    /// The event log could not be opened.
+    #[error("event log {path}: {source}")]
+    Events {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Submits to a DFK from anywhere, e.g. from inside a join body.
@@ -133,6 +145,10 @@ impl Dfk {
             Some(p) => Memo::open(p)?,
             None => Memo::in_memory(),
         };
+        let events = match &cfg.events {
+            Some(p) => Some(events::EventLog::open(p).map_err(|source| DfkError::Events { path: p.clone(), source })?),
+            None => None,
+        };
         let mut client = Client::connect(conn)?;
         client.hello(cfg.connect_timeout)?;
         let waker = Waker::new().map_err(ClientError::Random)?;
@@ -142,6 +158,9 @@ impl Dfk {
             waker,
             stop: AtomicBool::new(false),
         });
+        if let Some(log) = events {
+            shared.graph().record_events(log);
+        }
         let s2 = Arc::clone(&shared);
         let io = std::thread::Builder::new()
             .name("strand-dfk-io".into())
@@ -307,6 +326,7 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
         if ended {
             shared.progress.notify_all();
         }
+        shared.graph().flush_events();
         // Joins that became ready while sending run before we sleep: nothing else would wake us.
         if client.readable() || shared.graph().has_joins() {
             continue;
@@ -318,6 +338,7 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
         }
         wait_readable(&fds, wait);
     }
+    shared.graph().flush_events();
     let _ = client.send(&ClientMsg::Bye);
 }
 
