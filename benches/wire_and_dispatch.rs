@@ -14,6 +14,7 @@ fn tries(n: u64) -> Vec<Try> {
                 app: App::Function(FunctionCall { name: "noop".into(), args: vec![] }),
                 walltime_ms: None,
                 priority: 0,
+                outputs: vec![],
             },
         })
         .collect()

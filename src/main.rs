@@ -384,6 +384,8 @@ fn run_workflow(
         let t = &wf.tasks[i];
         let mut call = Call::app(t.spec.app.clone()).named(&t.name).retries(t.retries).priority(t.spec.priority);
         call.walltime_ms = t.spec.walltime_ms;
+        // File dependencies were resolved when the file was parsed; outputs are still checked.
+        call.output_files = t.spec.outputs.clone();
         for &d in &t.after {
             if let Some(f) = &futures[d] {
                 call = call.after(f);

@@ -111,6 +111,10 @@ pub struct TaskSpec {
     pub walltime_ms: Option<u64>,
     /// Lower runs first; FIFO among equals.
     pub priority: i32,
+    /// Files the task must have written when it succeeds (relative to its cwd); a missing
+    /// one fails the try with `MissingOutputs`. Checked on the worker, which sees the files.
+    #[serde(default)]
+    pub outputs: Vec<String>,
 }
 
 /// One try on the wire: its id and what to run.
@@ -147,6 +151,8 @@ pub enum Failure {
     Shutdown,
     /// The client heard nothing from the interchange for this long while the try was out.
     InterchangeLost { silent_ms: u64 },
+    /// The task succeeded but did not write these declared outputs.
+    MissingOutputs { paths: Vec<String> },
 }
 
 impl fmt::Display for Failure {
@@ -176,6 +182,9 @@ impl fmt::Display for Failure {
                 write!(f, "WorkerLost: rank {rank} of {manager} on host {host}")
             }
             Failure::Shutdown => f.write_str("launcher shut down before the try finished"),
+            Failure::MissingOutputs { paths } => {
+                write!(f, "MissingOutputs: exited 0 but did not write {}", paths.join(", "))
+            }
             Failure::InterchangeLost { silent_ms } => {
                 write!(f, "InterchangeLost: nothing heard from the interchange for {:.1} s", *silent_ms as f64 / 1000.0)
             }

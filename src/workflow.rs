@@ -186,6 +186,8 @@ struct RawTask {
     env: Option<BTreeMap<String, String>>,
     stdout: Option<String>,
     stderr: Option<String>,
+    inputs: Option<Vec<String>>,
+    outputs: Option<Vec<String>>,
 }
 
 /// One concrete task of a `[[task]]` table: its full name and sweep bindings.
@@ -411,10 +413,41 @@ impl Workflow {
                 }
             }
         }
+        // Files make dependencies: a task reading a file runs after the one that writes it.
+        let mut writers: HashMap<String, usize> = HashMap::new();
+        for (j, e) in elements.iter().enumerate() {
+            let t = raw_tasks[e.raw].get_ref();
+            for o in t.outputs.iter().flatten() {
+                let o = substitute_vars(o, &e.vars);
+                if let Some(&k) = writers.get(&o) {
+                    let span = raw_tasks[e.raw].span();
+                    return Err(cx.at(
+                        span,
+                        format!(
+                            "tasks {:?} and {:?} both declare output {o:?}; each file needs one writer",
+                            elements[k].name, e.name
+                        ),
+                    ));
+                }
+                writers.insert(o, j);
+            }
+        }
         let mut tasks = Vec::with_capacity(elements.len());
-        for e in &elements {
+        for (me, e) in elements.iter().enumerate() {
             let t = raw_tasks[e.raw].get_ref();
             let sub = |s: &str| substitute_vars(s, &e.vars);
+            let inputs: Vec<String> = t.inputs.iter().flatten().map(|i| sub(i)).collect();
+            let outputs: Vec<String> = t.outputs.iter().flatten().map(|o| sub(o)).collect();
+            let files = |s: String| {
+                let mut out = s;
+                for (i, f) in inputs.iter().enumerate() {
+                    out = out.replace(&format!("{{in{i}}}"), f);
+                }
+                for (i, f) in outputs.iter().enumerate() {
+                    out = out.replace(&format!("{{out{i}}}"), f);
+                }
+                out
+            };
             let mut env: BTreeMap<String, String> = defaults.env.clone().unwrap_or_default();
             env.extend(t.env.clone().unwrap_or_default());
             let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, sub(&v))).collect();
@@ -429,16 +462,17 @@ impl Workflow {
                 })
             };
             let app = if let Some(c) = &t.command {
-                command(Program::Shell(sub(c.get_ref())))
+                command(Program::Shell(files(sub(c.get_ref()))))
             } else if let Some(a) = &t.argv {
-                command(Program::Argv(a.get_ref().iter().map(|x| sub(x)).collect()))
+                command(Program::Argv(a.get_ref().iter().map(|x| files(sub(x))).collect()))
             } else {
                 App::Function(FunctionCall {
                     name: t.function.as_ref().map(|f| f.get_ref().clone()).unwrap_or_default(),
                     args: t.args.as_ref().map(|a| sub(a.get_ref()).into_bytes()).unwrap_or_default(),
                 })
             };
-            let mut after = Vec::new();
+            let mut after: Vec<usize> =
+                inputs.iter().filter_map(|i| writers.get(i).copied()).filter(|&w| w != me).collect();
             for dep in t.after.iter().flatten() {
                 let wanted = sub(dep.get_ref());
                 if let Some(&j) = by_full.get(wanted.as_str()) {
@@ -458,6 +492,7 @@ impl Workflow {
                     app,
                     walltime_ms: t.walltime.or(defaults.walltime).map(|w| w.0),
                     priority: t.priority.or(defaults.priority).unwrap_or(0),
+                    outputs: outputs.clone(),
                 },
                 after,
                 retries: t.retries.or(defaults.retries).unwrap_or(0),
@@ -614,6 +649,35 @@ after = ["post"]
         assert!(e.contains("more than"), "{e}");
         let e = err("[[task]]\nname = \"a\"\ncommand = \"x {i}\"\nover = { i = \"0..2\" }\nafter = [\"a[{i}]\"]\n");
         assert!(e.contains("dependency cycle"), "{e}");
+    }
+
+    #[test]
+    fn files_make_dependencies() {
+        let wf = Workflow::parse(
+            r#"
+[[task]]
+name = "count"
+command = "wc -l {in0} > {out0}"
+inputs = ["sorted.txt"]
+outputs = ["count.txt"]
+
+[[task]]
+name = "sort"
+command = "sort data.txt > {out0}"
+outputs = ["sorted.txt"]
+"#,
+            "wf.toml",
+        )
+        .expect("parses");
+        assert_eq!(wf.tasks[0].after, vec![1], "count reads what sort writes");
+        assert_eq!(wf.tasks[0].spec.outputs, vec!["count.txt".to_string()]);
+        match &wf.tasks[0].spec.app {
+            App::Command(c) => assert_eq!(c.program, Program::Shell("wc -l sorted.txt > count.txt".into())),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(wf.topological_order(), vec![1, 0]);
+        let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\noutputs = [\"f\"]\n[[task]]\nname = \"b\"\ncommand = \"y\"\noutputs = [\"f\"]\n");
+        assert!(e.contains("both declare output \"f\""), "{e}");
     }
 
     #[test]

@@ -78,3 +78,31 @@ fn submit_by_hand_against_a_running_interchange() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
     assert_eq!(v["managers"].as_array().map(|a| a.len()), Some(1));
 }
+
+#[test]
+fn files_order_tasks_and_missing_outputs_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let wf = dir.path().join("files.toml");
+    std::fs::write(
+        &wf,
+        format!(
+            "[[task]]\nname = \"count\"\ncommand = \"wc -l < {{in0}}\"\ninputs = [\"{d}/sorted.txt\"]\n\n\
+             [[task]]\nname = \"sort\"\ncommand = \"printf 'b\\\\na\\\\n' | sort > {{out0}}\"\noutputs = [\"{d}/sorted.txt\"]\n\n\
+             [[task]]\nname = \"lazy\"\ncommand = \"true\"\noutputs = [\"{d}/never.txt\"]\n"
+        ),
+    )
+    .expect("write");
+    let out = Command::new(bin("strand"))
+        .arg("run")
+        .arg(&wf)
+        .args(["--workers", "1", "--timeout", "60"])
+        .arg("--run-dir")
+        .arg(dir.path().join("run"))
+        .output()
+        .expect("strand run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("count: done: 2"), "count ran after sort wrote the file: {text}");
+    assert!(text.contains("lazy: failed after 1 tries: MissingOutputs") && text.contains("never.txt"), "{text}");
+}

@@ -41,6 +41,10 @@ pub struct Call {
     pub retry_handler: Option<RetryHandler>,
     /// A join task: runs this on the submit host instead of sending an app.
     pub join: Option<JoinFn>,
+    /// Files it reads: a task that declared one of them as output runs first. `{in0}`, `{in1}` ... in a command.
+    pub input_files: Vec<String>,
+    /// Files it must write (checked on the worker: `MissingOutputs`). `{out0}`, `{out1}` ... in a command.
+    pub output_files: Vec<String>,
     /// The app; `{0}`, `{1}` ... in a command are replaced by the inputs' results.
     pub app: App,
     /// Futures whose results are inputs: substituted into commands, appended to function args.
@@ -76,6 +80,8 @@ impl Call {
             memoize: true,
             retry_handler: None,
             join: None,
+            input_files: vec![],
+            output_files: vec![],
             app,
             inputs: vec![],
             after: vec![],
@@ -83,6 +89,18 @@ impl Call {
             priority: 0,
             retries: 0,
         }
+    }
+
+    /// Read this file (a path, or a URI a stager handles).
+    pub fn input_file(mut self, path: impl Into<String>) -> Call {
+        self.input_files.push(path.into());
+        self
+    }
+
+    /// Write this file; it must exist when the task succeeds.
+    pub fn output_file(mut self, path: impl Into<String>) -> Call {
+        self.output_files.push(path.into());
+        self
     }
 
     /// Name it (shown in progress and kept in checkpoints).
@@ -226,6 +244,8 @@ pub struct Graph {
     memo: Memo,
     /// Where state transitions are recorded, if anywhere.
     events: Option<EventLog>,
+    /// The latest task declaring each output file, so readers of the file run after it.
+    producers: HashMap<String, TaskFuture>,
     /// Join bodies ready to run (outside the graph's lock).
     joins: Vec<(TaskId, JoinFn, Vec<Vec<u8>>)>,
     /// Told the id of every task that reaches a terminal state.
@@ -251,6 +271,7 @@ impl Graph {
             counts: GraphCounts::default(),
             memo,
             events: None,
+            producers: HashMap::new(),
             joins: Vec::new(),
             on_end: None,
             checkpoint_errors: Vec::new(),
@@ -313,11 +334,20 @@ impl Graph {
     }
 
     /// Add a task; it is ready at once if every future it needs is already done.
-    pub fn add(&mut self, call: Call) -> TaskFuture {
+    pub fn add(&mut self, mut call: Call) -> TaskFuture {
+        // Files make dependencies: read after the (latest) task that writes the file.
+        for f in &call.input_files {
+            if let Some(p) = self.producers.get(f) {
+                call.after.push(p.clone());
+            }
+        }
         let id = TaskId(self.next);
         self.next += 1;
         self.counts.submitted += 1;
         let future = TaskFuture::new(id);
+        for f in &call.output_files {
+            self.producers.insert(f.clone(), future.clone());
+        }
         let mut waiting_on = 0;
         let mut failed_dep = None;
         for dep in call.inputs.iter().chain(call.after.iter()) {
@@ -374,7 +404,9 @@ impl Graph {
                 node.key = memo_key(&node.call, &spec);
                 if let Some(key) = node.key {
                     node.future.set_key(key);
-                    if let Some(bytes) = self.memo.lookup(&key).cloned() {
+                    // A result whose declared output files were deleted since is not reused.
+                    let outputs_exist = spec.outputs.iter().all(|o| std::path::Path::new(o).exists());
+                    if let Some(bytes) = self.memo.lookup(&key).filter(|_| outputs_exist).cloned() {
                         self.counts.memo_hits += 1;
                         self.succeed_as(id, bytes, State::MemoHit);
                         continue;
@@ -579,6 +611,24 @@ fn substitute(s: &str, inputs: &[String]) -> String {
 /// The spec to send: the call's app with its inputs filled in.
 fn concrete_spec(call: &Call) -> TaskSpec {
     let mut app = call.app.clone();
+    if !call.input_files.is_empty() || !call.output_files.is_empty() {
+        if let App::Command(c) = &mut app {
+            let files = |s: &str| {
+                let mut out = s.to_string();
+                for (i, f) in call.input_files.iter().enumerate() {
+                    out = out.replace(&format!("{{in{i}}}"), f);
+                }
+                for (i, f) in call.output_files.iter().enumerate() {
+                    out = out.replace(&format!("{{out{i}}}"), f);
+                }
+                out
+            };
+            c.program = match &c.program {
+                Program::Shell(s) => Program::Shell(files(s)),
+                Program::Argv(v) => Program::Argv(v.iter().map(|a| files(a)).collect()),
+            };
+        }
+    }
     if !call.inputs.is_empty() {
         match &mut app {
             App::Command(c) => {
@@ -597,7 +647,7 @@ fn concrete_spec(call: &Call) -> TaskSpec {
             }
         }
     }
-    TaskSpec { app, walltime_ms: call.walltime_ms, priority: call.priority }
+    TaskSpec { app, walltime_ms: call.walltime_ms, priority: call.priority, outputs: call.output_files.clone() }
 }
 
 /// The memo key of a ready task, or `None` if a dependency has none (then it cannot be memoized safely).
@@ -722,6 +772,29 @@ mod tests {
         let (sent, hits, _) = run(memo, "echo B");
         assert_eq!(sent, vec![TaskId(1), TaskId(2)], "the edited task and its dependent run again");
         assert_eq!(hits, 1);
+    }
+
+    #[test]
+    fn files_order_tasks_and_fill_placeholders() {
+        let mut g = Graph::new(ClientId(1));
+        let w = g.add(Call::shell("sort in.txt > {out0}").output_file("sorted.txt"));
+        let r = g.add(Call::shell("wc -l {in0}").input_file("sorted.txt"));
+        let unrelated = g.add(Call::shell("wc -l {in0}").input_file("other.txt"));
+        let t = g.take_ready(10);
+        let ids: Vec<TaskId> = t.iter().map(|x| x.id.task).collect();
+        assert_eq!(ids, vec![w.id(), unrelated.id()], "the reader waits for the writer");
+        match &t[0].spec.app {
+            App::Command(c) => assert_eq!(c.program, Program::Shell("sort in.txt > sorted.txt".into())),
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(t[0].spec.outputs, vec!["sorted.txt".to_string()]);
+        g.on_result(done(&t[0], ""));
+        let t = g.take_ready(10);
+        assert_eq!(t[0].id.task, r.id());
+        match &t[0].spec.app {
+            App::Command(c) => assert_eq!(c.program, Program::Shell("wc -l sorted.txt".into())),
+            o => panic!("{o:?}"),
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ impl MemoKey {
                 h.update(&f.args);
             }
         }
+        h.update(format!("\0outputs\0{:?}", spec.outputs).as_bytes());
         h.update(b"\0version\0");
         h.update(version.unwrap_or("").as_bytes());
         for k in after {
@@ -201,6 +202,7 @@ mod tests {
             }),
             walltime_ms: None,
             priority: 0,
+            outputs: vec![],
         }
     }
 
@@ -215,6 +217,7 @@ mod tests {
             app: App::Function(FunctionCall { name: "f".into(), args: args.to_vec() }),
             walltime_ms: None,
             priority: 0,
+            outputs: vec![],
         };
         assert_ne!(MemoKey::of(&f(b"1"), None, &[]), MemoKey::of(&f(b"2"), None, &[]));
     }

@@ -18,6 +18,7 @@ pub mod events;
 pub mod future;
 pub mod graph;
 pub mod memo;
+pub mod staging;
 
 pub use future::{TaskError, TaskFuture, TaskOutcome};
 pub use graph::{retry_on, Call, Graph, GraphCounts, JoinFn, RetryHandler};
@@ -34,7 +35,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Tuning of a DFK.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DfkConfig {
     /// Most tries out at the interchange at once (bounds its queue from this client).
     pub window: usize,
@@ -48,6 +49,10 @@ pub struct DfkConfig {
     pub checkpoint: Option<std::path::PathBuf>,
     /// Event log: every task's state transitions, timestamped.
     pub events: Option<std::path::PathBuf>,
+    /// Where stagers put remote inputs.
+    pub staging_dir: std::path::PathBuf,
+    /// Stagers tried in order for each input file (default: local paths, HTTP(S)).
+    pub stagers: Vec<Arc<dyn staging::Stager>>,
 }
 
 impl Default for DfkConfig {
@@ -59,12 +64,16 @@ impl Default for DfkConfig {
             connect_timeout: Duration::from_secs(30),
             checkpoint: None,
             events: None,
+            staging_dir: std::path::PathBuf::from("staging"),
+            stagers: staging::default_stagers(),
         }
     }
 }
 
 struct Shared {
     graph: Mutex<Graph>,
+    stagers: Vec<Arc<dyn staging::Stager>>,
+    staging_dir: std::path::PathBuf,
     /// Signalled whenever tasks reach a terminal state.
     progress: Condvar,
     waker: Waker,
@@ -101,9 +110,26 @@ pub enum DfkError {
 pub struct DfkHandle(Arc<Shared>);
 
 impl DfkHandle {
-    /// Add a task; it runs once the futures it takes are done.
-    pub fn submit(&self, call: Call) -> TaskFuture {
-        let f = self.0.graph().add(call);
+    /// Add a task; it runs once the futures it takes are done. Remote input files are
+    /// staged first by transfer tasks (see [`staging`]).
+    pub fn submit(&self, mut call: Call) -> TaskFuture {
+        let mut transfers = Vec::new();
+        for f in call.input_files.iter_mut() {
+            if let Some(st) = self.0.stagers.iter().find(|s| s.handles(f)) {
+                let local = st.local_path(f, &self.0.staging_dir);
+                if let Some(t) = st.stage_in(f, &local) {
+                    transfers.push(t);
+                }
+                *f = local.display().to_string();
+            }
+        }
+        let f = {
+            let mut g = self.0.graph();
+            for t in transfers {
+                g.add(t);
+            }
+            g.add(call)
+        };
         self.0.waker.wake();
         f
     }
@@ -154,6 +180,8 @@ impl Dfk {
         let waker = Waker::new().map_err(ClientError::Random)?;
         let shared = Arc::new(Shared {
             graph: Mutex::new(Graph::with_memo(client.id(), memo)),
+            stagers: cfg.stagers.clone(),
+            staging_dir: cfg.staging_dir.clone(),
             progress: Condvar::new(),
             waker,
             stop: AtomicBool::new(false),

@@ -399,6 +399,7 @@ mod tests {
                     app: App::Function(FunctionCall { name: "noop".into(), args: vec![] }),
                     walltime_ms: None,
                     priority,
+                    outputs: vec![],
                 },
             })
             .collect()

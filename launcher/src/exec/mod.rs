@@ -13,10 +13,31 @@ use strand::task::{App, Outcome, TaskSpec, Try, TryResult};
 
 /// Run one task to completion on this thread.
 pub fn execute(registry: &Registry, spec: &TaskSpec, groups: &RunningGroups) -> Outcome {
-    match &spec.app {
-        App::Command(c) => run_command(c, spec.walltime_ms, groups),
-        App::Function(f) => run_function(registry, f, spec.walltime_ms),
+    let (outcome, cwd) = match &spec.app {
+        App::Command(c) => (run_command(c, spec.walltime_ms, groups), c.cwd.as_deref()),
+        App::Function(f) => (run_function(registry, f, spec.walltime_ms), None),
+    };
+    match outcome {
+        Outcome::Done(out) => check_outputs(&spec.outputs, cwd).map_or(Outcome::Done(out), Outcome::Failed),
+        failed => failed,
     }
+}
+
+/// The declared outputs that do not exist after a successful try, as a failure.
+fn check_outputs(outputs: &[String], cwd: Option<&str>) -> Option<strand::task::Failure> {
+    let missing: Vec<String> = outputs
+        .iter()
+        .filter(|o| {
+            let p = std::path::Path::new(o.as_str());
+            let p = match cwd {
+                Some(d) if p.is_relative() => std::path::Path::new(d).join(p),
+                _ => p.to_path_buf(),
+            };
+            !p.exists()
+        })
+        .cloned()
+        .collect();
+    (!missing.is_empty()).then_some(strand::task::Failure::MissingOutputs { paths: missing })
 }
 
 /// `slots` threads that run tries off the caller's (MPI) thread; each try yields exactly one result.
@@ -93,6 +114,34 @@ mod tests {
     use strand::task::*;
 
     #[test]
+    fn declared_outputs_are_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cwd = Some(dir.path().display().to_string());
+        let cmd = |s: &str| {
+            App::Command(CommandSpec {
+                program: Program::Shell(s.into()),
+                env: vec![],
+                cwd: cwd.clone(),
+                stdout: None,
+                stderr: None,
+            })
+        };
+        let spec = |app, outputs: &[&str]| TaskSpec {
+            app,
+            walltime_ms: None,
+            priority: 0,
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        };
+        let reg = Registry::with_builtins();
+        let g = RunningGroups::default();
+        assert_eq!(execute(&reg, &spec(cmd("touch a.dat"), &["a.dat"]), &g), Outcome::Done(vec![]));
+        assert_eq!(
+            execute(&reg, &spec(cmd("touch a.dat"), &["a.dat", "b.dat"]), &g),
+            Outcome::Failed(Failure::MissingOutputs { paths: vec!["b.dat".into()] })
+        );
+    }
+
+    #[test]
     fn every_try_yields_exactly_one_result() {
         let ex = Executor::new(2, Arc::new(Registry::with_builtins()));
         let n = 200u64;
@@ -117,7 +166,7 @@ mod tests {
             };
             ex.submit(Try {
                 id: TryId { client: ClientId(0), task: TaskId(i), attempt: 0 },
-                spec: TaskSpec { app, walltime_ms: None, priority: 0 },
+                spec: TaskSpec { app, walltime_ms: None, priority: 0, outputs: vec![] },
             });
         }
         let mut seen = HashSet::new();
