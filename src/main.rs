@@ -213,6 +213,15 @@ enum BenchKind {
         #[command(flatten)]
         target: Target,
     },
+    /// Memory of the DFK (this process) and the interchange with N tasks pending and no workers.
+    Memory {
+        /// Tasks to submit.
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: u64,
+        /// The interchange's queue limit (past it, it refuses and the DFK holds the rest).
+        #[arg(long, default_value_t = 100_000)]
+        max_queue: u64,
+    },
     /// The interchange alone: simulated managers (no MPI) answer every task at once.
     Sim {
         /// Simulated managers (each a real ZeroMQ connection).
@@ -476,13 +485,14 @@ fn run_status(run_dir: &std::path::Path, json: bool) -> Result<i32> {
     }
     let count = |st: &[State]| tasks.iter().filter(|t| st.contains(&t.state)).count();
     println!(
-        "{}: {} tasks: {} done ({} from an earlier run), {} failed, {} dependency failed, {} running or waiting",
+        "{}: {} tasks: {} done ({} from an earlier run), {} failed, {} dependency failed, {} cancelled, {} running or waiting",
         run_dir.display(),
         tasks.len(),
         count(&[State::Done, State::MemoHit]),
         count(&[State::MemoHit]),
         count(&[State::Failed]),
         count(&[State::DepFailed]),
+        count(&[State::Cancelled]),
         count(&[State::Submitted, State::Launched, State::Retrying]),
     );
     for t in tasks.iter().filter(|t| matches!(t.state, State::Failed | State::DepFailed)).take(20) {
@@ -554,6 +564,7 @@ fn bench(a: BenchArgs) -> Result<i32> {
         BenchKind::Throughput { tasks, target } => (tasks, target, "throughput"),
         BenchKind::Latency { tasks, target } => (tasks, target, "latency"),
         BenchKind::Chain { depth, target } => (depth, target, "chain"),
+        BenchKind::Memory { tasks, max_queue } => return bench_memory(tasks, max_queue),
         BenchKind::Sim { managers, workers_per_manager, tasks, run_dir, pin } => {
             return bench_sim(managers, workers_per_manager, tasks, run_dir.unwrap_or_else(default_run_dir), pin);
         }
@@ -786,4 +797,50 @@ fn map(a: MapArgs) -> Result<i32> {
         eprintln!("strand: {n_failed} of {} tasks failed", submitted.load(Ordering::Relaxed) + bad_lines);
     }
     Ok(if n_failed > 0 { 1 } else { 0 })
+}
+
+/// Resident memory of this process, from /proc/self/status (VmRSS), in bytes.
+fn own_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .map_or(0, |kib: u64| kib * 1024)
+}
+
+/// `strand bench memory`: bytes per pending task in the DFK, with the interchange pushing back.
+fn bench_memory(tasks: u64, max_queue: u64) -> Result<i32> {
+    if tasks == 0 {
+        bail!("--tasks must be at least 1");
+    }
+    let mut opts = LocalOptions::new(default_run_dir());
+    opts.interchange_args = vec!["--max-queue".into(), max_queue.to_string()];
+    let ix = strand::local::LocalInterchange::start(&opts)?;
+    let dfk = Dfk::connect(&ix.conn, DfkConfig::default())?;
+    let before = own_rss();
+    let started = std::time::Instant::now();
+    let futures: Vec<TaskFuture> = (0..tasks).map(|_| dfk.submit(Call::function("noop", Vec::new()))).collect();
+    let submit_s = started.elapsed().as_secs_f64();
+    // Let the I/O thread push what the interchange will take (it refuses the rest).
+    std::thread::sleep(Duration::from_secs(2));
+    let after = own_rss();
+    let mut c = Client::connect(&ix.conn)?;
+    let report = c.status(Duration::from_secs(10))?;
+    let (ix_rss, _) = strand::host::proc_usage(ix.pid()).unwrap_or((0, 0.0));
+    let line = serde_json::json!({
+        "bench": "memory",
+        "tasks": tasks,
+        "submit_s": submit_s,
+        "dfk_rss_growth_mib": (after.saturating_sub(before)) as f64 / (1 << 20) as f64,
+        "dfk_bytes_per_pending_task": after.saturating_sub(before) as f64 / tasks as f64,
+        "interchange_queued": report.queued,
+        "interchange_max_queue": max_queue,
+        "interchange_peak_rss_mib": ix_rss as f64 / (1 << 20) as f64,
+    });
+    println!("{line}");
+    drop(futures);
+    dfk.shutdown();
+    ix.stop(Duration::from_secs(10));
+    Ok(0)
 }

@@ -34,6 +34,8 @@ pub enum State {
     Failed,
     /// A dependency failed.
     DepFailed,
+    /// Cancelled (or a task it depends on was).
+    Cancelled,
 }
 
 /// One line of the log.

@@ -231,13 +231,17 @@ pub struct GraphCounts {
     pub stale: u64,
     /// Tasks answered from the memo table or an earlier run's checkpoint (also counted in `done`).
     pub memo_hits: u64,
+    /// Tasks cancelled (directly or because a task they depend on was).
+    pub cancelled: u64,
 }
 
 /// The DFK's task graph for one client.
 pub struct Graph {
     client: ClientId,
     next: u64,
-    nodes: HashMap<TaskId, Node>,
+    /// Pending tasks. Boxed: a table of 400-byte slots is up to half empty after it grows,
+    /// which doubled the memory per pending task; boxed slots are 16 bytes.
+    nodes: HashMap<TaskId, Box<Node>>,
     ready: VecDeque<TaskId>,
     in_flight: usize,
     counts: GraphCounts,
@@ -366,7 +370,7 @@ impl Graph {
         }
         self.nodes.insert(
             id,
-            Node {
+            Box::new(Node {
                 call,
                 waiting_on,
                 dependents: vec![],
@@ -376,7 +380,7 @@ impl Graph {
                 key: None,
                 forward: None,
                 future: future.clone(),
-            },
+            }),
         );
         self.event(id, State::Submitted, 0, None);
         if let Some((root, reason)) = failed_dep {
@@ -503,6 +507,28 @@ impl Graph {
                 }
             }
         }
+    }
+
+    /// Cancel a task and, transitively, its dependents; returns how many tasks were cancelled.
+    /// A try already out keeps its worker busy until it ends; its result is then dropped as stale.
+    pub fn cancel(&mut self, id: TaskId) -> usize {
+        let mut stack = vec![id];
+        let mut n = 0;
+        while let Some(tid) = stack.pop() {
+            let Some(node) = self.nodes.get(&tid) else { continue };
+            let attempt = node.attempt;
+            self.event(tid, State::Cancelled, attempt, None);
+            let Some(node) = self.nodes.remove(&tid) else { continue };
+            if node.in_flight {
+                self.in_flight -= 1;
+            }
+            self.counts.cancelled += 1;
+            n += 1;
+            node.future.resolve(Err(TaskError::Cancelled));
+            self.ended(tid);
+            stack.extend(node.dependents);
+        }
+        n
     }
 
     /// Fail every in-flight try with `failure` (e.g. the interchange went silent); retries apply.
@@ -795,6 +821,26 @@ mod tests {
             App::Command(c) => assert_eq!(c.program, Program::Shell("wc -l sorted.txt".into())),
             o => panic!("{o:?}"),
         }
+    }
+
+    #[test]
+    fn cancel_cancels_dependents_and_drops_the_late_result() {
+        let mut g = Graph::new(ClientId(1));
+        let a = g.add(Call::shell("sleep 10"));
+        let b = g.add(Call::shell("x").after(&a));
+        let c = g.add(Call::shell("y").input(&b));
+        let other = g.add(Call::shell("z"));
+        let sent = g.take_ready(10);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(g.cancel(a.id()), 3);
+        for f in [&a, &b, &c] {
+            assert_eq!(f.peek(), Some(Err(TaskError::Cancelled)));
+        }
+        assert_eq!(g.in_flight(), 1, "only the unrelated try is still out");
+        g.on_result(done(&sent[0], "late"));
+        assert_eq!(g.counts().stale, 1, "the cancelled try's result is dropped");
+        assert!(!other.is_done());
+        assert_eq!(g.cancel(a.id()), 0, "cancelling twice does nothing");
     }
 
     #[test]

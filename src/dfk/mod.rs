@@ -229,6 +229,13 @@ impl Dfk {
         DfkHandle(Arc::clone(&self.shared))
     }
 
+    /// Cancel a task and its dependents (they end as `Cancelled`); returns how many were cancelled.
+    pub fn cancel(&self, f: &TaskFuture) -> usize {
+        let n = self.shared.graph().cancel(f.id());
+        self.shared.progress.notify_all();
+        n
+    }
+
     /// Counters of the graph so far.
     pub fn counts(&self) -> GraphCounts {
         self.shared.graph().counts()
