@@ -101,11 +101,7 @@ impl<'de> Deserialize<'de> for Walltime {
                 self.visit_f64(v as f64)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Walltime, E> {
-                if v.is_finite() && v > 0.0 {
-                    Ok(Walltime((v * 1000.0).round() as u64))
-                } else {
-                    Err(E::custom(format!("walltime must be positive, got {v}")))
-                }
+                seconds_to_ms(v).map(Walltime).map_err(|m| E::custom(format!("walltime {m}, got {v}")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Walltime, E> {
                 parse_duration(v).map(Walltime).map_err(E::custom)
@@ -115,12 +111,35 @@ impl<'de> Deserialize<'de> for Walltime {
     }
 }
 
+/// Largest walltime accepted: a year is already far past any batch queue's limit, and a cap
+/// keeps `as u64` from saturating a typo like `1e30` into "forever".
+const MAX_WALLTIME_MS: f64 = 366.0 * 24.0 * 3_600_000.0;
+
+/// Seconds to whole milliseconds, refusing what would silently become 0 ms or saturate.
+fn seconds_to_ms(secs: f64) -> Result<u64, String> {
+    ms_checked(secs * 1000.0)
+}
+
+fn ms_checked(ms: f64) -> Result<u64, String> {
+    if !ms.is_finite() || ms <= 0.0 {
+        return Err("must be positive".into());
+    }
+    if ms > MAX_WALLTIME_MS {
+        return Err("must be at most a year (31622400 s)".into());
+    }
+    // A walltime that rounds to 0 ms would kill the try at once; refuse it rather than guess.
+    match ms.round() as u64 {
+        0 => Err("must be at least 1 ms".into()),
+        v => Ok(v),
+    }
+}
+
 /// Parse "90s", "10m", "1h30m", "1.5h", "250ms" or plain seconds into milliseconds.
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let bad = || format!("expected a duration like \"90s\", \"10m\", \"1h30m\", got {s:?}");
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
-        return if secs.is_finite() && secs > 0.0 { Ok((secs * 1000.0).round() as u64) } else { Err(bad()) };
+        return seconds_to_ms(secs).map_err(|m| format!("{} ({m})", bad()));
     }
     let mut total = 0.0;
     let mut num = String::new();
@@ -146,10 +165,10 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         num.clear();
         any = true;
     }
-    if !num.is_empty() || !any || total <= 0.0 {
+    if !num.is_empty() || !any {
         return Err(bad());
     }
-    Ok(total.round() as u64)
+    ms_checked(total).map_err(|m| format!("{} ({m})", bad()))
 }
 
 #[derive(Deserialize)]
@@ -281,7 +300,13 @@ fn substitute_vars(s: &str, vars: &[(String, String)]) -> String {
 
 /// 1-based line and column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let mut offset = offset.min(text.len());
+    // Spans come from the TOML parser and should sit on character boundaries; flooring keeps a
+    // stray one from panicking while reporting an error.
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
     (line, column)
@@ -297,6 +322,18 @@ impl Ctx<'_> {
         let (line, column) = line_col(self.text, span.start);
         WorkflowError::At { origin: self.origin.to_string(), line, column, message: message.into() }
     }
+}
+
+/// Byte offset of the first non-blank character of the line holding `offset` (the key of an
+/// inline `key = value`); falls back to `offset` when the value sits in an inline table.
+fn line_start_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    let start = text.get(..offset).and_then(|b| b.rfind('\n')).map(|i| i + 1).unwrap_or(0);
+    let line = text.get(start..offset).unwrap_or("");
+    if line.contains('{') || line.contains(',') {
+        return offset;
+    }
+    start + (line.len() - line.trim_start().len())
 }
 
 fn valid_name(n: &str) -> bool {
@@ -315,7 +352,8 @@ impl Workflow {
     pub fn parse(text: &str, origin: &str) -> Result<Workflow, WorkflowError> {
         let cx = Ctx { text, origin };
         let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let msg = e.message().trim_end().to_string();
+            let msg =
+                e.message().trim_end().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
             match e.span() {
                 Some(span) => cx.at(span, msg),
                 None => WorkflowError::File { origin: origin.into(), message: msg },
@@ -383,24 +421,37 @@ impl Workflow {
             let span = t.span();
             let t = t.get_ref();
             let name = t.name.as_ref().map(|n| n.get_ref().as_str()).unwrap_or_default();
-            let given: Vec<&str> =
-                [("command", t.command.is_some()), ("argv", t.argv.is_some()), ("function", t.function.is_some())]
-                    .iter()
-                    .filter(|(_, g)| *g)
-                    .map(|(k, _)| *k)
-                    .collect();
-            if given.len() != 1 {
-                let what = if given.is_empty() {
-                    "none of".to_string()
-                } else {
-                    format!("both `{}` and", given.join("` and `"))
-                };
-                return Err(cx.at(
-                    span,
-                    format!(
-                        "task {name:?} has {what} command, argv, function; give exactly one of command, argv, function"
-                    ),
-                ));
+            let given: Vec<(&str, Range<usize>)> = [
+                ("command", t.command.as_ref().map(|c| c.span())),
+                ("argv", t.argv.as_ref().map(|a| a.span())),
+                ("function", t.function.as_ref().map(|f| f.span())),
+            ]
+            .into_iter()
+            .filter_map(|(k, s)| Some((k, s?)))
+            .collect();
+            match given.as_slice() {
+                [_] => {}
+                [] => {
+                    return Err(cx.at(
+                        span,
+                        format!("task {name:?} has none of command, argv, function; give exactly one of them"),
+                    ))
+                }
+                [_, _, ..] => {
+                    let keys: Vec<String> = given.iter().map(|(k, _)| format!("`{k}`")).collect();
+                    let both = if keys.len() == 2 { "both " } else { "" };
+                    // Point at whichever of them comes last in the file (the one that made it
+                    // ambiguous), at its key rather than its value: that is what the user deletes.
+                    let latest = given.iter().map(|(_, s)| s.start).max().unwrap_or(span.start);
+                    let at = line_start_of(text, latest);
+                    return Err(cx.at(
+                        at..at,
+                        format!(
+                            "task {name:?} has {both}{}; give exactly one of command, argv, function",
+                            keys.join(" and ")
+                        ),
+                    ));
+                }
             }
             if let (Some(a), None) = (&t.args, &t.function) {
                 return Err(cx.at(a.span(), format!("task {name:?}: `args` is only for `function` tasks")));
@@ -486,6 +537,9 @@ impl Workflow {
                     ));
                 }
             }
+            // A dependency named twice (or an array and one of its elements) is still one edge.
+            after.sort_unstable();
+            after.dedup();
             tasks.push(WorkflowTask {
                 name: e.name.clone(),
                 spec: TaskSpec {
@@ -499,11 +553,23 @@ impl Workflow {
             });
         }
         let wf = Workflow { tasks };
-        if let Err(cycle) = wf.order() {
+        if let Err(stuck) = wf.order() {
+            let cycle = wf.one_cycle(&stuck);
             let names: Vec<&str> = cycle.iter().map(|&i| wf.tasks[i].name.as_str()).collect();
             let raw = elements[cycle[0]].raw;
             let span = raw_tasks[raw].get_ref().name.as_ref().map(|n| n.span()).unwrap_or(0..0);
-            return Err(cx.at(span, format!("dependency cycle among tasks {}", names.join(", "))));
+            let message = if let [only] = names.as_slice() {
+                format!("dependency cycle: task {only:?} runs after itself; remove it from its `after`")
+            } else {
+                let mut ring = names.clone();
+                ring.push(names[0]);
+                format!(
+                    "dependency cycle among tasks {} ({}, each after the one before); remove one `after` entry",
+                    names.join(", "),
+                    ring.join(" -> ")
+                )
+            };
+            return Err(cx.at(span, message));
         }
         Ok(wf)
     }
@@ -511,6 +577,37 @@ impl Workflow {
     /// A launch order in which every task comes after its dependencies (Kahn's algorithm, O(n + e)).
     pub fn topological_order(&self) -> Vec<usize> {
         self.order().unwrap_or_default()
+    }
+
+    /// One cycle among `stuck` (the tasks Kahn's algorithm could not release), in run-after
+    /// order and starting from its lowest index so the message is stable. O(n + e).
+    fn one_cycle(&self, stuck: &[usize]) -> Vec<usize> {
+        let n = self.tasks.len();
+        let mut is_stuck = vec![false; n];
+        for &i in stuck {
+            is_stuck[i] = true;
+        }
+        // Every stuck task waits on at least one stuck task, so walking those waits from any
+        // stuck task must revisit one: the walk from that first repeat is a cycle.
+        let mut seen_at = vec![usize::MAX; n];
+        let mut walk = Vec::new();
+        let mut at = stuck.first().copied().unwrap_or(0);
+        while seen_at.get(at) == Some(&usize::MAX) {
+            seen_at[at] = walk.len();
+            walk.push(at);
+            match self.tasks[at].after.iter().copied().find(|&d| is_stuck.get(d) == Some(&true)) {
+                Some(d) => at = d,
+                None => break,
+            }
+        }
+        let from = seen_at.get(at).copied().filter(|&s| s != usize::MAX).unwrap_or(0);
+        let mut cycle: Vec<usize> = walk[from..].to_vec();
+        // The walk follows "waits on" edges; reverse it so each task runs after the one before.
+        cycle.reverse();
+        if let Some(min) = cycle.iter().enumerate().min_by_key(|(_, &t)| t).map(|(k, _)| k) {
+            cycle.rotate_left(min);
+        }
+        cycle
     }
 
     /// The order, or the tasks left in a cycle.
@@ -681,6 +778,55 @@ outputs = ["sorted.txt"]
     }
 
     #[test]
+    fn cycles_name_only_their_tasks() {
+        // d waits on the cycle but is not part of it, so it must not be named.
+        let e = err(concat!(
+            "[[task]]\nname = \"a\"\ncommand = \"x\"\nafter = [\"c\"]\n",
+            "[[task]]\nname = \"b\"\ncommand = \"x\"\nafter = [\"a\"]\n",
+            "[[task]]\nname = \"c\"\ncommand = \"x\"\nafter = [\"b\"]\n",
+            "[[task]]\nname = \"d\"\ncommand = \"x\"\nafter = [\"c\"]\n",
+        ));
+        assert!(e.starts_with("wf.toml:2:8: dependency cycle among tasks a, b, c (a -> b -> c -> a"), "{e}");
+        let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\nafter = [\"a\"]\n");
+        assert!(e.starts_with("wf.toml:2:8: ") && e.contains("\"a\" runs after itself"), "{e}");
+    }
+
+    #[test]
+    fn repeated_dependencies_count_once() {
+        let wf = Workflow::parse(
+            "[[task]]\nname = \"a\"\ncommand = \"x\"\n[[task]]\nname = \"b\"\ncommand = \"y\"\nafter = [\"a\", \"a\"]\n",
+            "wf.toml",
+        )
+        .expect("parses");
+        assert_eq!(wf.tasks[1].after, vec![0]);
+    }
+
+    #[test]
+    fn walltimes_that_would_be_silently_wrong_are_refused() {
+        for (w, phrase) in [
+            ("0", "positive"),
+            ("-5", "positive"),
+            ("0.0001", "at least 1 ms"),
+            ("1e30", "at most a year"),
+            ("\"0.1ms\"", "at least 1 ms"),
+            ("\"99999999999h\"", "at most a year"),
+            ("\"-1s\"", "a duration like"),
+        ] {
+            let e = err(&format!("[[task]]\nname = \"a\"\ncommand = \"x\"\nwalltime = {w}\n"));
+            assert!(e.starts_with("wf.toml:4:12: ") && e.contains(phrase), "{w}: {e}");
+        }
+        let e = err("[defaults]\nwalltime = \"soon\"\n[[task]]\nname = \"a\"\ncommand = \"x\"\n");
+        assert!(e.starts_with("wf.toml:2:12: ") && e.contains("\"soon\""), "{e}");
+    }
+
+    #[test]
+    fn line_col_never_splits_a_character() {
+        assert_eq!(line_col("é\nx", 1), (1, 1));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+        assert_eq!(line_col("ab", 99), (1, 3));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90s"), Ok(90_000));
         assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
@@ -703,8 +849,14 @@ outputs = ["sorted.txt"]
         assert!(e.contains("duration string"), "{e}");
 
         let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\nargv = [\"y\"]\n");
-        assert!(e.starts_with("wf.toml:1:"), "{e}");
-        assert!(e.contains("exactly one of command, argv, function"), "{e}");
+        assert_eq!(
+            e,
+            "wf.toml:4:1: task \"a\" has both `command` and `argv`; give exactly one of command, argv, function"
+        );
+        let e = err("[[task]]\nname = \"a\"\nfunction = \"f\"\n  command = \"x\"\nargv = [\"y\"]\n");
+        assert!(e.starts_with("wf.toml:5:1: ") && e.contains("has `command` and `argv` and `function`"), "{e}");
+        let e = err("[[task]]\nname = \"a\"\n");
+        assert!(e.starts_with("wf.toml:1:1: ") && e.contains("has none of command, argv, function"), "{e}");
 
         let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\n[[task]]\nname = \"a\"\ncommand = \"y\"\n");
         assert!(e.starts_with("wf.toml:5:") && e.contains("first on line 2"), "{e}");
@@ -728,7 +880,8 @@ outputs = ["sorted.txt"]
         assert!(e.starts_with("wf.toml:1:") && e.contains("without a name"), "{e}");
 
         let e = err("[[task]\nname = 1\n");
-        assert!(e.starts_with("wf.toml:1:"), "{e}");
+        assert!(e.starts_with("wf.toml:1:7: ") && e.contains("expected"), "{e}");
+        assert!(!e.contains('\n'), "one line per error: {e}");
 
         assert!(err("# nothing\n").contains("no tasks"));
         let e = Workflow::from_file(Path::new("/no/such/wf.toml")).expect_err("missing");
