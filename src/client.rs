@@ -41,6 +41,8 @@ pub struct Client {
     codec: Codec,
     endpoint: String,
     seq: u64,
+    /// Highest sequence number accepted from the interchange (replays are dropped).
+    last_seen_seq: u64,
     drops: DropCounts,
     _ctx: zmq::Context,
 }
@@ -57,7 +59,16 @@ impl Client {
         socket.set_linger(1000).map_err(zerr("set LINGER"))?;
         let endpoint = conn.client_endpoint();
         socket.connect(&endpoint).map_err(zerr("connect to the interchange"))?;
-        Ok(Client { id, socket, codec: conn.codec(), endpoint, seq: 0, drops: DropCounts::default(), _ctx: ctx })
+        Ok(Client {
+            id,
+            socket,
+            codec: conn.codec(),
+            endpoint,
+            seq: 0,
+            last_seen_seq: 0,
+            drops: DropCounts::default(),
+            _ctx: ctx,
+        })
     }
 
     /// This client's id (every try it submits must carry it).
@@ -96,7 +107,11 @@ impl Client {
     pub fn try_recv(&mut self) -> Option<ToClientMsg> {
         while let Ok(frame) = self.socket.recv_bytes(zmq::DONTWAIT) {
             match self.codec.decode::<ToClientMsg>(&frame) {
-                Ok((_, msg)) => return Some(msg),
+                Ok((h, _)) if h.seq <= self.last_seen_seq => self.drops.replayed += 1,
+                Ok((h, msg)) => {
+                    self.last_seen_seq = h.seq;
+                    return Some(msg);
+                }
                 Err(e) => self.drops.count(&e),
             }
         }

@@ -135,6 +135,9 @@ pub struct DropCounts {
     pub unexpected: u64,
     /// Results for a try the sender does not own (stale or duplicate).
     pub stale_results: u64,
+    /// Authentic frames whose sequence number was not above the sender's last (replays).
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 /// What the interchange sends to a client.
@@ -235,6 +238,30 @@ impl Message for ToManagerMsg {
     const CHANNEL: Channel = Channel::ToManager;
 }
 
+/// Per-sender sequence numbers: each sender numbers its frames 1, 2, 3 ...; a frame that
+/// does not number above the last one accepted from the same sender is a replay.
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    last: std::collections::HashMap<u64, u64>,
+}
+
+impl ReplayGuard {
+    /// Accept `seq` from `peer` if it is newer than anything seen from it.
+    pub fn accept(&mut self, peer: u64, seq: u64) -> bool {
+        let last = self.last.entry(peer).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        true
+    }
+
+    /// Forget a peer that has left.
+    pub fn forget(&mut self, peer: u64) {
+        self.last.remove(&peer);
+    }
+}
+
 /// The parsed header of a frame that passed every check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -305,6 +332,7 @@ impl DropCounts {
             + self.oversized
             + self.unexpected
             + self.stale_results
+            + self.replayed
     }
 }
 
@@ -518,6 +546,18 @@ mod tests {
         assert!(f.len() <= 64);
         let big = vec![0u8; 65];
         assert!(matches!(c.decode::<ToManagerMsg>(&big), Err(WireError::Oversized { .. })));
+    }
+
+    #[test]
+    fn replays_are_refused() {
+        let mut g = ReplayGuard::default();
+        assert!(g.accept(1, 1));
+        assert!(g.accept(1, 2));
+        assert!(!g.accept(1, 2), "same frame again");
+        assert!(!g.accept(1, 1), "older frame");
+        assert!(g.accept(2, 1), "senders are independent");
+        g.forget(1);
+        assert!(g.accept(1, 1));
     }
 
     #[test]

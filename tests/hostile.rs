@@ -39,6 +39,11 @@ fn bad_frames_are_dropped_and_the_good_launcher_keeps_serving() {
     s.send(&noise, 0).expect("send noise");
     // Multi-part garbage too: a ROUTER sees three frames from one peer.
     s.send_multipart([&b"a"[..], &b"b"[..]], 0).expect("send multipart");
+    // A correctly signed heartbeat captured and sent again from its own identity: the first
+    // copy counts as "unexpected" (peer 7 never registered), the second as a replay.
+    let hb = conn.codec().encode(&ManagerMsg::Heartbeat, 5);
+    s.send(&hb[..], 0).expect("send heartbeat");
+    s.send(&hb[..], 0).expect("replay heartbeat");
 
     // The good launcher still serves.
     let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
@@ -60,6 +65,7 @@ fn bad_frames_are_dropped_and_the_good_launcher_keeps_serving() {
     assert!(d.unauthenticated >= 1, "wrong-key registration counted: {d:?}");
     assert!(d.truncated >= 1, "short frame counted: {d:?}");
     assert!(d.malformed >= 2, "noise and multipart counted: {d:?}");
+    assert_eq!(d.replayed, 1, "the replayed frame is dropped and counted: {d:?}");
 
     // A client with the wrong key gets nothing back either.
     let mut bad_client_conn: ConnectionInfo = conn.clone();

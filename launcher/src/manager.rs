@@ -74,6 +74,8 @@ struct Manager<'a> {
     socket: zmq::Socket,
     codec: Codec,
     seq: u64,
+    /// Highest sequence number accepted from the interchange (replays are dropped).
+    last_seen_seq: u64,
     workers: Vec<WorkerSlot>,
     per_worker: u32,
     local: Option<Executor>,
@@ -116,6 +118,7 @@ pub fn run_manager(
         socket,
         codec: conn.codec(),
         seq: 0,
+        last_seen_seq: 0,
         per_worker,
         local,
         local_held: 0,
@@ -259,7 +262,14 @@ impl Manager<'_> {
         while let Ok(frame) = self.socket.recv_bytes(zmq::DONTWAIT) {
             got = true;
             let msg = match self.codec.decode::<ToManagerMsg>(&frame) {
-                Ok((_, msg)) => msg,
+                Ok((h, _)) if h.seq <= self.last_seen_seq => {
+                    warn!(self.log, "dropped a replayed frame from the interchange"; "seq" => h.seq);
+                    continue;
+                }
+                Ok((h, msg)) => {
+                    self.last_seen_seq = h.seq;
+                    msg
+                }
                 Err(e) => {
                     warn!(self.log, "dropped a frame from the interchange"; "reason" => %e);
                     continue;

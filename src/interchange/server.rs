@@ -8,7 +8,8 @@ use super::dispatch::{Comm, DispatchConfig, Dispatcher};
 use crate::connection::{ConnectionInfo, CONNECTION_FILE};
 use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
 use crate::wire::{
-    random_id, ClientMsg, Codec, Key, ManagerMode, ManagerMsg, Message, ToClientMsg, ToManagerMsg, PROTOCOL_VERSION,
+    random_id, ClientMsg, Codec, Key, ManagerMode, ManagerMsg, Message, ReplayGuard, ToClientMsg, ToManagerMsg,
+    PROTOCOL_VERSION,
 };
 use slog::{debug, info, warn, Logger};
 use std::collections::HashSet;
@@ -96,6 +97,8 @@ pub struct Interchange {
     dispatcher: Dispatcher,
     known_clients: HashSet<ClientId>,
     seq: u64,
+    manager_seqs: ReplayGuard,
+    client_seqs: ReplayGuard,
     log: Logger,
     _ctx: zmq::Context,
 }
@@ -169,6 +172,8 @@ impl Interchange {
             managers,
             known_clients: HashSet::new(),
             seq: 0,
+            manager_seqs: ReplayGuard::default(),
+            client_seqs: ReplayGuard::default(),
             log,
             _ctx: ctx,
         })
@@ -264,6 +269,10 @@ impl Interchange {
             };
             let m = ManagerId(id);
             let msg = match self.codec.decode::<ManagerMsg>(frame) {
+                Ok((h, _)) if !self.manager_seqs.accept(m.0, h.seq) => {
+                    self.dispatcher.drops_mut().replayed += 1;
+                    continue;
+                }
                 Ok((_, msg)) => msg,
                 Err(e) => {
                     debug!(self.log, "dropped manager frame"; "manager" => %m, "reason" => %e);
@@ -321,6 +330,10 @@ impl Interchange {
             };
             let c = ClientId(id);
             let msg = match self.codec.decode::<ClientMsg>(frame) {
+                Ok((h, _)) if !self.client_seqs.accept(c.0, h.seq) => {
+                    self.dispatcher.drops_mut().replayed += 1;
+                    continue;
+                }
                 Ok((_, msg)) => msg,
                 Err(e) => {
                     debug!(self.log, "dropped client frame"; "client" => %c, "reason" => %e);
@@ -365,6 +378,7 @@ impl Interchange {
                 }
                 ClientMsg::Bye => {
                     self.known_clients.remove(&c);
+                    self.client_seqs.forget(c.0);
                 }
             }
         }
