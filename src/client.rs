@@ -169,9 +169,10 @@ impl Client {
     }
 
     /// Say hello and wait for the welcome: proves the interchange is there and has our key.
-    pub fn hello(&mut self, timeout: Duration) -> Result<u32, ClientError> {
+    /// Returns the managers connected and the interchange's incarnation.
+    pub fn hello(&mut self, timeout: Duration) -> Result<(u32, u64), ClientError> {
         self.request(&ClientMsg::Hello, timeout, |m| match m {
-            ToClientMsg::Welcome { managers } => Some(managers),
+            ToClientMsg::Welcome { managers, incarnation } => Some((managers, incarnation)),
             _ => None,
         })
     }

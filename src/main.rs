@@ -64,6 +64,10 @@ struct InterchangeArgs {
     /// Most tries queued; submissions beyond are refused and the client waits.
     #[arg(long, default_value_t = 1_000_000)]
     max_queue: usize,
+    /// Restart on RUN_DIR after a crash: reuse its connection file (key, ports) so launchers
+    /// re-register and clients resubmit what the old interchange held.
+    #[arg(long)]
+    resume: bool,
     /// Managers you expect to connect; the open-file limit is raised (and checked) for this many.
     #[arg(long, default_value_t = 4096)]
     max_managers: u64,
@@ -301,6 +305,7 @@ fn interchange(a: InterchangeArgs, verbose: u8) -> Result<i32> {
             max_queue: a.max_queue,
             ..DispatchConfig::default()
         },
+        resume: a.resume,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {

@@ -103,7 +103,7 @@ impl Simulator {
                             seq += 1;
                             let _ = s.send(self.codec.encode(&ManagerMsg::Results(results), seq), 0);
                         }
-                        ToManagerMsg::Heartbeat => {}
+                        ToManagerMsg::Heartbeat | ToManagerMsg::Reregister => {}
                         ToManagerMsg::Stop => return report,
                     }
                 }

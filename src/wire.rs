@@ -147,6 +147,8 @@ pub enum ToClientMsg {
     Welcome {
         /// Managers connected now.
         managers: u32,
+        /// Random per interchange process: a change means it restarted and lost what it held.
+        incarnation: u64,
     },
     /// Results of the client's tries.
     Results(Vec<TryResult>),
@@ -160,7 +162,10 @@ pub enum ToClientMsg {
     /// Answer to `Status`.
     Status(StatusReport),
     /// Answer to `Heartbeat`.
-    Heartbeat,
+    Heartbeat {
+        /// As in `Welcome`.
+        incarnation: u64,
+    },
     /// Answer to a command: whether it was done, and what happened.
     Ack {
         /// Done or not.
@@ -230,6 +235,9 @@ pub enum ToManagerMsg {
     Tasks(Vec<Try>),
     /// Liveness answer.
     Heartbeat,
+    /// The interchange does not know this manager (it restarted, or declared the manager
+    /// lost): register again; tries held from before are no longer owned by anyone.
+    Reregister,
     /// Stop the pool and exit.
     Stop,
 }

@@ -120,3 +120,45 @@ fn hold_release_and_drain_a_manager() {
     let st = block.wait(Duration::from_secs(30));
     assert!(st.success(), "drained launcher exits 0: {st}\n{}", tail(&dir.path().join("block.log")));
 }
+
+#[test]
+fn interchange_killed_and_restarted_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hb = ["--heartbeat-period", "0.2", "--heartbeat-threshold", "5"];
+    let (mut ix, conn) = interchange(dir.path(), &hb);
+    let conn_file = dir.path().join("connection.json");
+    let mut block = launcher(dir.path(), "block", 3, &conn_file, &["--slots-per-worker", "4"]);
+    wait_managers(&conn, 1, Duration::from_secs(60));
+    let cfg = DfkConfig { interchange_timeout: Duration::from_secs(20), ..DfkConfig::default() };
+    let dfk = Dfk::connect(&conn, cfg).expect("dfk");
+    let futures: Vec<_> = (0..200).map(|_| dfk.submit(Call::argv(["sleep", "0.2"]))).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dfk.counts().done < 30 {
+        assert!(Instant::now() < deadline, "no progress before the kill");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ix.kill();
+    // Same run directory, same key and ports: launchers and the DFK reconnect by themselves.
+    let log = std::fs::File::create(dir.path().join("interchange2.log")).expect("log");
+    let _ix2 = Guard::spawn(
+        "interchange (restarted)",
+        Command::new(bin("strand"))
+            .arg("interchange")
+            .arg("--run-dir")
+            .arg(dir.path())
+            .arg("--resume")
+            .args(hb)
+            .stderr(log),
+    );
+    assert_eq!(dfk.wait_all(Some(Duration::from_secs(120))), 0, "every task ended");
+    for (i, f) in futures.iter().enumerate() {
+        assert_eq!(f.peek(), Some(Ok(vec![])), "task {i}");
+    }
+    let c = dfk.counts();
+    assert_eq!((c.done, c.failed), (200, 0), "each task done exactly once: {c:?}");
+    assert!(c.resubmitted > 0, "the restart cost some tries, which were sent again: {c:?}");
+    dfk.shutdown();
+    assert!(block.is_running(), "the launcher survived the restart");
+    let report = Client::connect(&conn).expect("client").status(Duration::from_secs(10)).expect("status");
+    assert_eq!(report.managers.len(), 1, "the manager registered with the new interchange");
+}

@@ -289,6 +289,17 @@ impl Manager<'_> {
                     self.backlog.extend(tries);
                 }
                 ToManagerMsg::Heartbeat => {}
+                ToManagerMsg::Reregister => {
+                    // The interchange restarted or declared us lost: what we hold belongs to
+                    // no one now. Tries not started are dropped; running ones finish and their
+                    // results are dropped there as stale. Clients resubmit them as new tries.
+                    warn!(self.log, "interchange does not know us; registering again";
+                        "dropped_backlog" => self.backlog.len());
+                    self.backlog.clear();
+                    if let Err(e) = self.register() {
+                        warn!(self.log, "re-registration failed"; "error" => %e);
+                    }
+                }
                 ToManagerMsg::Stop => return Err(ManagerExit::Stopped),
             }
         }

@@ -233,6 +233,8 @@ pub struct GraphCounts {
     pub memo_hits: u64,
     /// Tasks cancelled (directly or because a task they depend on was).
     pub cancelled: u64,
+    /// Tries sent again because the interchange restarted and lost them.
+    pub resubmitted: u64,
 }
 
 /// The DFK's task graph for one client.
@@ -529,6 +531,22 @@ impl Graph {
             stack.extend(node.dependents);
         }
         n
+    }
+
+    /// The interchange restarted and lost what it held: send every in-flight task again as a
+    /// new try (not charged to its retries; a late result of the old try is dropped as stale).
+    pub fn resubmit_in_flight(&mut self) -> usize {
+        let ids: Vec<TaskId> = self.nodes.iter().filter(|(_, n)| n.in_flight).map(|(id, _)| *id).collect();
+        for id in &ids {
+            if let Some(n) = self.nodes.get_mut(id) {
+                n.in_flight = false;
+                n.attempt += 1;
+                self.in_flight -= 1;
+                self.ready.push_back(*id);
+            }
+        }
+        self.counts.resubmitted += ids.len() as u64;
+        ids.len()
     }
 
     /// Fail every in-flight try with `failure` (e.g. the interchange went silent); retries apply.

@@ -176,7 +176,7 @@ impl Dfk {
             None => None,
         };
         let mut client = Client::connect(conn)?;
-        client.hello(cfg.connect_timeout)?;
+        let (_, incarnation) = client.hello(cfg.connect_timeout)?;
         let waker = Waker::new().map_err(ClientError::Random)?;
         let shared = Arc::new(Shared {
             graph: Mutex::new(Graph::with_memo(client.id(), memo)),
@@ -192,7 +192,7 @@ impl Dfk {
         let s2 = Arc::clone(&shared);
         let io = std::thread::Builder::new()
             .name("strand-dfk-io".into())
-            .spawn(move || io_loop(client, s2, cfg))
+            .spawn(move || io_loop(client, s2, cfg, incarnation))
             .map_err(ClientError::Random)?;
         Ok(Dfk { shared, io: Some(io) })
     }
@@ -287,7 +287,7 @@ impl Drop for Dfk {
 }
 
 /// The I/O thread: ready tries out, results in, liveness of the interchange.
-fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
+fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnation: u64) {
     let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
     let ping_every = (cfg.interchange_timeout / 4).max(Duration::from_millis(50));
@@ -315,10 +315,14 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig) {
                     shared.graph().fail_in_flight(Failure::InterchangeLost { silent_ms: 0 });
                     ended = true;
                 }
-                ToClientMsg::Welcome { .. }
-                | ToClientMsg::Status(_)
-                | ToClientMsg::Heartbeat
-                | ToClientMsg::Ack { .. } => {}
+                ToClientMsg::Welcome { incarnation: i, .. } | ToClientMsg::Heartbeat { incarnation: i } => {
+                    if i != incarnation {
+                        // A restarted interchange holds none of our tries: send them again.
+                        incarnation = i;
+                        shared.graph().resubmit_in_flight();
+                    }
+                }
+                ToClientMsg::Status(_) | ToClientMsg::Ack { .. } => {}
             }
         }
         run_joins(&shared);

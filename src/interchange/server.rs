@@ -34,6 +34,9 @@ pub struct InterchangeConfig {
     pub heartbeat_period: Duration,
     /// Dispatch limits, including the heartbeat threshold.
     pub dispatch: DispatchConfig,
+    /// Restart on an existing run directory: reuse its connection file (key, run id, ports),
+    /// so launchers and clients reconnect by themselves.
+    pub resume: bool,
 }
 
 /// Why the interchange could not start or run.
@@ -97,6 +100,8 @@ pub struct Interchange {
     dispatcher: Dispatcher,
     known_clients: HashSet<ClientId>,
     seq: u64,
+    /// Random per process; clients compare it to notice a restart.
+    incarnation: u64,
     manager_seqs: ReplayGuard,
     client_seqs: ReplayGuard,
     log: Logger,
@@ -147,18 +152,25 @@ impl Interchange {
         std::fs::create_dir_all(&cfg.run_dir)
             .map_err(|source| InterchangeError::Io { path: cfg.run_dir.clone(), source })?;
         let ctx = zmq::Context::new();
-        let (clients, client_port) = bind_router(&ctx, &cfg.address, cfg.client_port)?;
-        let (managers, manager_port) = bind_router(&ctx, &cfg.address, cfg.manager_port)?;
-        let key = Key::generate().map_err(|source| InterchangeError::Io { path: cfg.run_dir.clone(), source })?;
-        let run_id = random_id().map_err(|source| InterchangeError::Io { path: cfg.run_dir.clone(), source })?;
-        let info = ConnectionInfo {
-            protocol_version: PROTOCOL_VERSION,
-            run_id,
-            address: cfg.address.clone(),
-            client_port,
-            manager_port,
-            key: key.to_hex(),
+        let io = |source| InterchangeError::Io { path: cfg.run_dir.clone(), source };
+        let previous = if cfg.resume { Some(ConnectionInfo::load(&cfg.run_dir.join(CONNECTION_FILE))?) } else { None };
+        let (address, want_client, want_manager) = match &previous {
+            Some(p) => (p.address.clone(), p.client_port, p.manager_port),
+            None => (cfg.address.clone(), cfg.client_port, cfg.manager_port),
         };
+        let (clients, client_port) = bind_router(&ctx, &address, want_client)?;
+        let (managers, manager_port) = bind_router(&ctx, &address, want_manager)?;
+        let (key, run_id) = match &previous {
+            Some(p) => (p.key.clone(), p.run_id),
+            None => (Key::generate().map_err(io)?.to_hex(), random_id().map_err(io)?),
+        };
+        let info =
+            ConnectionInfo { protocol_version: PROTOCOL_VERSION, run_id, address, client_port, manager_port, key };
+        let incarnation = random_id().map_err(io)?;
+        // Sequence numbers continue above anything an earlier incarnation sent, so peers
+        // that remember its numbers do not take the new ones for replays.
+        let seq =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() << 32).unwrap_or(0);
         info.write(&cfg.run_dir.join(CONNECTION_FILE))?;
         info!(log, "interchange listening";
             "clients" => info.client_endpoint(), "managers" => info.manager_endpoint(),
@@ -171,7 +183,8 @@ impl Interchange {
             clients,
             managers,
             known_clients: HashSet::new(),
-            seq: 0,
+            seq,
+            incarnation,
             manager_seqs: ReplayGuard::default(),
             client_seqs: ReplayGuard::default(),
             log,
@@ -296,11 +309,16 @@ impl Interchange {
                     };
                     self.send_to_manager(m, &reply);
                 }
+                ManagerMsg::Goodbye if !self.dispatcher.is_registered(m) => {}
                 _ if !self.dispatcher.is_registered(m) => {
-                    // A manager we do not know (expired, or from before a restart): tell it to stop
-                    // rather than let it hold an allocation for nothing.
-                    self.dispatcher.drops_mut().unexpected += 1;
-                    self.send_to_manager(m, &ToManagerMsg::Stop);
+                    // A manager we do not know (declared lost, or registered with an earlier
+                    // incarnation): whatever it sends is dropped; it may register afresh.
+                    if let ManagerMsg::Results(r) = &msg {
+                        self.dispatcher.drops_mut().stale_results += r.len() as u64;
+                    } else {
+                        self.dispatcher.drops_mut().unexpected += 1;
+                    }
+                    self.send_to_manager(m, &ToManagerMsg::Reregister);
                 }
                 ManagerMsg::Results(results) => self.dispatcher.results(m, results, now),
                 ManagerMsg::Heartbeat => {
@@ -345,7 +363,8 @@ impl Interchange {
                 ClientMsg::Hello => {
                     self.known_clients.insert(c);
                     let managers = self.dispatcher.manager_count() as u32;
-                    self.send_to_client(c, &ToClientMsg::Welcome { managers });
+                    let incarnation = self.incarnation;
+                    self.send_to_client(c, &ToClientMsg::Welcome { managers, incarnation });
                 }
                 ClientMsg::Submit(tries) => {
                     // Tries must carry the sender's own client id, so one client cannot
@@ -355,7 +374,10 @@ impl Interchange {
                     let (mut comm, d) = self.comm();
                     d.submit(c, ok, &mut comm);
                 }
-                ClientMsg::Heartbeat => self.send_to_client(c, &ToClientMsg::Heartbeat),
+                ClientMsg::Heartbeat => {
+                    let incarnation = self.incarnation;
+                    self.send_to_client(c, &ToClientMsg::Heartbeat { incarnation })
+                }
                 ClientMsg::Status => {
                     let report = self.dispatcher.status(Instant::now());
                     self.send_to_client(c, &ToClientMsg::Status(report));
