@@ -162,3 +162,47 @@ fn interchange_killed_and_restarted_loses_nothing() {
     let report = Client::connect(&conn).expect("client").status(Duration::from_secs(10)).expect("status");
     assert_eq!(report.managers.len(), 1, "the manager registered with the new interchange");
 }
+
+#[test]
+fn frozen_manager_is_lost_then_its_late_results_are_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ix, conn) = interchange(dir.path(), &["--heartbeat-period", "0.1", "--heartbeat-threshold", "1"]);
+    let conn_file = dir.path().join("connection.json");
+    let block = launcher(dir.path(), "block", 2, &conn_file, &["--slots-per-worker", "4"]);
+    wait_managers(&conn, 1, Duration::from_secs(60));
+    let manager = rank_pid(block.pid(), 0).expect("manager rank");
+    let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
+    let futures: Vec<_> = (0..4).map(|_| dfk.submit(Call::argv(["sleep", "2"]))).collect();
+    let mut client = Client::connect(&conn).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.status(Duration::from_secs(5)).map(|s| s.in_flight).unwrap_or(0) < 4 {
+        assert!(Instant::now() < deadline, "tries never reached the manager");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: signalling our own grandchild.
+    unsafe { libc::kill(manager, libc::SIGSTOP) };
+    for f in &futures {
+        match f.wait_timeout(Duration::from_secs(30)) {
+            Some(Err(TaskError::Failed { failure: Failure::ManagerLost { .. }, .. })) => {}
+            other => panic!("expected ManagerLost, got {other:?}"),
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(manager, libc::SIGCONT) };
+    // It comes back, finishes the sleeps, sends results nobody owns, and registers afresh.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = client.status(Duration::from_secs(5)).expect("status");
+        if s.managers.len() == 1 && s.dropped.stale_results >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "manager did not come back: {s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = dfk.submit(Call::function("echo", b"again".to_vec()));
+    assert_eq!(after.wait_timeout(Duration::from_secs(30)), Some(Ok(b"again".to_vec())));
+    let c = dfk.counts();
+    assert_eq!(c.stale, 0, "no second result for any try reached the DFK");
+    assert_eq!((c.failed, c.done), (4, 1));
+    dfk.shutdown();
+}

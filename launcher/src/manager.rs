@@ -76,6 +76,8 @@ struct Manager<'a> {
     seq: u64,
     /// Highest sequence number accepted from the interchange (replays are dropped).
     last_seen_seq: u64,
+    /// A registration is on its way: further `Reregister`s (one per message sent before it) are moot.
+    registering: bool,
     workers: Vec<WorkerSlot>,
     per_worker: u32,
     local: Option<Executor>,
@@ -119,6 +121,7 @@ pub fn run_manager(
         codec: conn.codec(),
         seq: 0,
         last_seen_seq: 0,
+        registering: false,
         per_worker,
         local,
         local_held: 0,
@@ -175,6 +178,7 @@ impl Manager<'_> {
             mpi_version: mpi::environment::library_version().unwrap_or_default().trim().to_string(),
         };
         info!(self.log, "registering"; "manager" => %self.cfg.id, "slots" => slots, "prefetch" => prefetch);
+        self.registering = true;
         self.send(&ManagerMsg::Register(reg));
         Ok(())
     }
@@ -189,7 +193,19 @@ impl Manager<'_> {
 
     fn serve(&mut self, stop: &StopFlag) -> ManagerExit {
         let mut backoff = Backoff::default();
+        let mut last_round = Instant::now();
         loop {
+            // A round that started long after the previous one means this process was
+            // suspended (SIGSTOP, a stalled node), not that the interchange went quiet: ask
+            // it before judging it gone. If it has declared us lost, it says Reregister.
+            let gap = last_round.elapsed();
+            if gap > self.threshold / 2 {
+                warn!(self.log, "this manager was suspended; checking in with the interchange";
+                    "suspended_ms" => gap.as_millis() as u64);
+                self.last_heard = Instant::now();
+                self.send(&ManagerMsg::Heartbeat);
+            }
+            last_round = Instant::now();
             let mut active = false;
             match self.drain_interchange() {
                 Ok(got) => active |= got,
@@ -278,6 +294,7 @@ impl Manager<'_> {
             self.last_heard = Instant::now();
             match msg {
                 ToManagerMsg::Registered { heartbeat_period_ms, heartbeat_threshold_ms } => {
+                    self.registering = false;
                     self.heartbeat_period = Duration::from_millis(heartbeat_period_ms.max(1));
                     self.threshold = Duration::from_millis(heartbeat_threshold_ms.max(1));
                     self.next_heartbeat = self.last_heard + self.heartbeat_period;
@@ -289,6 +306,7 @@ impl Manager<'_> {
                     self.backlog.extend(tries);
                 }
                 ToManagerMsg::Heartbeat => {}
+                ToManagerMsg::Reregister if self.registering => {}
                 ToManagerMsg::Reregister => {
                     // The interchange restarted or declared us lost: what we hold belongs to
                     // no one now. Tries not started are dropped; running ones finish and their

@@ -148,3 +148,12 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     }
     out
 }
+
+/// The pid of MPI_COMM_WORLD rank `rank` among mpirun's children (from their environment).
+pub fn rank_pid(mpirun: i32, rank: u32) -> Option<i32> {
+    children_of(mpirun).into_iter().find(|p| {
+        std::fs::read(format!("/proc/{p}/environ"))
+            .map(|env| env.split(|b| *b == 0).any(|kv| kv == format!("OMPI_COMM_WORLD_RANK={rank}").as_bytes()))
+            .unwrap_or(false)
+    })
+}
