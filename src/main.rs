@@ -384,7 +384,10 @@ fn run_workflow(
 ) -> Result<i32> {
     let checkpoint = run_dir.join(strand::dfk::memo::CHECKPOINT_FILE);
     let events = Some(run_dir.join(strand::dfk::events::EVENTS_FILE));
-    let dfk = Dfk::connect(conn, DfkConfig { checkpoint: Some(checkpoint.clone()), events, ..DfkConfig::default() })?;
+    let dfk = Dfk::connect(
+        conn,
+        DfkConfig { checkpoint: Some(checkpoint.clone()), events, memoize: true, ..DfkConfig::default() },
+    )?;
     let (loaded, torn) = dfk.checkpoint_loaded();
     if loaded > 0 || torn > 0 {
         eprintln!(
@@ -709,7 +712,10 @@ fn map(a: MapArgs) -> Result<i32> {
     let session = Session::open(&a.target, 1)?;
     let checkpoint = session.run_dir.join(strand::dfk::memo::CHECKPOINT_FILE);
     let events = Some(session.run_dir.join(strand::dfk::events::EVENTS_FILE));
-    let dfk = Dfk::connect(&session.conn, DfkConfig { checkpoint: Some(checkpoint), events, ..DfkConfig::default() })?;
+    let dfk = Dfk::connect(
+        &session.conn,
+        DfkConfig { checkpoint: Some(checkpoint), events, memoize: true, ..DfkConfig::default() },
+    )?;
     let ends = dfk.ends();
     let table: Arc<Mutex<HashMap<strand::task::TaskId, (String, TaskFuture)>>> = Arc::default();
     let submitted = Arc::new(AtomicUsize::new(0));

@@ -35,8 +35,9 @@ pub struct Call {
     pub name: Option<String>,
     /// The app's version: change it when a function's code changes, to invalidate memoized results.
     pub version: Option<String>,
-    /// Reuse a result of an identical earlier task (same app, inputs and dependencies).
-    pub memoize: bool,
+    /// Reuse a result of an identical earlier task (same name, app, inputs and dependencies);
+    /// `None` follows the DFK's default (off, but on for `strand run`/`map` with a run directory).
+    pub memoize: Option<bool>,
     /// What a failure costs against `retries` (default: 1 for any failure).
     pub retry_handler: Option<RetryHandler>,
     /// A join task: runs this on the submit host instead of sending an app.
@@ -77,7 +78,7 @@ impl Call {
         Call {
             name: None,
             version: None,
-            memoize: true,
+            memoize: None,
             retry_handler: None,
             join: None,
             input_files: vec![],
@@ -117,7 +118,7 @@ impl Call {
 
     /// Turn memoization on or off for this task.
     pub fn memoize(mut self, on: bool) -> Call {
-        self.memoize = on;
+        self.memoize = Some(on);
         self
     }
 
@@ -159,7 +160,7 @@ impl Call {
     pub fn join(f: impl FnOnce(Vec<Vec<u8>>) -> TaskFuture + Send + 'static) -> Call {
         let mut c = Call::new(App::Function(crate::task::FunctionCall { name: "<join>".into(), args: vec![] }));
         c.join = Some(Arc::new(std::sync::Mutex::new(Some(Box::new(f)))));
-        c.memoize = false;
+        c.memoize = Some(false);
         c
     }
 
@@ -248,6 +249,8 @@ pub struct Graph {
     in_flight: usize,
     counts: GraphCounts,
     memo: Memo,
+    /// Whether tasks that do not say are memoized.
+    memoize_by_default: bool,
     /// Where state transitions are recorded, if anywhere.
     events: Option<EventLog>,
     /// The latest task declaring each output file, so readers of the file run after it.
@@ -277,6 +280,7 @@ impl Graph {
             counts: GraphCounts::default(),
             memo,
             events: None,
+            memoize_by_default: false,
             producers: HashMap::new(),
             joins: Vec::new(),
             on_end: None,
@@ -297,6 +301,11 @@ impl Graph {
     /// Tries ready to send.
     pub fn ready_len(&self) -> usize {
         self.ready.len()
+    }
+
+    /// Memoize tasks that do not say otherwise (identical tasks, by name and content, run once).
+    pub fn memoize_by_default(&mut self, on: bool) {
+        self.memoize_by_default = on;
     }
 
     /// Record every state transition in `log` from now on.
@@ -406,7 +415,7 @@ impl Graph {
                 continue;
             }
             let spec = concrete_spec(&node.call);
-            if node.attempt == 0 && node.call.memoize {
+            if node.attempt == 0 && node.call.memoize.unwrap_or(self.memoize_by_default) {
                 node.key = memo_key(&node.call, &spec);
                 if let Some(key) = node.key {
                     node.future.set_key(key);
@@ -697,7 +706,7 @@ fn concrete_spec(call: &Call) -> TaskSpec {
 /// The memo key of a ready task, or `None` if a dependency has none (then it cannot be memoized safely).
 fn memo_key(call: &Call, spec: &TaskSpec) -> Option<MemoKey> {
     let deps: Option<Vec<MemoKey>> = call.inputs.iter().chain(call.after.iter()).map(TaskFuture::key).collect();
-    Some(MemoKey::of(spec, call.version.as_deref(), &deps?))
+    Some(MemoKey::of(spec, call.name.as_deref(), call.version.as_deref(), &deps?))
 }
 
 /// How a finished future reads, for callers that only need the outcome.
@@ -792,6 +801,7 @@ mod tests {
     fn memoized_results_are_reused_and_edits_invalidate_downstream() {
         let run = |memo: Memo, b_cmd: &str| {
             let mut g = Graph::with_memo(ClientId(1), memo);
+            g.memoize_by_default(true);
             let a = g.add(Call::shell("echo a"));
             let b = g.add(Call::shell(b_cmd).after(&a));
             let c = g.add(Call::shell("echo c").input(&b));

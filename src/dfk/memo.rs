@@ -26,10 +26,14 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.jsonl";
 pub struct MemoKey(pub [u8; 32]);
 
 impl MemoKey {
-    /// Key of `spec` (inputs substituted) run after tasks with keys `after`, at app `version`.
-    pub fn of(spec: &TaskSpec, version: Option<&str>, after: &[MemoKey]) -> MemoKey {
+    /// Key of task `name` running `spec` (inputs substituted) after tasks with keys `after`, at app `version`.
+    pub fn of(spec: &TaskSpec, name: Option<&str>, version: Option<&str>, after: &[MemoKey]) -> MemoKey {
         let mut h = blake3::Hasher::new();
         h.update(b"strand-memo-v1\0");
+        // The name is part of the app's identity: two tasks that happen to run the same
+        // command are still two tasks.
+        h.update(name.unwrap_or("").as_bytes());
+        h.update(b"\0");
         // Walltime and priority change how a task runs, not what it computes.
         match &spec.app {
             App::Command(c) => {
@@ -208,18 +212,19 @@ mod tests {
 
     #[test]
     fn keys_follow_content_version_and_dependencies() {
-        let a = MemoKey::of(&cmd("echo a"), None, &[]);
-        assert_eq!(a, MemoKey::of(&TaskSpec { walltime_ms: Some(5), priority: 3, ..cmd("echo a") }, None, &[]));
-        assert_ne!(a, MemoKey::of(&cmd("echo b"), None, &[]));
-        assert_ne!(a, MemoKey::of(&cmd("echo a"), Some("2"), &[]));
-        assert_ne!(a, MemoKey::of(&cmd("echo a"), None, &[a]));
+        let a = MemoKey::of(&cmd("echo a"), None, None, &[]);
+        assert_eq!(a, MemoKey::of(&TaskSpec { walltime_ms: Some(5), priority: 3, ..cmd("echo a") }, None, None, &[]));
+        assert_ne!(a, MemoKey::of(&cmd("echo b"), None, None, &[]));
+        assert_ne!(a, MemoKey::of(&cmd("echo a"), Some("x"), None, &[]), "the name is part of the key");
+        assert_ne!(a, MemoKey::of(&cmd("echo a"), None, Some("2"), &[]));
+        assert_ne!(a, MemoKey::of(&cmd("echo a"), None, None, &[a]));
         let f = |args: &[u8]| TaskSpec {
             app: App::Function(FunctionCall { name: "f".into(), args: args.to_vec() }),
             walltime_ms: None,
             priority: 0,
             outputs: vec![],
         };
-        assert_ne!(MemoKey::of(&f(b"1"), None, &[]), MemoKey::of(&f(b"2"), None, &[]));
+        assert_ne!(MemoKey::of(&f(b"1"), None, None, &[]), MemoKey::of(&f(b"2"), None, None, &[]));
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct DfkConfig {
     pub checkpoint: Option<std::path::PathBuf>,
     /// Event log: every task's state transitions, timestamped.
     pub events: Option<std::path::PathBuf>,
+    /// Memoize tasks that do not say otherwise (`strand run`/`map` turn it on with a run directory).
+    pub memoize: bool,
     /// Where stagers put remote inputs.
     pub staging_dir: std::path::PathBuf,
     /// Stagers tried in order for each input file (default: local paths, HTTP(S)).
@@ -64,6 +66,7 @@ impl Default for DfkConfig {
             connect_timeout: Duration::from_secs(30),
             checkpoint: None,
             events: None,
+            memoize: false,
             staging_dir: std::path::PathBuf::from("staging"),
             stagers: staging::default_stagers(),
         }
@@ -189,6 +192,7 @@ impl Dfk {
         if let Some(log) = events {
             shared.graph().record_events(log);
         }
+        shared.graph().memoize_by_default(cfg.memoize);
         let s2 = Arc::clone(&shared);
         let io = std::thread::Builder::new()
             .name("strand-dfk-io".into())

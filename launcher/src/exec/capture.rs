@@ -40,19 +40,20 @@ impl Capture {
 
     /// Read everything available now; closes the pipe at end of file.
     pub(crate) fn pump(&mut self) {
-        let Some(pipe) = &self.pipe else { return };
+        // Taken out while reading so `keep` can borrow `self`; put back unless finished.
+        let Some(mut pipe) = self.pipe.take() else { return };
         let mut chunk = [0u8; 64 * 1024];
         loop {
-            match (&*pipe).read(&mut chunk) {
-                Ok(0) => break,
+            match pipe.read(&mut chunk) {
+                Ok(0) => return,
                 Ok(n) => self.keep(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // Any other error makes the pipe useless; stop watching it.
-                Err(_) => break,
+                Err(_) => return,
             }
         }
-        self.pipe = None;
+        self.pipe = Some(pipe);
     }
 
     fn keep(&mut self, data: &[u8]) {

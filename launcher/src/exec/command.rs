@@ -1,11 +1,19 @@
-//! Command tasks: a child process in its own process group, waited on with a pidfd.
+//! Command tasks: a child process in its own process group, supervised with poll(2).
+//!
+//! One poll covers the child's exit (a pidfd, or a waitid thread on old kernels) and its stdout and
+//! stderr pipes, with the time left to the walltime as the timeout: no spinning, no
+//! fixed sleeps. The whole process group is SIGKILLed at the walltime, and again after a
+//! normal exit so background children never outlive their task.
 
-use std::collections::HashSet;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use super::capture::{Capture, Keep};
+use super::exit_watch::ExitWatch;
+use super::groups::{kill_group, RunningGroups, Spawned};
+use std::fs::File;
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use strand::task::{CommandSpec, Failure, Outcome, Program};
 
@@ -14,370 +22,478 @@ pub const STDOUT_LIMIT: usize = 1 << 20;
 /// Most stderr kept (its tail) for a failure message.
 pub const STDERR_TAIL: usize = 4096;
 
-/// Process groups of running commands, so a stopping launcher can kill them all.
-#[derive(Clone, Default, Debug)]
-pub struct RunningGroups {
-    inner: Arc<Mutex<(HashSet<i32>, HashSet<i32>)>>,
+/// Run a command to its exit or its walltime. Never panics on any input.
+///
+/// Relative `stdout`/`stderr` paths are taken relative to `cwd` when one is given, as a
+/// shell redirection after `cd` would be (and as declared outputs are).
+pub fn run_command(spec: &CommandSpec, walltime_ms: Option<u64>) -> Outcome {
+    run_command_tracked(spec, walltime_ms, &RunningGroups::new())
 }
 
-impl RunningGroups {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashSet<i32>, HashSet<i32>)> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// As [`run_command`], registering the child's process group in `groups` while it runs,
+/// so [`RunningGroups::kill_all`] can end it (the try then fails as `Shutdown`).
+pub fn run_command_tracked(spec: &CommandSpec, walltime_ms: Option<u64>, groups: &RunningGroups) -> Outcome {
+    run(spec, walltime_ms, groups, ExitWatch::open)
+}
 
-    fn add(&self, pgid: i32) {
-        self.lock().0.insert(pgid);
-    }
+/// How supervision ended.
+enum End {
+    /// The child exited (by itself, or killed by `kill_all`).
+    Exited,
+    /// The walltime passed; the group was killed.
+    TimedOut,
+    /// The child could not be supervised; the group was killed.
+    Lost(String),
+}
 
-    /// Forget a group; returns whether it was killed by [`RunningGroups::kill_all`].
-    fn remove(&self, pgid: i32) -> bool {
-        let mut g = self.lock();
-        g.0.remove(&pgid);
-        g.1.remove(&pgid)
-    }
-
-    /// SIGKILL every running command's process group.
-    pub fn kill_all(&self) {
-        let mut g = self.lock();
-        let running: Vec<i32> = g.0.iter().copied().collect();
-        for pgid in running {
-            g.1.insert(pgid);
-            killpg(pgid);
+fn run(
+    spec: &CommandSpec,
+    walltime_ms: Option<u64>,
+    groups: &RunningGroups,
+    open_watch: fn(i32) -> io::Result<ExitWatch>,
+) -> Outcome {
+    // The walltime counts from here: a slow spawn (a binary on a loaded parallel file
+    // system) is part of the task's time.
+    let deadline = walltime_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+    let mut cmd = match build(spec) {
+        Ok(c) => c,
+        Err(message) => return Outcome::Failed(Failure::SpawnError { message }),
+    };
+    let mut child = match groups.spawn(&mut cmd) {
+        Spawned::Child(c) => c,
+        Spawned::Closed => return Outcome::Failed(Failure::Shutdown),
+        Spawned::Failed(e) => return Outcome::Failed(Failure::SpawnError { message: spawn_message(spec, &e) }),
+    };
+    drop(cmd); // closes our copies of the stdout/stderr files
+    let pid = child.id() as i32; // pids fit: pid_max is at most 2^22
+    let (end, stdout, stderr) = supervise(&mut child, pid, deadline, open_watch);
+    // The leader has exited or been SIGKILLed but is not reaped, so its pid (the pgid)
+    // cannot have been reused: kill whatever it left behind in its group, unregister
+    // it, and only then reap.
+    kill_group(pid);
+    let shut_down = groups.finish(pid);
+    let status = match child.wait() {
+        Ok(s) => s,
+        Err(e) => {
+            let message = format!("{}: waiting for it failed: {e}", describe(&spec.program));
+            return Outcome::Failed(Failure::SpawnError { message });
         }
+    };
+    match end {
+        // An exit 0 that raced with kill_all still counts.
+        End::Exited if status.success() => Outcome::Done(stdout),
+        _ if shut_down => Outcome::Failed(Failure::Shutdown),
+        End::TimedOut => Outcome::Failed(Failure::Timeout { walltime_ms: walltime_ms.unwrap_or_default() }),
+        End::Lost(why) => {
+            Outcome::Failed(Failure::SpawnError { message: format!("{}: {why}", describe(&spec.program)) })
+        }
+        End::Exited => match (status.code(), status.signal()) {
+            (Some(code), _) => Outcome::Failed(Failure::ExitCode { code, stderr }),
+            (None, Some(signal)) => Outcome::Failed(Failure::Signal { signal, stderr }),
+            (None, None) => Outcome::Failed(Failure::SpawnError {
+                message: format!("{}: unexpected wait status {status}", describe(&spec.program)),
+            }),
+        },
     }
 }
 
-fn killpg(pgid: i32) {
-    // SAFETY: plain syscall; ESRCH (already gone) is harmless.
-    unsafe { libc::killpg(pgid, libc::SIGKILL) };
+/// The `Command` for a spec, with its stdio set up; a message naming the problem if not.
+fn build(spec: &CommandSpec) -> Result<Command, String> {
+    let mut cmd = match &spec.program {
+        Program::Argv(argv) => {
+            let Some((program, args)) = argv.split_first() else {
+                return Err("empty argv: there is no program to run".into());
+            };
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+        Program::Shell(script) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(script);
+            c
+        }
+    };
+    for (k, v) in &spec.env {
+        // std would pass such a name through and the child would see a different variable.
+        if k.is_empty() || k.contains('=') {
+            return Err(format!("{}: invalid environment variable name {k:?}", describe(&spec.program)));
+        }
+        cmd.env(k, v);
+    }
+    if let Some(d) = &spec.cwd {
+        cmd.current_dir(d);
+    }
+    // Its own process group: a timeout or a stop kills the task's whole tree and nothing else.
+    cmd.stdin(Stdio::null()).process_group(0);
+    let cwd = spec.cwd.as_deref();
+    let stdout_path = spec.stdout.as_deref().map(|p| resolve(cwd, p));
+    let stderr_path = spec.stderr.as_deref().map(|p| resolve(cwd, p));
+    let stdout_file = stdout_path.as_deref().map(|p| create(p, "stdout")).transpose()?;
+    let stderr_file = match (&stderr_path, &stdout_file) {
+        // The same file for both: share one open file (and its offset), or each stream
+        // would overwrite the other from offset 0.
+        (Some(e), Some(o)) if Some(e) == stdout_path.as_ref() => {
+            Some(o.try_clone().map_err(|err| format!("cannot share stdout file {} for stderr: {err}", e.display()))?)
+        }
+        (Some(e), _) => Some(create(e, "stderr")?),
+        (None, _) => None,
+    };
+    cmd.stdout(stdout_file.map_or_else(Stdio::piped, Stdio::from));
+    cmd.stderr(stderr_file.map_or_else(Stdio::piped, Stdio::from));
+    Ok(cmd)
 }
 
+fn resolve(cwd: Option<&str>, path: &str) -> PathBuf {
+    match cwd {
+        Some(d) if Path::new(path).is_relative() => Path::new(d).join(path),
+        _ => PathBuf::from(path),
+    }
+}
+
+fn create(path: &Path, what: &str) -> Result<File, String> {
+    File::create(path).map_err(|e| format!("cannot create {what} file {}: {e}", path.display()))
+}
+
+/// A spawn error, naming the program, and the working directory when that is the cause
+/// (std reports a missing cwd as a bare ENOENT, which reads like a missing program).
+fn spawn_message(spec: &CommandSpec, e: &io::Error) -> String {
+    let program = describe(&spec.program);
+    let Some(d) = &spec.cwd else { return format!("{program}: {e}") };
+    match std::fs::metadata(d) {
+        Err(me) => format!("{program}: working directory {d:?}: {me}"),
+        Ok(m) if !m.is_dir() => format!("{program}: working directory {d:?} is not a directory"),
+        Ok(_) => format!("{program} (in {d:?}): {e}"),
+    }
+}
+
+/// The program as a message names it; a long shell script is shortened.
 fn describe(p: &Program) -> String {
+    const MAX: usize = 80;
     match p {
-        Program::Argv(v) => v.first().cloned().unwrap_or_default(),
+        Program::Argv(v) => format!("{:?}", v.first().map(String::as_str).unwrap_or_default()),
+        Program::Shell(s) if s.chars().count() > MAX => {
+            format!("/bin/sh -c {:?}...", s.chars().take(MAX).collect::<String>())
+        }
         Program::Shell(s) => format!("/bin/sh -c {s:?}"),
     }
 }
 
-/// Run a command to completion or walltime. Never panics on any input.
-pub fn run_command(spec: &CommandSpec, walltime_ms: Option<u64>, groups: &RunningGroups) -> Outcome {
-    let mut cmd = match &spec.program {
-        Program::Argv(v) if v.is_empty() => {
-            return Outcome::Failed(Failure::SpawnError { message: "empty argv: nothing to run".into() })
-        }
-        Program::Argv(v) => {
-            let mut c = Command::new(&v[0]);
-            c.args(&v[1..]);
-            c
-        }
-        Program::Shell(s) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(s);
-            c
-        }
-    };
-    cmd.envs(spec.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).process_group(0);
-    if let Some(d) = &spec.cwd {
-        cmd.current_dir(d);
-    }
-    let open = |path: &str| std::fs::File::create(path).map_err(|e| format!("cannot create {path}: {e}"));
-    match &spec.stdout {
-        Some(p) => match open(p) {
-            Ok(f) => cmd.stdout(f),
-            Err(message) => return Outcome::Failed(Failure::SpawnError { message }),
-        },
-        None => cmd.stdout(Stdio::piped()),
-    };
-    match &spec.stderr {
-        Some(p) => match open(p) {
-            Ok(f) => cmd.stderr(f),
-            Err(message) => return Outcome::Failed(Failure::SpawnError { message }),
-        },
-        None => cmd.stderr(Stdio::piped()),
-    };
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let cwd = spec.cwd.as_deref().map(|d| format!(" (cwd {d})")).unwrap_or_default();
-            return Outcome::Failed(Failure::SpawnError { message: format!("{}{cwd}: {e}", describe(&spec.program)) });
-        }
-    };
-    let pid = child.id() as i32;
-    groups.add(pid);
+/// Drain the child's pipes until it exits or the deadline passes. On return the child
+/// has exited or its group has been SIGKILLed, and the pipes are closed (grandchildren
+/// holding them open cannot keep us waiting). Returns the stdout head and stderr tail.
+fn supervise(
+    child: &mut Child,
+    pid: i32,
+    deadline: Option<Instant>,
+    open_watch: fn(i32) -> io::Result<ExitWatch>,
+) -> (End, Vec<u8>, String) {
     let stdout = child.stdout.take().map(OwnedFd::from);
     let stderr = child.stderr.take().map(OwnedFd::from);
-    let deadline = walltime_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
-    let timed_out = wait_with_output(pid, stdout, stderr, deadline);
-    // Reap; after a kill this returns at once.
-    let status = child.wait();
-    // Stray background children must not outlive the task.
-    killpg(pid);
-    let killed_by_us = groups.remove(pid);
-    let (out, err) = timed_out.1;
-    if killed_by_us {
-        return Outcome::Failed(Failure::Shutdown);
-    }
-    if timed_out.0 {
-        return Outcome::Failed(Failure::Timeout { walltime_ms: walltime_ms.unwrap_or(0) });
-    }
-    let stderr = String::from_utf8_lossy(&err).into_owned();
-    match status {
-        Ok(s) if s.success() => Outcome::Done(out),
-        Ok(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => Outcome::Failed(Failure::ExitCode { code, stderr }),
-            (None, Some(signal)) => Outcome::Failed(Failure::Signal { signal, stderr }),
-            (None, None) => Outcome::Failed(Failure::SpawnError { message: format!("unknown wait status {s}") }),
-        },
-        Err(e) => Outcome::Failed(Failure::SpawnError { message: format!("waiting for the child: {e}") }),
-    }
-}
-
-/// Bounded capture of one pipe.
-struct Capture {
-    fd: Option<OwnedFd>,
-    buf: Vec<u8>,
-    /// Keep the head (stdout) or the tail (stderr).
-    keep_tail: bool,
-    limit: usize,
-}
-
-impl Capture {
-    fn new(fd: Option<OwnedFd>, keep_tail: bool, limit: usize) -> Capture {
-        if let Some(f) = &fd {
-            set_nonblocking(f.as_raw_fd());
+    let setup = Capture::new(stdout, Keep::Head, STDOUT_LIMIT).and_then(|out| {
+        let err = Capture::new(stderr, Keep::Tail, STDERR_TAIL)?;
+        Ok((out, err, open_watch(pid)?))
+    });
+    let (mut out, mut err, watch) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            kill_group(pid);
+            return (End::Lost(format!("cannot watch the child: {e}")), Vec::new(), String::new());
         }
-        Capture { fd, buf: Vec::new(), keep_tail, limit }
-    }
-
-    /// Read what is there; returns false at EOF (and closes the pipe).
-    fn pump(&mut self) {
-        let Some(fd) = &self.fd else { return };
-        // SAFETY: the fd stays owned by `self.fd`; ManuallyDrop keeps File from closing it.
-        let mut f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
-        let mut chunk = [0u8; 65536];
-        loop {
-            match f.read(&mut chunk) {
-                Ok(0) => {
-                    self.fd = None;
-                    return;
-                }
-                Ok(n) => self.keep(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(_) => {
-                    self.fd = None;
-                    return;
-                }
-            }
-        }
-    }
-
-    fn keep(&mut self, data: &[u8]) {
-        if self.keep_tail {
-            self.buf.extend_from_slice(data);
-            if self.buf.len() > self.limit {
-                let cut = self.buf.len() - self.limit;
-                self.buf.drain(..cut);
-            }
-        } else {
-            let room = self.limit.saturating_sub(self.buf.len());
-            self.buf.extend_from_slice(&data[..room.min(data.len())]);
-        }
-    }
+    };
+    let end = wait(pid, watch.fd(), &mut out, &mut err, deadline);
+    watch.close();
+    (end, out.into_bytes(), err.into_text())
 }
 
-fn set_nonblocking(fd: RawFd) {
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
-}
-
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a fresh descriptor we own.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Wait for the child to exit while draining its pipes, until `deadline`.
-/// Returns (timed out, (stdout head, stderr tail)). On timeout the group is killed.
-fn wait_with_output(
-    pid: i32,
-    stdout: Option<OwnedFd>,
-    stderr: Option<OwnedFd>,
-    deadline: Option<Instant>,
-) -> (bool, (Vec<u8>, Vec<u8>)) {
-    let mut out = Capture::new(stdout, false, STDOUT_LIMIT);
-    let mut err = Capture::new(stderr, true, STDERR_TAIL);
-    // pidfd (Linux 5.3+) makes the exit itself pollable, so there is no sleep loop. Without
-    // it, poll the pipes with a short timeout and check the exit with waitid(WNOWAIT).
-    let pidfd = pidfd_open(pid);
-    let mut exited = false;
-    let mut timed_out = false;
+fn wait(pid: i32, exit_fd: RawFd, out: &mut Capture, err: &mut Capture, deadline: Option<Instant>) -> End {
     loop {
-        if !exited {
-            exited = has_exited(pid);
-        }
-        if exited && out.fd.is_none() && err.fd.is_none() {
-            break;
-        }
-        if exited {
-            // The child is gone; grandchildren may hold the pipes open. Take what is
-            // buffered and stop: the group is killed after this returns.
-            out.pump();
-            err.pump();
-            break;
-        }
         let timeout_ms = match deadline {
+            None => -1,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    killpg(pid);
-                    timed_out = true;
-                    break;
+                    kill_group(pid);
+                    return End::TimedOut;
                 }
-                left.as_millis().clamp(1, i32::MAX as u128) as i32
+                // Round up: waking a little early would only loop, a little late is fine.
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
             }
-            None => -1,
         };
-        let mut fds = Vec::with_capacity(3);
-        if let Some(p) = &pidfd {
-            fds.push(libc::pollfd { fd: p.as_raw_fd(), events: libc::POLLIN, revents: 0 });
-        }
-        for c in [&out, &err] {
-            if let Some(f) = &c.fd {
-                fds.push(libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+        let mut fds = [pollfd(Some(exit_fd)), pollfd(out.fd()), pollfd(err.fd())];
+        // SAFETY: `fds` is a valid array of 3 pollfds; a negative fd is ignored by poll.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
             }
+            // EINVAL or ENOMEM: we can no longer watch it, so do not let it run unwatched.
+            kill_group(pid);
+            return End::Lost(format!("poll failed: {e}"));
         }
-        let timeout_ms = if pidfd.is_none() { timeout_ms.clamp(-1, 10).max(1) } else { timeout_ms };
-        // SAFETY: valid pollfd array; EINTR is handled by looping.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        out.pump();
-        err.pump();
+        if fds[1].revents != 0 {
+            out.pump();
+        }
+        if fds[2].revents != 0 {
+            err.pump();
+        }
+        if fds[0].revents != 0 {
+            // Everything the child wrote before exiting is in the pipes now: take it. Do
+            // not wait for end of file, which background children may hold off forever.
+            out.pump();
+            err.pump();
+            return End::Exited;
+        }
     }
-    (timed_out, (out.buf, err.buf))
 }
 
-/// Whether the child has exited, without reaping it (std's `wait` reaps it later).
-fn has_exited(pid: i32) -> bool {
-    // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer; WNOWAIT leaves the child waitable.
-    let rc = unsafe {
-        libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT)
-    };
-    // SAFETY: si_pid is valid to read after waitid filled (or zeroed) the struct.
-    rc == 0 && unsafe { info.si_pid() } != 0
+fn pollfd(fd: Option<RawFd>) -> libc::pollfd {
+    libc::pollfd { fd: fd.unwrap_or(-1), events: libc::POLLIN, revents: 0 }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Once;
 
     fn sh(s: &str) -> CommandSpec {
         CommandSpec { program: Program::Shell(s.into()), env: vec![], cwd: None, stdout: None, stderr: None }
     }
 
-    fn run(spec: &CommandSpec, w: Option<u64>) -> Outcome {
-        run_command(spec, w, &RunningGroups::default())
+    fn argv(a: &[&str]) -> CommandSpec {
+        CommandSpec { program: Program::Argv(a.iter().map(|s| s.to_string()).collect()), ..sh("") }
+    }
+
+    fn spawn_error(o: Outcome) -> String {
+        match o {
+            Outcome::Failed(Failure::SpawnError { message }) => message,
+            o => panic!("expected a spawn error, got {o:?}"),
+        }
+    }
+
+    /// Orphaned grandchildren are reparented to this test process, so a test can reap
+    /// them and then see their pid gone (ESRCH) without depending on init reaping.
+    fn become_subreaper() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: a plain prctl with integer arguments.
+            let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER: {}", io::Error::last_os_error());
+        });
+    }
+
+    /// Reap `pid` (now our child, see `become_subreaper`) and check it no longer exists.
+    fn assert_reaped_and_gone(pid: i32) {
+        let mut status = 0;
+        // SAFETY: a valid out-pointer. It blocks until `pid` dies: SIGKILLed, that is prompt.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid, "waitpid({pid}): {}", io::Error::last_os_error());
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL, "status {status:#x}");
+        // SAFETY: signal 0 only probes for existence.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        assert!(!alive && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH), "{pid} still exists");
+    }
+
+    fn read_pid(path: &Path) -> i32 {
+        let text = std::fs::read_to_string(path).expect("pid file");
+        text.trim().parse().unwrap_or_else(|_| panic!("not a pid: {text:?}"))
     }
 
     #[test]
     fn exit_zero_captures_stdout() {
-        assert_eq!(run(&sh("echo hi"), None), Outcome::Done(b"hi\n".to_vec()));
+        assert_eq!(run_command(&sh("echo hi; echo there"), None), Outcome::Done(b"hi\nthere\n".to_vec()));
+        assert_eq!(run_command(&argv(&["echo", "a b"]), Some(10_000)), Outcome::Done(b"a b\n".to_vec()));
     }
 
     #[test]
-    fn exit_code_with_stderr_tail() {
-        match run(&sh("echo oops >&2; exit 3"), None) {
-            Outcome::Failed(Failure::ExitCode { code: 3, stderr }) => assert_eq!(stderr, "oops\n"),
+    fn exit_code_carries_the_stderr_tail() {
+        assert_eq!(
+            run_command(&sh("echo out; echo oops >&2; exit 3"), None),
+            Outcome::Failed(Failure::ExitCode { code: 3, stderr: "oops\n".into() })
+        );
+        // Only the last 4 KiB of a long stderr is kept.
+        match run_command(&sh("head -c 10000 /dev/zero | tr '\\0' a >&2; echo END >&2; exit 1"), None) {
+            Outcome::Failed(Failure::ExitCode { code: 1, stderr }) => {
+                assert_eq!(stderr.len(), STDERR_TAIL);
+                assert!(stderr.ends_with("aaEND\n"), "{stderr:?}");
+            }
             o => panic!("{o:?}"),
         }
     }
 
     #[test]
-    fn signal_is_reported() {
-        assert!(matches!(run(&sh("kill -SEGV $$"), None), Outcome::Failed(Failure::Signal { signal: 11, .. })));
+    fn signals_are_reported() {
+        // ulimit -c 0: no core file left in the test's directory.
+        assert!(matches!(
+            run_command(&sh("ulimit -c 0; echo dying >&2; kill -SEGV $$"), None),
+            Outcome::Failed(Failure::Signal { signal: libc::SIGSEGV, stderr }) if stderr == "dying\n"
+        ));
+        assert!(matches!(
+            run_command(&sh("kill -9 $$"), None),
+            Outcome::Failed(Failure::Signal { signal: libc::SIGKILL, .. })
+        ));
+    }
+
+    fn walltime_kills_the_whole_group(open_watch: fn(i32) -> io::Result<ExitWatch>) {
+        become_subreaper();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pid");
+        let spec = sh(&format!("sleep 30 & echo $! > {}; wait", pidfile.display()));
+        let t = Instant::now();
+        let o = run(&spec, Some(200), &RunningGroups::new(), open_watch);
+        let took = t.elapsed();
+        assert_eq!(o, Outcome::Failed(Failure::Timeout { walltime_ms: 200 }));
+        assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(5), "took {took:?}");
+        assert_reaped_and_gone(read_pid(&pidfile));
     }
 
     #[test]
     fn walltime_kills_the_whole_group_promptly() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pidfile = dir.path().join("pid");
-        let t = Instant::now();
-        let o = run(&sh(&format!("sleep 30 & echo $! > {}; wait", pidfile.display())), Some(200));
-        assert_eq!(o, Outcome::Failed(Failure::Timeout { walltime_ms: 200 }));
-        assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
-        let gpid: i32 = std::fs::read_to_string(&pidfile).expect("pid").trim().parse().expect("number");
-        // The grandchild was SIGKILLed; once its parent (init or a subreaper) reaps it, it is gone.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            // SAFETY: probing with signal 0.
-            let alive = unsafe { libc::kill(gpid, 0) } == 0;
-            let zombie =
-                std::fs::read_to_string(format!("/proc/{gpid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true);
-            if !alive || zombie {
-                break;
-            }
-            assert!(Instant::now() < deadline, "grandchild {gpid} survived the walltime kill");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        walltime_kills_the_whole_group(ExitWatch::open);
     }
 
     #[test]
-    fn spawn_errors_name_the_program() {
-        let spec = CommandSpec { program: Program::Argv(vec!["/no/such/program".into()]), ..sh("") };
-        match run(&spec, None) {
-            Outcome::Failed(Failure::SpawnError { message }) => assert!(message.contains("/no/such/program")),
+    fn walltime_kills_the_whole_group_without_pidfd() {
+        walltime_kills_the_whole_group(ExitWatch::with_thread);
+    }
+
+    #[test]
+    fn without_pidfd_exit_codes_and_output_still_arrive() {
+        let r = |s: &str| run(&sh(s), Some(20_000), &RunningGroups::new(), ExitWatch::with_thread);
+        assert_eq!(r("echo hi"), Outcome::Done(b"hi\n".to_vec()));
+        assert_eq!(r("echo no >&2; exit 4"), Outcome::Failed(Failure::ExitCode { code: 4, stderr: "no\n".into() }));
+    }
+
+    #[test]
+    fn background_children_die_with_the_task_and_do_not_hold_it_up() {
+        become_subreaper();
+        // The background sleep holds the stdout pipe open; the task still ends at once.
+        let t = Instant::now();
+        let out = match run_command(&sh("sleep 30 & echo $!"), None) {
+            Outcome::Done(out) => out,
             o => panic!("{o:?}"),
-        }
-        let spec = CommandSpec { cwd: Some("/no/such/dir".into()), ..sh("true") };
-        assert!(matches!(run(&spec, None), Outcome::Failed(Failure::SpawnError { .. })));
-        let spec = CommandSpec { program: Program::Argv(vec![]), ..sh("") };
-        assert!(matches!(run(&spec, None), Outcome::Failed(Failure::SpawnError { .. })));
+        };
+        assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+        let pid: i32 = String::from_utf8_lossy(&out).trim().parse().expect("pid on stdout");
+        assert_reaped_and_gone(pid);
+    }
+
+    #[test]
+    fn spawn_errors_name_the_program_or_the_directory() {
+        let m = spawn_error(run_command(&argv(&["/no/such/program", "x"]), None));
+        assert!(m.contains("/no/such/program") && m.contains("No such file"), "{m}");
+        let m = spawn_error(run_command(&argv(&["strand-no-such-program-on-path"]), None));
+        assert!(m.contains("strand-no-such-program-on-path"), "{m}");
+        let m = spawn_error(run_command(&CommandSpec { cwd: Some("/no/such/dir".into()), ..sh("true") }, None));
+        assert!(m.contains("working directory \"/no/such/dir\""), "{m}");
+        let m = spawn_error(run_command(&argv(&[]), None));
+        assert!(m.contains("empty argv"), "{m}");
+        // Not executable (even root needs an execute bit).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("script.sh");
+        std::fs::write(&script, "#!/bin/sh\necho hi\n").expect("write");
+        let m = spawn_error(run_command(&argv(&[&script.display().to_string()]), None));
+        assert!(m.contains("script.sh") && m.contains("ermission denied"), "{m}");
+        // A cwd that is a file.
+        let m = spawn_error(run_command(&CommandSpec { cwd: Some(script.display().to_string()), ..sh("true") }, None));
+        assert!(m.contains("not a directory"), "{m}");
+    }
+
+    #[test]
+    fn hostile_specs_fail_cleanly() {
+        spawn_error(run_command(&argv(&["ec\0ho", "x"]), None));
+        spawn_error(run_command(&argv(&["echo", "a\0b"]), None));
+        spawn_error(run_command(&sh("echo \0"), None));
+        let env = |k: &str| CommandSpec { env: vec![(k.into(), "v".into())], ..sh("true") };
+        spawn_error(run_command(&env("A=B"), None));
+        spawn_error(run_command(&env(""), None));
+        spawn_error(run_command(&env("A\0"), None));
+        spawn_error(run_command(&CommandSpec { cwd: Some("/tmp\0x".into()), ..sh("true") }, None));
+        spawn_error(run_command(&CommandSpec { stdout: Some("/no/such/dir/out".into()), ..sh("true") }, None));
+        spawn_error(run_command(&CommandSpec { stderr: Some("/no/such/dir/err".into()), ..sh("true") }, None));
+        // A walltime too large for an Instant means no walltime, and 0 means already past.
+        assert_eq!(run_command(&sh("true"), Some(u64::MAX)), Outcome::Done(vec![]));
+        assert_eq!(run_command(&sh("sleep 30"), Some(0)), Outcome::Failed(Failure::Timeout { walltime_ms: 0 }));
     }
 
     #[test]
     fn stdout_file_env_and_cwd() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("o.txt");
+        std::fs::write(&out, "old content that must be truncated away\n".repeat(10)).expect("write");
         let spec = CommandSpec {
-            program: Program::Shell("echo $GREETING; pwd".into()),
+            program: Program::Shell("echo $GREETING; pwd; echo to-stderr >&2".into()),
             env: vec![("GREETING".into(), "hej".into())],
             cwd: Some(dir.path().display().to_string()),
             stdout: Some(out.display().to_string()),
             stderr: None,
         };
-        assert_eq!(run(&spec, None), Outcome::Done(vec![]));
+        assert_eq!(run_command(&spec, None), Outcome::Done(vec![]));
         let text = std::fs::read_to_string(&out).expect("stdout file");
-        assert!(text.starts_with("hej\n"), "{text}");
-        assert!(text.contains(&dir.path().display().to_string()));
+        assert_eq!(text, format!("hej\n{}\n", dir.path().display()));
+        // The inherited environment is still there.
+        assert_eq!(
+            run_command(&CommandSpec { env: spec.env.clone(), ..sh("test -n \"$PATH\"") }, None),
+            Outcome::Done(vec![])
+        );
     }
 
     #[test]
-    fn large_stdout_does_not_deadlock_and_is_truncated() {
-        match run(&sh("head -c 3000000 /dev/zero"), Some(20_000)) {
+    fn relative_output_files_are_in_cwd_and_may_be_one_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = CommandSpec {
+            program: Program::Shell("echo one; echo two >&2; echo three".into()),
+            env: vec![],
+            cwd: Some(dir.path().display().to_string()),
+            stdout: Some("both.log".into()),
+            stderr: Some("both.log".into()),
+        };
+        assert_eq!(run_command(&spec, None), Outcome::Done(vec![]));
+        assert_eq!(std::fs::read_to_string(dir.path().join("both.log")).expect("log"), "one\ntwo\nthree\n");
+        // stderr to its own file: a failure then carries no tail.
+        let spec = CommandSpec {
+            program: Program::Shell("echo bad >&2; exit 1".into()),
+            stderr: Some("e.log".into()),
+            ..spec
+        };
+        assert_eq!(run_command(&spec, None), Outcome::Failed(Failure::ExitCode { code: 1, stderr: String::new() }));
+        assert_eq!(std::fs::read_to_string(dir.path().join("e.log")).expect("log"), "bad\n");
+    }
+
+    #[test]
+    fn large_output_does_not_deadlock_and_is_truncated() {
+        match run_command(&sh("head -c 2097152 /dev/urandom"), Some(30_000)) {
             Outcome::Done(out) => assert_eq!(out.len(), STDOUT_LIMIT),
+            o => panic!("{o:?}"),
+        }
+        // Both pipes full at once, and a failure at the end.
+        match run_command(&sh("head -c 2097152 /dev/zero; head -c 2097152 /dev/zero >&2; exit 5"), Some(30_000)) {
+            Outcome::Failed(Failure::ExitCode { code: 5, stderr }) => assert_eq!(stderr.len(), STDERR_TAIL),
             o => panic!("{o:?}"),
         }
     }
 
     #[test]
     fn kill_all_turns_a_running_command_into_shutdown() {
-        let groups = RunningGroups::default();
+        let groups = RunningGroups::new();
         let g2 = groups.clone();
-        let h = std::thread::spawn(move || run_command(&sh("sleep 30"), None, &g2));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while groups.lock().0.is_empty() {
-            assert!(Instant::now() < deadline, "command never started");
+        let t = Instant::now();
+        let h = std::thread::spawn(move || run_command_tracked(&sh("sleep 30"), None, &g2));
+        // Wait (bounded) for the child to be registered: nothing to block on here.
+        while groups.is_empty() {
+            assert!(t.elapsed() < Duration::from_secs(10), "command never started");
             std::thread::yield_now();
         }
         groups.kill_all();
         assert_eq!(h.join().expect("thread"), Outcome::Failed(Failure::Shutdown));
+        assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+        assert!(groups.is_empty());
+        // Closed: nothing more starts.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let o = run_command_tracked(&sh(&format!("touch {}", marker.display())), None, &groups);
+        assert_eq!(o, Outcome::Failed(Failure::Shutdown));
+        assert!(!marker.exists());
     }
 }

@@ -1,119 +1,100 @@
-//! Function tasks: Rust functions registered by name; a panic is a failure, not a crash.
+//! Function tasks: a registered function on the calling thread; a panic is a failure, not a crash.
+//!
+//! Walltime applies to commands, which can be killed. A function cannot be stopped safely
+//! from outside, so it always runs to its end; one that ran past its walltime is then
+//! reported as `Timeout` (and its result dropped), so a retry policy sees the same outcome
+//! as for a command.
 
+use super::registry::Registry;
+use std::any::Any;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 use strand::task::{Failure, FunctionCall, Outcome};
 
-/// A task function: argument bytes in, result bytes or an error message out.
-pub type TaskFn = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync;
-
-/// Functions a launcher can run, by name.
-#[derive(Default)]
-pub struct Registry {
-    fns: HashMap<String, Box<TaskFn>>,
+/// Run a registered function with no walltime.
+pub fn run_function(registry: &Registry, call: &FunctionCall) -> Outcome {
+    run_function_within(registry, call, None)
 }
 
-fn parse_seconds(args: &[u8]) -> Result<Duration, String> {
-    let text = std::str::from_utf8(args).map_err(|_| "sleep: argument is not UTF-8".to_string())?;
-    let s: f64 = text.trim().parse().map_err(|_| format!("sleep: expected seconds like \"0.5\", got {text:?}"))?;
-    if !(s.is_finite() && s >= 0.0) {
-        return Err(format!("sleep: expected a non-negative number of seconds, got {text:?}"));
-    }
-    Ok(Duration::from_secs_f64(s))
-}
-
-impl Registry {
-    /// An empty registry.
-    pub fn new() -> Registry {
-        Registry::default()
-    }
-
-    /// The built-ins: `noop`, `echo`, `sleep` (seconds as text), `fail` and `panic` (for tests).
-    pub fn with_builtins() -> Registry {
-        let mut r = Registry::new();
-        r.register("noop", |_| Ok(Vec::new()));
-        r.register("echo", |a| Ok(a.to_vec()));
-        r.register("sleep", |a| {
-            std::thread::sleep(parse_seconds(a)?);
-            Ok(Vec::new())
-        });
-        r.register("fail", |a| Err(String::from_utf8_lossy(a).into_owned()));
-        r.register("panic", |a| panic!("{}", String::from_utf8_lossy(a)));
-        r
-    }
-
-    /// Add (or replace) a function.
-    pub fn register(
-        &mut self,
-        name: impl Into<String>,
-        f: impl Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync + 'static,
-    ) {
-        self.fns.insert(name.into(), Box::new(f));
-    }
-
-    /// Look a function up.
-    pub fn get(&self, name: &str) -> Option<&TaskFn> {
-        self.fns.get(name).map(|b| b.as_ref())
-    }
-
-    /// Registered names, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.fns.keys().map(String::as_str).collect();
-        v.sort_unstable();
-        v
-    }
-}
-
-thread_local! {
-    /// Set while a task function runs, so the panic hook stays quiet for it.
-    static IN_TASK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Thousands of deliberate test panics would flood the logs: silence the default
-/// hook inside task functions only; the failure carries the message anyway.
-fn install_quiet_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_TASK.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// Run a registered function. Walltime cannot interrupt a function safely, so a
-/// function that returns after its walltime is reported as `Timeout`.
-pub fn run_function(registry: &Registry, call: &FunctionCall, walltime_ms: Option<u64>) -> Outcome {
+/// Run a registered function; if it returns (or panics) after `walltime_ms`, the
+/// outcome is `Timeout` whatever it returned.
+pub fn run_function_within(registry: &Registry, call: &FunctionCall, walltime_ms: Option<u64>) -> Outcome {
     let Some(f) = registry.get(&call.name) else {
         return Outcome::Failed(Failure::UnknownFunction { name: call.name.clone() });
     };
     install_quiet_hook();
     let start = Instant::now();
-    IN_TASK.with(|c| c.set(true));
-    let r = catch_unwind(AssertUnwindSafe(|| f(&call.args)));
-    IN_TASK.with(|c| c.set(false));
+    let result = {
+        let _quiet = QuietPanics::enter();
+        // AssertUnwindSafe: the function only sees its argument bytes, and after a panic
+        // nothing of its state is used again except through the registry's `Fn`, which
+        // must cope with that anyway (it is shared by every slot).
+        catch_unwind(AssertUnwindSafe(|| f(&call.args)))
+    };
     if let Some(ms) = walltime_ms {
         if start.elapsed() > Duration::from_millis(ms) {
             return Outcome::Failed(Failure::Timeout { walltime_ms: ms });
         }
     }
-    match r {
+    match result {
         Ok(Ok(bytes)) => Outcome::Done(bytes),
         Ok(Err(message)) => Outcome::Failed(Failure::FunctionError { message }),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".into());
-            Outcome::Failed(Failure::Panic { message })
-        }
+        Err(payload) => Outcome::Failed(Failure::Panic { message: panic_message(payload.as_ref()) }),
     }
+}
+
+/// The message of a panic payload: `panic!` gives a `&str` or a `String`.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}
+
+thread_local! {
+    /// How many task functions this thread is inside (functions may run functions).
+    static IN_TASK: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks this thread as inside a task function until dropped, also when unwinding.
+struct QuietPanics;
+
+impl QuietPanics {
+    fn enter() -> QuietPanics {
+        IN_TASK.with(|c| c.set(c.get().saturating_add(1)));
+        QuietPanics
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        IN_TASK.with(|c| c.set(c.get().saturating_sub(1)));
+    }
+}
+
+/// Whether this thread is inside a task function.
+fn in_task() -> bool {
+    IN_TASK.with(|c| c.get() > 0)
+}
+
+/// The default hook prints every panic to stderr: thousands of failing tasks would flood
+/// the logs, and the failure already carries the message. Stay quiet inside task
+/// functions only; every other panic (a bug in the launcher) still goes to the previous hook.
+fn install_quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !in_task() {
+                previous(info);
+            }
+        }));
+    });
 }
 
 #[cfg(test)]
@@ -125,36 +106,57 @@ mod tests {
     }
 
     #[test]
-    fn builtins() {
+    fn builtins_run() {
         let r = Registry::with_builtins();
-        assert_eq!(run_function(&r, &call("noop", b""), None), Outcome::Done(vec![]));
-        assert_eq!(run_function(&r, &call("echo", b"abc"), None), Outcome::Done(b"abc".to_vec()));
-        assert_eq!(run_function(&r, &call("sleep", b"0.01"), None), Outcome::Done(vec![]));
+        assert_eq!(run_function(&r, &call("noop", b"ignored")), Outcome::Done(vec![]));
+        assert_eq!(run_function(&r, &call("echo", b"abc\0\xff")), Outcome::Done(b"abc\0\xff".to_vec()));
+        assert_eq!(run_function(&r, &call("sleep", b"0.01")), Outcome::Done(vec![]));
         assert!(matches!(
-            run_function(&r, &call("sleep", b"soon"), None),
+            run_function(&r, &call("sleep", b"soon")),
             Outcome::Failed(Failure::FunctionError { message }) if message.contains("\"soon\"")
         ));
-        assert_eq!(r.names(), vec!["echo", "fail", "noop", "panic", "sleep"]);
     }
 
     #[test]
-    fn failures() {
+    fn failures_are_outcomes() {
         let r = Registry::with_builtins();
         assert_eq!(
-            run_function(&r, &call("nope", b""), None),
+            run_function(&r, &call("nope", b"")),
             Outcome::Failed(Failure::UnknownFunction { name: "nope".into() })
         );
         assert_eq!(
-            run_function(&r, &call("panic", b"boom"), None),
+            run_function(&r, &call("fail", b"bad input")),
+            Outcome::Failed(Failure::FunctionError { message: "bad input".into() })
+        );
+        assert_eq!(
+            run_function(&r, &call("panic", b"boom")),
             Outcome::Failed(Failure::Panic { message: "boom".into() })
         );
+        assert!(!in_task(), "the quiet flag must be cleared after a panic");
+    }
+
+    #[test]
+    fn every_panic_payload_becomes_a_message() {
+        let mut r = Registry::new();
+        r.register("static", |_| panic!("static str"));
+        r.register("any", |_| std::panic::panic_any(42u8));
         assert_eq!(
-            run_function(&r, &call("fail", b"bad"), None),
-            Outcome::Failed(Failure::FunctionError { message: "bad".into() })
+            run_function(&r, &call("static", b"")),
+            Outcome::Failed(Failure::Panic { message: "static str".into() })
         );
         assert_eq!(
-            run_function(&r, &call("sleep", b"0.05"), Some(10)),
+            run_function(&r, &call("any", b"")),
+            Outcome::Failed(Failure::Panic { message: "non-string panic payload".into() })
+        );
+    }
+
+    #[test]
+    fn a_function_past_its_walltime_is_a_timeout() {
+        let r = Registry::with_builtins();
+        assert_eq!(
+            run_function_within(&r, &call("sleep", b"0.05"), Some(10)),
             Outcome::Failed(Failure::Timeout { walltime_ms: 10 })
         );
+        assert_eq!(run_function_within(&r, &call("echo", b"x"), Some(60_000)), Outcome::Done(b"x".to_vec()));
     }
 }

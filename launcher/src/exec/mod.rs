@@ -1,107 +1,149 @@
 //! Task execution: commands as child processes, functions from a registry, on N slot threads.
+//!
+//! The [`Executor`] keeps execution off the caller's thread (an MPI progress loop, which
+//! must stay responsive): tries go in through [`Executor::submit`], results come out on
+//! [`Executor::completions`], exactly one per try.
 
+mod capture;
 pub mod command;
+mod dispatch;
+mod exit_watch;
 pub mod function;
+mod groups;
+pub mod registry;
 
-pub use command::{run_command, RunningGroups};
-pub use function::{run_function, Registry, TaskFn};
+pub use command::{run_command, run_command_tracked, STDERR_TAIL, STDOUT_LIMIT};
+pub use dispatch::{execute, execute_tracked};
+pub use function::{run_function, run_function_within};
+pub use groups::RunningGroups;
+pub use registry::{Registry, TaskFn};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use strand::task::{App, Outcome, TaskSpec, Try, TryResult};
+use strand::task::{Failure, Outcome, Try, TryResult};
 
-/// Run one task to completion on this thread.
-pub fn execute(registry: &Registry, spec: &TaskSpec, groups: &RunningGroups) -> Outcome {
-    let (outcome, cwd) = match &spec.app {
-        App::Command(c) => (run_command(c, spec.walltime_ms, groups), c.cwd.as_deref()),
-        App::Function(f) => (run_function(registry, f, spec.walltime_ms), None),
-    };
-    match outcome {
-        Outcome::Done(out) => check_outputs(&spec.outputs, cwd).map_or(Outcome::Done(out), Outcome::Failed),
-        failed => failed,
-    }
-}
-
-/// The declared outputs that do not exist after a successful try, as a failure.
-fn check_outputs(outputs: &[String], cwd: Option<&str>) -> Option<strand::task::Failure> {
-    let missing: Vec<String> = outputs
-        .iter()
-        .filter(|o| {
-            let p = std::path::Path::new(o.as_str());
-            let p = match cwd {
-                Some(d) if p.is_relative() => std::path::Path::new(d).join(p),
-                _ => p.to_path_buf(),
-            };
-            !p.exists()
-        })
-        .cloned()
-        .collect();
-    (!missing.is_empty()).then_some(strand::task::Failure::MissingOutputs { paths: missing })
-}
-
-/// `slots` threads that run tries off the caller's (MPI) thread; each try yields exactly one result.
+/// `slots` threads that run tries off the caller's thread; each try yields exactly one result.
 pub struct Executor {
-    submit: Option<Sender<Try>>,
+    submit: Sender<Try>,
+    /// Kept to answer tries directly when no slot thread could be started.
+    done_tx: Sender<TryResult>,
     done: Receiver<TryResult>,
-    groups: RunningGroups,
+    shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// Why no slot thread could be started, if none could.
+    no_threads: Option<String>,
+}
+
+/// State the slot threads share with the executor.
+#[derive(Default)]
+struct Shared {
+    groups: RunningGroups,
+    /// Set by `shutdown` (or drop): tries still queued are answered `Shutdown`, not run.
+    stopping: AtomicBool,
+    running: AtomicUsize,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire) || self.groups.is_closed()
+    }
 }
 
 impl Executor {
-    /// Start `slots` execution threads (at least one).
+    /// Start `slots` execution threads (at least one), named `strand-exec-N`.
     pub fn new(slots: usize, registry: Arc<Registry>) -> Executor {
         let (submit, inbox) = unbounded::<Try>();
         let (done_tx, done) = unbounded::<TryResult>();
-        let groups = RunningGroups::default();
-        let threads = (0..slots.max(1))
-            .filter_map(|i| {
-                let inbox = inbox.clone();
-                let done_tx = done_tx.clone();
-                let registry = Arc::clone(&registry);
-                let groups = groups.clone();
-                std::thread::Builder::new()
-                    .name(format!("strand-exec-{i}"))
-                    .spawn(move || {
-                        for t in inbox.iter() {
-                            let outcome = execute(&registry, &t.spec, &groups);
-                            if done_tx.send(TryResult { id: t.id, outcome }).is_err() {
-                                break;
-                            }
-                        }
-                    })
-                    .ok()
-            })
-            .collect();
-        Executor { submit: Some(submit), done, groups, threads }
-    }
-
-    /// Queue a try (never blocks: the manager bounds what it hands over).
-    pub fn submit(&self, t: Try) {
-        if let Some(s) = &self.submit {
-            // Fails only after shutdown, when no thread would run it anyway.
-            let _ = s.send(t);
+        let shared = Arc::new(Shared::default());
+        let mut threads = Vec::with_capacity(slots.max(1));
+        let mut spawn_error = None;
+        for i in 0..slots.max(1) {
+            let (inbox, done_tx, registry, shared) =
+                (inbox.clone(), done_tx.clone(), Arc::clone(&registry), Arc::clone(&shared));
+            match std::thread::Builder::new()
+                .name(format!("strand-exec-{i}"))
+                .spawn(move || slot(&inbox, &done_tx, &registry, &shared))
+            {
+                Ok(h) => threads.push(h),
+                // Fewer slots than asked still run everything; none is handled in submit.
+                Err(e) => spawn_error = Some(e.to_string()),
+            }
         }
+        let no_threads = threads.is_empty().then(|| spawn_error.unwrap_or_default());
+        Executor { submit, done_tx, done, shared, threads, no_threads }
     }
 
-    /// Results as they finish; `recv_timeout` on it is the caller's idle wait.
+    /// Queue a try; never blocks (the caller bounds what it hands over).
+    pub fn submit(&self, t: Try) {
+        if let Some(why) = &self.no_threads {
+            // Still exactly one result per try, so the caller's accounting holds.
+            let message = format!("no executor thread could be started: {why}");
+            let _ =
+                self.done_tx.send(TryResult { id: t.id, outcome: Outcome::Failed(Failure::SpawnError { message }) });
+            return;
+        }
+        // Cannot fail: the slot threads hold receivers until the executor is dropped, and
+        // one that died would have had to panic outside catch_unwind.
+        let _ = self.submit.send(t);
+    }
+
+    /// Results as tries finish; `recv_timeout` on it is the caller's idle wait.
     pub fn completions(&self) -> &Receiver<TryResult> {
         &self.done
     }
 
-    /// SIGKILL every running command (their tries end as `Shutdown`).
-    pub fn kill_running(&self) {
-        self.groups.kill_all();
+    /// How many tries are executing now (not counting queued ones).
+    pub fn running(&self) -> usize {
+        self.shared.running.load(Ordering::Acquire)
     }
 
-    /// Stop taking tries and let idle threads exit; threads still inside a function are left
-    /// behind (a function cannot be interrupted), which is why the caller exits the process next.
-    pub fn shutdown(mut self) {
-        self.submit = None;
-        for t in self.threads.drain(..) {
-            if t.is_finished() {
-                let _ = t.join();
-            }
+    /// How many slot threads run tries.
+    pub fn slots(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// SIGKILL the process groups of all running commands (their tries end as `Shutdown`)
+    /// and start nothing more: queued tries and later submissions are answered `Shutdown`.
+    /// Functions already running cannot be interrupted and run to their end.
+    pub fn kill_running(&self) {
+        self.shared.groups.kill_all();
+    }
+
+    /// Stop: queued tries are not started, idle slot threads exit. Running tries are not
+    /// waited for (call [`Executor::kill_running`] first to end commands); a thread still
+    /// inside a function is left to finish it, as nothing can interrupt it safely.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // Dropping `submit` disconnects the inbox once it is empty; the flag makes the
+        // slots answer what is still queued instead of running it.
+        self.shared.stopping.store(true, Ordering::Release);
+    }
+}
+
+/// One slot thread: run tries until the executor goes away.
+fn slot(inbox: &Receiver<Try>, done: &Sender<TryResult>, registry: &Registry, shared: &Shared) {
+    for t in inbox.iter() {
+        let outcome = if shared.stopping() {
+            Outcome::Failed(Failure::Shutdown)
+        } else {
+            shared.running.fetch_add(1, Ordering::AcqRel);
+            // Function panics are caught inside; this catches bugs in the launcher's own
+            // code, so that even then the try gets its one result and the slot survives.
+            let o = catch_unwind(AssertUnwindSafe(|| execute_tracked(registry, &t.spec, &shared.groups)))
+                .unwrap_or_else(|p| Outcome::Failed(Failure::Panic { message: function::panic_message(p.as_ref()) }));
+            shared.running.fetch_sub(1, Ordering::AcqRel);
+            o
+        };
+        if done.send(TryResult { id: t.id, outcome }).is_err() {
+            return; // the executor is gone: nobody wants results any more
         }
     }
 }
@@ -109,72 +151,136 @@ impl Executor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
-    use std::time::Duration;
-    use strand::task::*;
+    use std::collections::HashMap;
+    use std::time::{Duration, Instant};
+    use strand::task::{App, ClientId, CommandSpec, FunctionCall, Program, TaskId, TaskSpec, TryId};
 
-    #[test]
-    fn declared_outputs_are_checked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cwd = Some(dir.path().display().to_string());
-        let cmd = |s: &str| {
-            App::Command(CommandSpec {
-                program: Program::Shell(s.into()),
-                env: vec![],
-                cwd: cwd.clone(),
-                stdout: None,
-                stderr: None,
-            })
-        };
-        let spec = |app, outputs: &[&str]| TaskSpec {
-            app,
-            walltime_ms: None,
-            priority: 0,
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-        };
-        let reg = Registry::with_builtins();
-        let g = RunningGroups::default();
-        assert_eq!(execute(&reg, &spec(cmd("touch a.dat"), &["a.dat"]), &g), Outcome::Done(vec![]));
-        assert_eq!(
-            execute(&reg, &spec(cmd("touch a.dat"), &["a.dat", "b.dat"]), &g),
-            Outcome::Failed(Failure::MissingOutputs { paths: vec!["b.dat".into()] })
-        );
+    fn try_of(i: u64, app: App) -> Try {
+        Try {
+            id: TryId { client: ClientId(7), task: TaskId(i), attempt: 0 },
+            spec: TaskSpec { app, walltime_ms: None, priority: 0, outputs: vec![] },
+        }
+    }
+
+    fn shell(s: &str) -> App {
+        App::Command(CommandSpec {
+            program: Program::Shell(s.into()),
+            env: vec![],
+            cwd: None,
+            stdout: None,
+            stderr: None,
+        })
+    }
+
+    fn function(name: &str, args: &[u8]) -> App {
+        App::Function(FunctionCall { name: name.into(), args: args.to_vec() })
+    }
+
+    fn recv(ex: &Executor) -> TryResult {
+        ex.completions().recv_timeout(Duration::from_secs(30)).expect("a result within 30 s")
     }
 
     #[test]
     fn every_try_yields_exactly_one_result() {
         let ex = Executor::new(2, Arc::new(Registry::with_builtins()));
+        assert_eq!(ex.slots(), 2);
         let n = 200u64;
+        let mut expected = HashMap::new();
         for i in 0..n {
-            let app = match i % 4 {
-                0 => App::Function(FunctionCall { name: "echo".into(), args: vec![1] }),
-                1 => App::Function(FunctionCall { name: "panic".into(), args: vec![] }),
-                2 => App::Command(CommandSpec {
-                    program: Program::Argv(vec!["true".into()]),
-                    env: vec![],
-                    cwd: None,
-                    stdout: None,
-                    stderr: None,
-                }),
-                _ => App::Command(CommandSpec {
-                    program: Program::Shell("exit 2".into()),
-                    env: vec![],
-                    cwd: None,
-                    stdout: None,
-                    stderr: None,
-                }),
+            let (app, want) = match i % 6 {
+                0 => (function("echo", &i.to_le_bytes()), Outcome::Done(i.to_le_bytes().to_vec())),
+                1 => (function("panic", b"p"), Outcome::Failed(Failure::Panic { message: "p".into() })),
+                2 => (
+                    App::Command(CommandSpec { program: Program::Argv(vec!["true".into()]), ..blank() }),
+                    Outcome::Done(vec![]),
+                ),
+                3 => (shell("exit 2"), Outcome::Failed(Failure::ExitCode { code: 2, stderr: String::new() })),
+                4 => (function("nope", b""), Outcome::Failed(Failure::UnknownFunction { name: "nope".into() })),
+                _ => (shell(&format!("echo {i}")), Outcome::Done(format!("{i}\n").into_bytes())),
             };
-            ex.submit(Try {
-                id: TryId { client: ClientId(0), task: TaskId(i), attempt: 0 },
-                spec: TaskSpec { app, walltime_ms: None, priority: 0, outputs: vec![] },
-            });
+            expected.insert(TaskId(i), want);
+            ex.submit(try_of(i, app));
         }
-        let mut seen = HashSet::new();
         for _ in 0..n {
-            let r = ex.completions().recv_timeout(Duration::from_secs(30)).expect("result in time");
-            assert!(seen.insert(r.id.task), "duplicate result for {}", r.id);
+            let r = recv(&ex);
+            let want = expected.remove(&r.id.task).unwrap_or_else(|| panic!("unexpected or duplicate result {}", r.id));
+            assert_eq!(r.outcome, want, "{}", r.id);
         }
-        assert!(ex.completions().recv_timeout(Duration::from_millis(100)).is_err(), "no extra results");
+        assert!(expected.is_empty());
+        assert!(ex.completions().recv_timeout(Duration::from_millis(200)).is_err(), "an extra result");
+        assert_eq!(ex.running(), 0);
         ex.shutdown();
+    }
+
+    fn blank() -> CommandSpec {
+        CommandSpec { program: Program::Argv(vec![]), env: vec![], cwd: None, stdout: None, stderr: None }
+    }
+
+    #[test]
+    fn kill_running_turns_a_running_command_into_shutdown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pid");
+        let marker = dir.path().join("ran");
+        let ex = Executor::new(1, Arc::new(Registry::with_builtins()));
+        ex.submit(try_of(1, shell(&format!("echo $$ > {}; exec sleep 30", pidfile.display()))));
+        // Queued behind it on the single slot: must never start.
+        ex.submit(try_of(2, shell(&format!("touch {}", marker.display()))));
+        let t = Instant::now();
+        // Nothing to block on until the child is registered and has written its pid
+        // (the same pid after `exec`); bounded spin.
+        let read_pid = || std::fs::read_to_string(&pidfile).ok().and_then(|s| s.trim().parse::<i32>().ok());
+        while ex.shared.groups.is_empty() || read_pid().is_none() {
+            assert!(t.elapsed() < Duration::from_secs(10), "command never started");
+            std::thread::yield_now();
+        }
+        let pid = read_pid().expect("pid");
+        let killed_at = Instant::now();
+        ex.kill_running();
+        let mut got = [recv(&ex), recv(&ex)];
+        got.sort_by_key(|r| r.id.task);
+        assert!(killed_at.elapsed() < Duration::from_secs(5), "took {:?}", killed_at.elapsed());
+        assert_eq!(got[0].outcome, Outcome::Failed(Failure::Shutdown));
+        assert_eq!(got[1].outcome, Outcome::Failed(Failure::Shutdown));
+        assert!(!marker.exists(), "a queued try started after kill_running");
+        // The killed command was reaped by its slot: its pid is gone.
+        // SAFETY: signal 0 only probes for existence.
+        assert_ne!(unsafe { libc::kill(pid, 0) }, 0, "the killed command {pid} still exists");
+        // Later submissions are answered too.
+        ex.submit(try_of(3, function("noop", b"")));
+        assert_eq!(recv(&ex).outcome, Outcome::Failed(Failure::Shutdown));
+        ex.shutdown();
+    }
+
+    #[test]
+    fn zero_slots_means_one() {
+        let ex = Executor::new(0, Arc::new(Registry::with_builtins()));
+        assert_eq!(ex.slots(), 1);
+        ex.submit(try_of(1, function("echo", b"x")));
+        assert_eq!(recv(&ex).outcome, Outcome::Done(b"x".to_vec()));
+    }
+
+    #[test]
+    fn slots_run_in_parallel() {
+        // A handshake over two FIFOs: opening one blocks until the other side opens it,
+        // so the pair finishes only if both run at once (else the walltime ends them).
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["ab", "ba"] {
+            let path = std::ffi::CString::new(dir.path().join(name).display().to_string()).expect("path");
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+        }
+        let d = dir.path().display();
+        let ex = Executor::new(2, Arc::new(Registry::with_builtins()));
+        let with_walltime = |i, s: String| {
+            let mut t = try_of(i, shell(&s));
+            t.spec.walltime_ms = Some(20_000);
+            t
+        };
+        ex.submit(with_walltime(1, format!("echo a > {d}/ab; cat {d}/ba")));
+        ex.submit(with_walltime(2, format!("cat {d}/ab; echo b > {d}/ba")));
+        let mut got = [recv(&ex), recv(&ex)];
+        got.sort_by_key(|r| r.id.task);
+        assert_eq!(got[0].outcome, Outcome::Done(b"b\n".to_vec()));
+        assert_eq!(got[1].outcome, Outcome::Done(b"a\n".to_vec()));
     }
 }
