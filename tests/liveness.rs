@@ -206,3 +206,47 @@ fn frozen_manager_is_lost_then_its_late_results_are_dropped() {
     assert_eq!((c.failed, c.done), (4, 1));
     dfk.shutdown();
 }
+
+#[test]
+fn hung_worker_is_lost_and_the_rest_of_its_pool_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_ix, conn) = interchange(dir.path(), &[]);
+    let conn_file = dir.path().join("connection.json");
+    // One pool: a manager and two workers; a worker silent for 1.5 s is lost.
+    let block = launcher(
+        dir.path(),
+        "block",
+        3,
+        &conn_file,
+        &["--worker-heartbeat", "0.1", "--worker-threshold", "1.5", "--prefetch", "0"],
+    );
+    wait_managers(&conn, 1, Duration::from_secs(60));
+    let victim = rank_pid(block.pid(), 2).expect("worker rank 2");
+    let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
+    // Two long tasks: one lands on each worker (prefetch 0).
+    let long: Vec<_> = (0..2).map(|_| dfk.submit(Call::argv(["sleep", "3"]))).collect();
+    let mut client = Client::connect(&conn).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.status(Duration::from_secs(5)).map(|s| s.in_flight).unwrap_or(0) < 2 {
+        assert!(Instant::now() < deadline, "tries never reached the workers");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: signalling our own grandchild.
+    unsafe { libc::kill(victim, libc::SIGSTOP) };
+    let outcomes: Vec<_> = long.iter().map(|f| f.wait_timeout(Duration::from_secs(30)).expect("ended")).collect();
+    let lost: Vec<_> = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(TaskError::Failed { failure: Failure::WorkerLost { rank: 2, .. }, .. })))
+        .collect();
+    assert_eq!(lost.len(), 1, "the hung worker's try failed WorkerLost, the other finished: {outcomes:?}");
+    assert!(outcomes.iter().any(|o| o.is_ok()));
+    // The pool keeps serving with its other worker.
+    let more: Vec<_> = (0..5).map(|i| dfk.submit(Call::function("echo", vec![i]))).collect();
+    for (i, f) in more.iter().enumerate() {
+        assert_eq!(f.wait_timeout(Duration::from_secs(30)), Some(Ok(vec![i as u8])));
+    }
+    // SAFETY: as above; let it finish so the pool stops cleanly at the end.
+    unsafe { libc::kill(victim, libc::SIGCONT) };
+    assert_eq!(dfk.counts().stale, 0, "the resumed worker's late result never reached the DFK");
+    dfk.shutdown();
+}

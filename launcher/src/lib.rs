@@ -72,6 +72,12 @@ pub struct LauncherArgs {
     /// Start draining this many seconds before --walltime ends: no new tasks, finish the held ones.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub drain_margin: u64,
+    /// Seconds between a worker's heartbeats to its manager (over MPI).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub worker_heartbeat: f64,
+    /// Seconds of silence after which a manager declares a worker lost (its tries fail with WorkerLost).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub worker_threshold: f64,
     /// Seconds to wait for the interchange to answer registration before giving up.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub connect_timeout: u64,
@@ -134,7 +140,7 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
         run_as_manager(&args, &pool, registry, &stop, &log)
     } else {
         let exec = Executor::new(args.slots_per_worker as usize, registry);
-        worker::run_worker(&pool, exec, &stop, &log);
+        worker::run_worker(&pool, exec, secs(args.worker_heartbeat), &stop, &log);
         0
     };
     drop(pool);
@@ -178,6 +184,7 @@ fn run_as_manager(
         drain_at: args
             .walltime
             .map(|w| std::time::Instant::now() + Duration::from_secs(w.saturating_sub(args.drain_margin))),
+        worker_threshold: secs(args.worker_threshold),
     };
     let local = (pool.size() == 1).then(|| Executor::new(args.local_slots as usize, registry));
     match run_manager(pool, &conn, cfg, local, stop, log) {
@@ -191,6 +198,11 @@ fn run_as_manager(
             1
         }
     }
+}
+
+/// Seconds from the command line as a duration (clamped: a bad value must not panic a rank).
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() { s.clamp(0.001, 1e9) } else { 1.0 })
 }
 
 fn release_workers(pool: &SimpleCommunicator) {

@@ -6,15 +6,16 @@
 
 use crate::backoff::Backoff;
 use crate::exec::Executor;
-use crate::pool_msg::{self, TAG_RESULTS, TAG_STOP, TAG_TRIES};
+use crate::pool_msg::{self, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES};
 use crate::stop::StopFlag;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{debug, info, warn, Logger};
+use std::collections::HashSet;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use strand::connection::ConnectionInfo;
-use strand::task::{ManagerId, Try, TryResult};
+use strand::task::{Failure, ManagerId, Outcome, Try, TryId, TryResult};
 use strand::wire::{Codec, ManagerMsg, Registration, ToManagerMsg};
 use thiserror::Error;
 
@@ -36,6 +37,8 @@ pub struct ManagerConfig {
     /// When to announce draining (the block's walltime minus a margin), so no try
     /// is killed by the scheduler's deadline.
     pub drain_at: Option<Instant>,
+    /// A worker silent this long is lost: its tries fail with `WorkerLost`.
+    pub worker_threshold: Duration,
 }
 
 /// Why a manager could not run.
@@ -64,7 +67,20 @@ pub enum ManagerExit {
 
 struct WorkerSlot {
     rank: i32,
-    held: u32,
+    /// Tries handed to it and not yet answered.
+    tries: HashSet<TryId>,
+    /// When it last sent anything (results or a heartbeat).
+    last_heard: Instant,
+    /// Its host, from its heartbeats.
+    host: String,
+    /// Declared lost: gets nothing more; whatever it sends is dropped.
+    lost: bool,
+}
+
+impl WorkerSlot {
+    fn held(&self) -> u32 {
+        self.tries.len() as u32
+    }
 }
 
 /// The manager's state between loop rounds.
@@ -112,7 +128,15 @@ pub fn run_manager(
     socket.set_rcvhwm(0).map_err(zerr("set RCVHWM"))?;
     socket.set_linger(1000).map_err(zerr("set LINGER"))?;
     socket.connect(&conn.manager_endpoint()).map_err(zerr("connect to the interchange"))?;
-    let workers: Vec<WorkerSlot> = (1..pool.size()).map(|rank| WorkerSlot { rank, held: 0 }).collect();
+    let workers: Vec<WorkerSlot> = (1..pool.size())
+        .map(|rank| WorkerSlot {
+            rank,
+            tries: HashSet::new(),
+            last_heard: Instant::now(),
+            host: String::new(),
+            lost: false,
+        })
+        .collect();
     let per_worker = cfg.slots_per_worker * (1 + cfg.prefetch);
     let now = Instant::now();
     let mut m = Manager {
@@ -212,6 +236,7 @@ impl Manager<'_> {
                 Err(exit) => return exit,
             }
             active |= self.drain_workers();
+            self.check_workers();
             active |= self.drain_local();
             active |= self.feed();
             if !self.results.is_empty() {
@@ -241,7 +266,7 @@ impl Manager<'_> {
             }
             // Only results from ranks doing work need polling; otherwise sleep on the
             // socket until the next heartbeat (capped so signals are seen promptly).
-            let busy = self.workers.iter().any(|w| w.held > 0) || self.local_held > 0;
+            let busy = self.workers.iter().any(|w| !w.tries.is_empty()) || self.local_held > 0;
             let wait = if busy {
                 backoff.next_wait()
             } else {
@@ -324,9 +349,18 @@ impl Manager<'_> {
         Ok(got)
     }
 
-    /// Take every result message the workers have sent.
+    /// Take every result and heartbeat the workers have sent.
     fn drain_workers(&mut self) -> bool {
         let mut got = false;
+        while let Some(probed) = self.pool.any_process().immediate_matched_probe_with_tag(TAG_HEARTBEAT) {
+            let (bytes, status) = probed.matched_receive_vec::<u8>();
+            if let Some(w) = self.workers.iter_mut().find(|w| w.rank == status.source_rank()) {
+                w.last_heard = Instant::now();
+                if w.host.is_empty() {
+                    w.host = String::from_utf8_lossy(&bytes).into_owned();
+                }
+            }
+        }
         while let Some(probed) = self.pool.any_process().immediate_matched_probe_with_tag(TAG_RESULTS) {
             got = true;
             let (bytes, status) = probed.matched_receive_vec::<u8>();
@@ -334,12 +368,35 @@ impl Manager<'_> {
                 warn!(self.log, "undecodable results from a worker"; "rank" => status.source_rank());
                 continue;
             };
-            if let Some(w) = self.workers.iter_mut().find(|w| w.rank == status.source_rank()) {
-                w.held = w.held.saturating_sub(results.len() as u32);
+            let Some(w) = self.workers.iter_mut().find(|w| w.rank == status.source_rank()) else { continue };
+            w.last_heard = Instant::now();
+            // Only answers to tries it still holds count: a lost worker's late results were
+            // already reported as WorkerLost and must not be delivered a second time.
+            let before = results.len();
+            let kept: Vec<TryResult> = results.into_iter().filter(|r| !w.lost && w.tries.remove(&r.id)).collect();
+            if kept.len() < before {
+                debug!(self.log, "dropped stale results from a worker"; "rank" => w.rank, "n" => before - kept.len());
             }
-            self.results.extend(results);
+            self.results.extend(kept);
         }
         got
+    }
+
+    /// Declare lost every worker silent past the threshold; its tries fail with `WorkerLost`.
+    fn check_workers(&mut self) {
+        let threshold = self.cfg.worker_threshold;
+        let manager = self.cfg.id;
+        for w in self.workers.iter_mut().filter(|w| !w.lost && w.last_heard.elapsed() > threshold) {
+            w.lost = true;
+            warn!(self.log, "worker lost: silent past the threshold; its tries fail, it gets no more";
+                "rank" => w.rank, "host" => &w.host, "tries" => w.tries.len(),
+                "silent_ms" => w.last_heard.elapsed().as_millis() as u64);
+            let host = if w.host.is_empty() { "unknown".to_string() } else { w.host.clone() };
+            for id in w.tries.drain() {
+                let failure = Failure::WorkerLost { manager, rank: w.rank, host: host.clone() };
+                self.results.push(TryResult { id, outcome: Outcome::Failed(failure) });
+            }
+        }
     }
 
     fn drain_local(&mut self) -> bool {
@@ -359,16 +416,16 @@ impl Manager<'_> {
             return false;
         }
         let mut fed = false;
-        self.workers.sort_by_key(|w| w.held);
-        for w in &mut self.workers {
-            let room = self.per_worker.saturating_sub(w.held) as usize;
+        self.workers.sort_by_key(|w| w.held());
+        for w in self.workers.iter_mut().filter(|w| !w.lost) {
+            let room = self.per_worker.saturating_sub(w.held()) as usize;
             let n = room.min(self.backlog.len());
             if n == 0 {
                 continue;
             }
             let batch: Vec<Try> = self.backlog.drain(..n).collect();
             self.pool.process_at_rank(w.rank).send_with_tag(&pool_msg::encode_tries(&batch)[..], TAG_TRIES);
-            w.held += n as u32;
+            w.tries.extend(batch.iter().map(|t| t.id));
             fed = true;
         }
         if let Some(exec) = &self.local {

@@ -2,7 +2,7 @@
 
 use crate::backoff::Backoff;
 use crate::exec::Executor;
-use crate::pool_msg::{self, TAG_RESULTS, TAG_STOP, TAG_TRIES};
+use crate::pool_msg::{self, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES};
 use crate::stop::StopFlag;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -18,9 +18,18 @@ pub enum WorkerExit {
     Signalled,
 }
 
-/// Run the worker loop on `pool` (this rank is not rank 0) until stopped.
-pub fn run_worker(pool: &SimpleCommunicator, executor: Executor, stop: &StopFlag, log: &Logger) -> WorkerExit {
+/// Run the worker loop on `pool` (this rank is not rank 0) until stopped, telling the
+/// manager every `heartbeat` that this rank is alive (so a hung rank can be told apart).
+pub fn run_worker(
+    pool: &SimpleCommunicator,
+    executor: Executor,
+    heartbeat: std::time::Duration,
+    stop: &StopFlag,
+    log: &Logger,
+) -> WorkerExit {
     let manager = pool.process_at_rank(0);
+    let host = strand::host::hostname().into_bytes();
+    let mut next_heartbeat = std::time::Instant::now();
     let mut backoff = Backoff::default();
     let mut running = 0usize;
     let mut done: Vec<TryResult> = Vec::new();
@@ -47,6 +56,10 @@ pub fn run_worker(pool: &SimpleCommunicator, executor: Executor, stop: &StopFlag
         }
         if told_to_stop {
             break WorkerExit::Stopped;
+        }
+        if std::time::Instant::now() >= next_heartbeat {
+            manager.send_with_tag(&host[..], TAG_HEARTBEAT);
+            next_heartbeat = std::time::Instant::now() + heartbeat;
         }
         if stop.is_set() {
             break WorkerExit::Signalled;
