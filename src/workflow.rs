@@ -489,16 +489,7 @@ impl Workflow {
             let sub = |s: &str| substitute_vars(s, &e.vars);
             let inputs: Vec<String> = t.inputs.iter().flatten().map(|i| sub(i)).collect();
             let outputs: Vec<String> = t.outputs.iter().flatten().map(|o| sub(o)).collect();
-            let files = |s: String| {
-                let mut out = s;
-                for (i, f) in inputs.iter().enumerate() {
-                    out = out.replace(&format!("{{in{i}}}"), f);
-                }
-                for (i, f) in outputs.iter().enumerate() {
-                    out = out.replace(&format!("{{out{i}}}"), f);
-                }
-                out
-            };
+            let files = |s: String| crate::dfk::graph::fill_file_placeholders(&s, &inputs, &outputs);
             let mut env: BTreeMap<String, String> = defaults.env.clone().unwrap_or_default();
             env.extend(t.env.clone().unwrap_or_default());
             let env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k, sub(&v))).collect();

@@ -645,6 +645,18 @@ fn root_of(id: TaskId, e: &TaskError) -> (TaskId, String) {
     }
 }
 
+/// Replace `{in0}`, `{in1}` ... and `{out0}`, `{out1}` ... by the task's input and output files.
+pub fn fill_file_placeholders(s: &str, inputs: &[String], outputs: &[String]) -> String {
+    let mut out = s.to_string();
+    for (i, f) in inputs.iter().enumerate() {
+        out = out.replace(&format!("{{in{i}}}"), f);
+    }
+    for (i, f) in outputs.iter().enumerate() {
+        out = out.replace(&format!("{{out{i}}}"), f);
+    }
+    out
+}
+
 /// Text of an input for substitution into a command: UTF-8 (lossy), trailing whitespace trimmed.
 fn input_text(f: &TaskFuture) -> String {
     match f.peek() {
@@ -666,16 +678,7 @@ fn concrete_spec(call: &Call) -> TaskSpec {
     let mut app = call.app.clone();
     if !call.input_files.is_empty() || !call.output_files.is_empty() {
         if let App::Command(c) = &mut app {
-            let files = |s: &str| {
-                let mut out = s.to_string();
-                for (i, f) in call.input_files.iter().enumerate() {
-                    out = out.replace(&format!("{{in{i}}}"), f);
-                }
-                for (i, f) in call.output_files.iter().enumerate() {
-                    out = out.replace(&format!("{{out{i}}}"), f);
-                }
-                out
-            };
+            let files = |s: &str| fill_file_placeholders(s, &call.input_files, &call.output_files);
             c.program = match &c.program {
                 Program::Shell(s) => Program::Shell(files(s)),
                 Program::Argv(v) => Program::Argv(v.iter().map(|a| files(a)).collect()),

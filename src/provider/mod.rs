@@ -422,6 +422,11 @@ pub(crate) fn fill_missing(jobs: &[JobId], mut found: HashMap<JobId, JobState>) 
 pub(crate) mod test_util {
     use std::path::{Path, PathBuf};
 
+    /// Job ids from strings.
+    pub fn ids(v: &[&str]) -> Vec<super::JobId> {
+        v.iter().map(|s| super::JobId(s.to_string())).collect()
+    }
+
     /// Path of a fixture in `tests/fixtures/provider/`.
     pub fn fixture_path(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/provider").join(name)

@@ -206,11 +206,7 @@ impl Provider for PbsProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::test_util::{fake_command, fake_printing, fixture, recorded_args};
-
-    fn ids(v: &[&str]) -> Vec<JobId> {
-        v.iter().map(|s| JobId(s.to_string())).collect()
-    }
+    use crate::provider::test_util::{fake_command, fake_printing, fixture, ids, recorded_args};
 
     fn fake_provider(dir: &std::path::Path) -> PbsProvider {
         PbsProvider {
