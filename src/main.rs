@@ -102,6 +102,9 @@ struct RunArgs {
     /// Give up (exit 3) if the workflow has not finished after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// When completed tasks reach RUN_DIR/checkpoint.jsonl: task-exit, at-exit, or periodic:SECONDS.
+    #[arg(long, default_value = "task-exit", value_name = "MODE")]
+    checkpoint: strand::dfk::memo::CheckpointMode,
 }
 
 #[derive(Args)]
@@ -371,7 +374,7 @@ fn run(a: RunArgs) -> Result<i32> {
     let wf = Workflow::from_file(&a.workflow)?;
     let timeout = a.timeout.map(|s| seconds("--timeout", s)).transpose()?;
     let session = Session::open(&a.target, 1)?;
-    let result = run_workflow(&wf, &session.conn, &session.run_dir, timeout);
+    let result = run_workflow(&wf, &session.conn, &session.run_dir, timeout, a.checkpoint);
     session.close();
     result
 }
@@ -381,12 +384,19 @@ fn run_workflow(
     conn: &ConnectionInfo,
     run_dir: &std::path::Path,
     timeout: Option<Duration>,
+    checkpoint_mode: strand::dfk::memo::CheckpointMode,
 ) -> Result<i32> {
     let checkpoint = run_dir.join(strand::dfk::memo::CHECKPOINT_FILE);
     let events = Some(run_dir.join(strand::dfk::events::EVENTS_FILE));
     let dfk = Dfk::connect(
         conn,
-        DfkConfig { checkpoint: Some(checkpoint.clone()), events, memoize: true, ..DfkConfig::default() },
+        DfkConfig {
+            checkpoint: Some(checkpoint.clone()),
+            events,
+            memoize: true,
+            checkpoint_mode,
+            ..DfkConfig::default()
+        },
     )?;
     let (loaded, torn) = dfk.checkpoint_loaded();
     if loaded > 0 || torn > 0 {

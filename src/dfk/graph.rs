@@ -46,6 +46,8 @@ pub struct Call {
     pub input_files: Vec<String>,
     /// Files it must write (checked on the worker: `MissingOutputs`). `{out0}`, `{out1}` ... in a command.
     pub output_files: Vec<String>,
+    /// Put the content of its input files into its memo key (a changed input re-runs it).
+    pub hash_inputs: bool,
     /// The app; `{0}`, `{1}` ... in a command are replaced by the inputs' results.
     pub app: App,
     /// Futures whose results are inputs: substituted into commands, appended to function args.
@@ -83,6 +85,7 @@ impl Call {
             join: None,
             input_files: vec![],
             output_files: vec![],
+            hash_inputs: false,
             app,
             inputs: vec![],
             after: vec![],
@@ -101,6 +104,12 @@ impl Call {
     /// Write this file; it must exist when the task succeeds.
     pub fn output_file(mut self, path: impl Into<String>) -> Call {
         self.output_files.push(path.into());
+        self
+    }
+
+    /// Key memoized results also on the content of its input files.
+    pub fn hash_inputs(mut self, on: bool) -> Call {
+        self.hash_inputs = on;
         self
     }
 
@@ -306,6 +315,19 @@ impl Graph {
     /// Memoize tasks that do not say otherwise (identical tasks, by name and content, run once).
     pub fn memoize_by_default(&mut self, on: bool) {
         self.memoize_by_default = on;
+    }
+
+    /// Set when memoized results reach the checkpoint file.
+    pub fn set_checkpoint_mode(&mut self, mode: super::memo::CheckpointMode) {
+        self.memo.set_mode(mode);
+    }
+
+    /// Write buffered checkpoint records now (manual mode) or when due (periodic mode).
+    pub fn checkpoint(&mut self, now: bool) {
+        let r = if now { self.memo.flush() } else { self.memo.tick() };
+        if let Err(e) = r {
+            self.checkpoint_errors.push(e.to_string());
+        }
     }
 
     /// Record every state transition in `log` from now on.
@@ -708,8 +730,17 @@ fn concrete_spec(call: &Call) -> TaskSpec {
 
 /// The memo key of a ready task, or `None` if a dependency has none (then it cannot be memoized safely).
 fn memo_key(call: &Call, spec: &TaskSpec) -> Option<MemoKey> {
-    let deps: Option<Vec<MemoKey>> = call.inputs.iter().chain(call.after.iter()).map(TaskFuture::key).collect();
-    Some(MemoKey::of(spec, call.name.as_deref(), call.version.as_deref(), &deps?))
+    let mut deps: Vec<MemoKey> =
+        call.inputs.iter().chain(call.after.iter()).map(TaskFuture::key).collect::<Option<Vec<_>>>()?;
+    if call.hash_inputs {
+        // The files' content stands in for them as extra "dependencies" (a missing file hashes
+        // as empty, so it differs from any content it later gets).
+        for f in &call.input_files {
+            let content = std::fs::read(f).unwrap_or_default();
+            deps.push(MemoKey(*blake3::hash(&content).as_bytes()));
+        }
+    }
+    Some(MemoKey::of(spec, call.name.as_deref(), call.version.as_deref(), &deps))
 }
 
 /// How a finished future reads, for callers that only need the outcome.
@@ -872,6 +903,31 @@ mod tests {
         assert_eq!(g.counts().stale, 1, "the cancelled try's result is dropped");
         assert!(!other.is_done());
         assert_eq!(g.cancel(a.id()), 0, "cancelling twice does nothing");
+    }
+
+    #[test]
+    fn input_content_is_part_of_the_key_when_asked() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("in.txt");
+        let path = f.display().to_string();
+        let run = |memo: Memo| {
+            let mut g = Graph::with_memo(ClientId(1), memo);
+            g.memoize_by_default(true);
+            g.add(Call::shell("wc -l {in0}").input_file(path.clone()).hash_inputs(true));
+            let t = g.take_ready(1);
+            for x in &t {
+                g.on_result(done(x, "1"));
+            }
+            (t.len(), g.memo)
+        };
+        std::fs::write(&f, "a\n").expect("write");
+        let (sent, memo) = run(Memo::in_memory());
+        assert_eq!(sent, 1);
+        let (sent, memo) = run(memo);
+        assert_eq!(sent, 0, "same content: memoized");
+        std::fs::write(&f, "a\nb\n").expect("write");
+        let (sent, _) = run(memo);
+        assert_eq!(sent, 1, "changed content: runs again");
     }
 
     #[test]

@@ -82,6 +82,40 @@ struct Record {
     out_hex: Option<String>,
 }
 
+/// When completed results reach the checkpoint file (Parsl's four modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CheckpointMode {
+    /// As each task ends (the default: a crash loses nothing that finished).
+    #[default]
+    TaskExit,
+    /// At most this often, in one write (cheaper with very many short tasks).
+    Periodic(std::time::Duration),
+    /// When the DFK shuts down.
+    AtExit,
+    /// Only when the program calls `Dfk::checkpoint`.
+    Manual,
+}
+
+impl std::str::FromStr for CheckpointMode {
+    type Err = String;
+    /// `task-exit`, `at-exit`, `manual` or `periodic:SECONDS`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown checkpoint mode {s:?}; expected task-exit, at-exit, manual or periodic:SECONDS");
+        match s {
+            "task-exit" => Ok(CheckpointMode::TaskExit),
+            "at-exit" => Ok(CheckpointMode::AtExit),
+            "manual" => Ok(CheckpointMode::Manual),
+            _ => {
+                let secs: f64 = s.strip_prefix("periodic:").ok_or_else(bad)?.parse().map_err(|_| bad())?;
+                if !(secs.is_finite() && secs > 0.0) {
+                    return Err(bad());
+                }
+                Ok(CheckpointMode::Periodic(std::time::Duration::from_secs_f64(secs)))
+            }
+        }
+    }
+}
+
 /// Why a checkpoint could not be opened or written.
 #[derive(Debug, Error)]
 #[error("{path}: {source}")]
@@ -98,6 +132,10 @@ pub struct Memo {
     done: HashMap<MemoKey, Vec<u8>>,
     file: Option<File>,
     path: Option<PathBuf>,
+    mode: CheckpointMode,
+    /// Records not yet written (all but `TaskExit` buffer).
+    pending: Vec<u8>,
+    last_flush: std::time::Instant,
     /// Records loaded from the file.
     pub loaded: usize,
     /// Lines that did not parse (a torn last record after a crash, normally).
@@ -107,7 +145,16 @@ pub struct Memo {
 impl Memo {
     /// No earlier results and no file: memoization within this run only.
     pub fn in_memory() -> Memo {
-        Memo { done: HashMap::new(), file: None, path: None, loaded: 0, torn: 0 }
+        Memo {
+            done: HashMap::new(),
+            file: None,
+            path: None,
+            mode: CheckpointMode::TaskExit,
+            pending: Vec::new(),
+            last_flush: std::time::Instant::now(),
+            loaded: 0,
+            torn: 0,
+        }
     }
 
     /// Load `path` if it exists and append new results to it.
@@ -148,9 +195,37 @@ impl Memo {
         self.done.get(key)
     }
 
-    /// Remember a result and append it to the checkpoint file (written on task exit).
+    /// Set when records reach the file.
+    pub fn set_mode(&mut self, mode: CheckpointMode) {
+        self.mode = mode;
+    }
+
+    /// Write buffered records now (one write: a crash leaves at worst a torn last line).
+    pub fn flush(&mut self) -> Result<(), CheckpointError> {
+        self.last_flush = std::time::Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some(f) = &mut self.file else {
+            self.pending.clear();
+            return Ok(());
+        };
+        let r = f.write_all(&self.pending);
+        self.pending.clear();
+        r.map_err(|source| CheckpointError { path: self.path.clone().unwrap_or_default(), source })
+    }
+
+    /// In `Periodic` mode, write if the period has passed (called by the DFK's I/O thread).
+    pub fn tick(&mut self) -> Result<(), CheckpointError> {
+        match self.mode {
+            CheckpointMode::Periodic(d) if self.last_flush.elapsed() >= d => self.flush(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remember a result and queue it for the checkpoint file, written as the mode says.
     pub fn record(&mut self, key: MemoKey, name: Option<&str>, out: &[u8]) -> Result<(), CheckpointError> {
-        if let Some(f) = &mut self.file {
+        if self.file.is_some() {
             let rec = match std::str::from_utf8(out) {
                 Ok(s) => Record { key: key.to_hex(), name: name.map(String::from), out: Some(s.into()), out_hex: None },
                 Err(_) => Record {
@@ -162,12 +237,13 @@ impl Memo {
             };
             let mut line = serde_json::to_vec(&rec).unwrap_or_default();
             line.push(b'\n');
-            // One write per record keeps a crash from interleaving two records.
-            f.write_all(&line)
-                .map_err(|source| CheckpointError { path: self.path.clone().unwrap_or_default(), source })?;
+            self.pending.extend_from_slice(&line);
         }
         self.done.insert(key, out.to_vec());
-        Ok(())
+        match self.mode {
+            CheckpointMode::TaskExit => self.flush(),
+            _ => self.tick(),
+        }
     }
 }
 
@@ -190,10 +266,47 @@ fn parse_record(line: &[u8]) -> Option<(MemoKey, Vec<u8>)> {
     Some((key, out))
 }
 
+impl Drop for Memo {
+    /// `AtExit` (and anything still buffered) is written when the memo goes away.
+    fn drop(&mut self) {
+        if self.mode != CheckpointMode::Manual {
+            let _ = self.flush();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::task::{CommandSpec, FunctionCall, Program};
+
+    #[test]
+    fn checkpoint_modes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let lines = |p: &Path| std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0);
+        for (name, mode, after_record, after_drop) in [
+            ("task-exit", CheckpointMode::TaskExit, 1, 1),
+            ("at-exit", CheckpointMode::AtExit, 0, 1),
+            ("manual", CheckpointMode::Manual, 0, 0),
+            ("periodic", CheckpointMode::Periodic(std::time::Duration::from_secs(3600)), 0, 1),
+        ] {
+            let p = d.path().join(format!("{name}.jsonl"));
+            let mut m = Memo::open(&p).expect("open");
+            m.set_mode(mode);
+            m.record(MemoKey([1; 32]), None, b"x").expect("record");
+            assert_eq!(lines(&p), after_record, "{name} after a record");
+            drop(m);
+            assert_eq!(lines(&p), after_drop, "{name} after shutdown");
+        }
+        let p = d.path().join("manual2.jsonl");
+        let mut m = Memo::open(&p).expect("open");
+        m.set_mode(CheckpointMode::Manual);
+        m.record(MemoKey([1; 32]), None, b"x").expect("record");
+        m.flush().expect("flush");
+        assert_eq!(lines(&p), 1, "manual checkpoint on demand");
+        assert_eq!("periodic:2.5".parse(), Ok(CheckpointMode::Periodic(std::time::Duration::from_millis(2500))));
+        assert!("sometimes".parse::<CheckpointMode>().unwrap_err().contains("task-exit"));
+    }
 
     fn cmd(s: &str) -> TaskSpec {
         TaskSpec {

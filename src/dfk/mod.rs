@@ -51,6 +51,8 @@ pub struct DfkConfig {
     pub events: Option<std::path::PathBuf>,
     /// Memoize tasks that do not say otherwise (`strand run`/`map` turn it on with a run directory).
     pub memoize: bool,
+    /// When results reach the checkpoint file.
+    pub checkpoint_mode: memo::CheckpointMode,
     /// Where stagers put remote inputs.
     pub staging_dir: std::path::PathBuf,
     /// Stagers tried in order for each input file (default: local paths, HTTP(S)).
@@ -67,6 +69,7 @@ impl Default for DfkConfig {
             checkpoint: None,
             events: None,
             memoize: false,
+            checkpoint_mode: memo::CheckpointMode::TaskExit,
             staging_dir: std::path::PathBuf::from("staging"),
             stagers: staging::default_stagers(),
         }
@@ -193,6 +196,7 @@ impl Dfk {
             shared.graph().record_events(log);
         }
         shared.graph().memoize_by_default(cfg.memoize);
+        shared.graph().set_checkpoint_mode(cfg.checkpoint_mode);
         let s2 = Arc::clone(&shared);
         let io = std::thread::Builder::new()
             .name("strand-dfk-io".into())
@@ -211,6 +215,11 @@ impl Dfk {
     /// A handle that reads the DFK's progress from another thread.
     pub fn monitor(&self) -> Monitor {
         Monitor(Arc::clone(&self.shared))
+    }
+
+    /// Write the checkpoint now (the `Manual` mode's "on demand"; harmless in the others).
+    pub fn checkpoint(&self) {
+        self.shared.graph().checkpoint(true);
     }
 
     /// Records loaded from the checkpoint, and torn records ignored.
@@ -369,7 +378,11 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
         if ended {
             shared.progress.notify_all();
         }
-        shared.graph().flush_events();
+        {
+            let mut g = shared.graph();
+            g.flush_events();
+            g.checkpoint(false);
+        }
         // Joins that became ready while sending run before we sleep: nothing else would wake us.
         if client.readable() || shared.graph().has_joins() {
             continue;
