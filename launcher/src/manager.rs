@@ -217,19 +217,8 @@ impl Manager<'_> {
 
     fn serve(&mut self, stop: &StopFlag) -> ManagerExit {
         let mut backoff = Backoff::default();
-        let mut last_round = Instant::now();
+        let mut last_check = Instant::now();
         loop {
-            // A round that started long after the previous one means this process was
-            // suspended (SIGSTOP, a stalled node), not that the interchange went quiet: ask
-            // it before judging it gone. If it has declared us lost, it says Reregister.
-            let gap = last_round.elapsed();
-            if gap > self.threshold / 2 {
-                warn!(self.log, "this manager was suspended; checking in with the interchange";
-                    "suspended_ms" => gap.as_millis() as u64);
-                self.last_heard = Instant::now();
-                self.send(&ManagerMsg::Heartbeat);
-            }
-            last_round = Instant::now();
             let mut active = false;
             match self.drain_interchange() {
                 Ok(got) => active |= got,
@@ -247,7 +236,18 @@ impl Manager<'_> {
                 return ManagerExit::Signalled;
             }
             let now = Instant::now();
-            if now.saturating_duration_since(self.last_heard) > self.threshold {
+            // Consecutive checks are normally at most a wait apart. A long gap means this
+            // process was suspended (SIGSTOP, a stalled node) somewhere in the loop, not that
+            // the interchange went quiet: ask it before judging it gone. If it has declared
+            // us lost meanwhile, it answers Reregister.
+            let gap = now.saturating_duration_since(last_check);
+            last_check = now;
+            if gap > self.threshold / 2 {
+                warn!(self.log, "this manager was suspended; checking in with the interchange";
+                    "suspended_ms" => gap.as_millis() as u64);
+                self.last_heard = now;
+                self.send(&ManagerMsg::Heartbeat);
+            } else if now.saturating_duration_since(self.last_heard) > self.threshold {
                 warn!(self.log, "nothing heard from the interchange; stopping the pool";
                     "silent_for_s" => now.saturating_duration_since(self.last_heard).as_secs());
                 return ManagerExit::InterchangeGone;
