@@ -254,11 +254,27 @@ fn main() {
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("strand: error: {e:#}");
+            eprintln!("strand: error: {}", error_chain(&e));
             2
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, each said once (our error types already name their source).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
