@@ -15,6 +15,7 @@ fn tries(n: u64) -> Vec<Try> {
                 walltime_ms: None,
                 priority: 0,
                 outputs: vec![],
+                resources: Default::default(),
             },
         })
         .collect()

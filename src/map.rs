@@ -68,6 +68,8 @@ pub struct JsonTask {
     pub env: Option<BTreeMap<String, String>>,
     /// Working directory.
     pub cwd: Option<String>,
+    /// Cores, GPUs and MPI ranks per try (`{"cores": 4}`); one worker rank by default.
+    pub resources: Option<crate::task::ResourceRequest>,
 }
 
 /// Turn one JSON line into a call; the error names the line and what was expected.
@@ -92,7 +94,11 @@ pub fn parse_json_line(line: &str, lineno: usize) -> Result<(String, Call), Stri
         (_, _, Some(f)) => App::Function(FunctionCall { name: f, args: t.args.unwrap_or_default().into_bytes() }),
         _ => unreachable!("exactly one was checked above"),
     };
-    let mut call = Call::app(app).named(&name).retries(t.retries.unwrap_or(0)).priority(t.priority.unwrap_or(0));
+    let mut call = Call::app(app)
+        .named(&name)
+        .retries(t.retries.unwrap_or(0))
+        .priority(t.priority.unwrap_or(0))
+        .resources(t.resources.unwrap_or_default().into());
     if let Some(w) = t.walltime {
         if !(w.is_finite() && w > 0.0) {
             return Err(format!("line {lineno}: \"walltime\" must be a positive number of seconds, got {w}"));
@@ -121,6 +127,8 @@ mod tests {
         assert_eq!(name, "a");
         assert_eq!(c.walltime_ms, Some(1500));
         assert_eq!(c.retries, 2);
+        let (_, c) = parse_json_line(r#"{"command":"x","resources":{"cores":2,"gpus":1}}"#, 1).expect("ok");
+        assert_eq!(c.resources, crate::task::Resources { cores: 2, gpus: 1, ranks: 1 });
         let (name, _) = parse_json_line(r#"{"function":"echo","args":"hi"}"#, 3).expect("ok");
         assert_eq!(name, "3");
         for (bad, phrase) in [
@@ -130,6 +138,7 @@ mod tests {
             (r#"{"command":"x","args":"y"}"#, "only for"),
             (r#"{"argv":[]}"#, "empty"),
             (r#"{"command":"x","walltime":-1}"#, "positive"),
+            (r#"{"command":"x","resources":{"ranks":0}}"#, "at least 1"),
             ("not json", "line 9"),
         ] {
             let e = parse_json_line(bad, 9).expect_err(bad);

@@ -4,7 +4,7 @@
 //! The interchange, managers and workers only ever see tries; the DFK maps
 //! tries back to tasks and decides retries.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
 /// Identifies a client (a DFK or `strand submit`) for the lifetime of an interchange.
@@ -115,6 +115,88 @@ pub struct TaskSpec {
     /// one fails the try with `MissingOutputs`. Checked on the worker, which sees the files.
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// What the try needs from its pool (worker ranks, GPUs); one worker rank by default.
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// What one try needs from its pool. A try needing more than one worker rank or any GPU
+/// is *wide*: its manager reserves that many idle worker ranks (and GPUs of the first
+/// one's node), runs it on the first, and lends it the others until it ends.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Resources {
+    /// CPU cores per rank; each core is one worker rank's slot. Exported as `OMP_NUM_THREADS`.
+    pub cores: u32,
+    /// GPUs on the node of the try's first rank, exported as `CUDA_VISIBLE_DEVICES` and kin.
+    pub gpus: u32,
+    /// MPI ranks of an MPI app; their hosts are exported as `STRAND_HOSTS`.
+    pub ranks: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Resources {
+        Resources { cores: 1, gpus: 0, ranks: 1 }
+    }
+}
+
+impl Resources {
+    /// Worker ranks the try occupies: `ranks * cores` (at least one).
+    pub fn worker_ranks(&self) -> u32 {
+        self.ranks.max(1).saturating_mul(self.cores.max(1))
+    }
+
+    /// Whether the try fits one worker slot like any plain task (no reservation needed).
+    pub fn is_single(&self) -> bool {
+        self.worker_ranks() == 1 && self.gpus == 0
+    }
+}
+
+/// Resources as a user writes them (`resources = { cores = 4 }` in TOML, `"resources": {..}` in JSON):
+/// keys left out come from defaults, key by key.
+#[derive(Deserialize, Default, Clone, Copy, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRequest {
+    #[serde(default, deserialize_with = "at_least_one")]
+    /// Cores per rank.
+    pub cores: Option<u32>,
+    /// GPUs.
+    pub gpus: Option<u32>,
+    #[serde(default, deserialize_with = "at_least_one")]
+    /// MPI ranks.
+    pub ranks: Option<u32>,
+}
+
+impl ResourceRequest {
+    /// Each key not given here taken from `d`.
+    pub fn or(self, d: Option<ResourceRequest>) -> ResourceRequest {
+        let d = d.unwrap_or_default();
+        ResourceRequest { cores: self.cores.or(d.cores), gpus: self.gpus.or(d.gpus), ranks: self.ranks.or(d.ranks) }
+    }
+}
+
+impl From<ResourceRequest> for Resources {
+    fn from(r: ResourceRequest) -> Self {
+        let d = Resources::default();
+        Resources {
+            cores: r.cores.unwrap_or(d.cores),
+            gpus: r.gpus.unwrap_or(d.gpus),
+            ranks: r.ranks.unwrap_or(d.ranks),
+        }
+    }
+}
+
+/// A count that must be 1 or more (0 cores or 0 ranks would never run).
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match u32::deserialize(d)? {
+        0 => Err(serde::de::Error::custom("must be at least 1, got 0")),
+        n => Ok(Some(n)),
+    }
+}
+
+impl fmt::Display for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} rank(s) x {} core(s), {} GPU(s)", self.ranks.max(1), self.cores.max(1), self.gpus)
+    }
 }
 
 /// One try on the wire: its id and what to run.
@@ -153,6 +235,8 @@ pub enum Failure {
     InterchangeLost { silent_ms: u64 },
     /// The task succeeded but did not write these declared outputs.
     MissingOutputs { paths: Vec<String> },
+    /// The try asks for more than its pool can ever give (worker ranks or GPUs).
+    Unsatisfiable { needed: Resources, message: String },
 }
 
 impl fmt::Display for Failure {
@@ -185,6 +269,7 @@ impl fmt::Display for Failure {
             Failure::MissingOutputs { paths } => {
                 write!(f, "MissingOutputs: exited 0 but did not write {}", paths.join(", "))
             }
+            Failure::Unsatisfiable { needed, message } => write!(f, "Unsatisfiable: needs {needed}, but {message}"),
             Failure::InterchangeLost { silent_ms } => {
                 write!(f, "InterchangeLost: nothing heard from the interchange for {:.1} s", *silent_ms as f64 / 1000.0)
             }

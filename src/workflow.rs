@@ -16,6 +16,7 @@
 //! over = { seed = "0..10", T = [300, 400] }   # "a..b" excludes b, "a..=b" includes it
 //! after = ["prep"]             # a base name means every task of that array;
 //!                              # "sim[{seed},300]" names one element
+//! resources = { cores = 4, gpus = 1, ranks = 2 }   # per try; each key defaults to 1, 0, 1
 //! ```
 //!
 //! Every error names the file, the line and column, what is wrong and what was expected.
@@ -186,6 +187,7 @@ struct RawDefaults {
     priority: Option<i32>,
     cwd: Option<String>,
     env: Option<BTreeMap<String, String>>,
+    resources: Option<crate::task::ResourceRequest>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +209,7 @@ struct RawTask {
     stderr: Option<String>,
     inputs: Option<Vec<String>>,
     outputs: Option<Vec<String>>,
+    resources: Option<crate::task::ResourceRequest>,
 }
 
 /// One concrete task of a `[[task]]` table: its full name and sweep bindings.
@@ -538,6 +541,7 @@ impl Workflow {
                     walltime_ms: t.walltime.or(defaults.walltime).map(|w| w.0),
                     priority: t.priority.or(defaults.priority).unwrap_or(0),
                     outputs: outputs.clone(),
+                    resources: t.resources.unwrap_or_default().or(defaults.resources).into(),
                 },
                 after,
                 retries: t.retries.or(defaults.retries).unwrap_or(0),
@@ -790,6 +794,21 @@ outputs = ["sorted.txt"]
         )
         .expect("parses");
         assert_eq!(wf.tasks[1].after, vec![0]);
+    }
+
+    #[test]
+    fn resources_merge_with_defaults_key_by_key() {
+        let wf = Workflow::parse(
+            "[defaults]\nresources = { gpus = 1 }\n[[task]]\nname = \"a\"\ncommand = \"x\"\nresources = { cores = 4, ranks = 2 }\n[[task]]\nname = \"b\"\ncommand = \"y\"\n",
+            "wf.toml",
+        )
+        .expect("parses");
+        assert_eq!(wf.tasks[0].spec.resources, crate::task::Resources { cores: 4, gpus: 1, ranks: 2 });
+        assert_eq!(wf.tasks[1].spec.resources, crate::task::Resources { cores: 1, gpus: 1, ranks: 1 });
+        let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\nresources = { cores = 0 }\n");
+        assert!(e.contains("at least 1") && e.contains("wf.toml:4"), "{e}");
+        let e = err("[[task]]\nname = \"a\"\ncommand = \"x\"\nresources = { memory = 3 }\n");
+        assert!(e.contains("memory") && e.contains("cores"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod exec;
 pub mod manager;
 pub mod pool_msg;
 pub mod stop;
+pub mod wide;
 pub mod worker;
 
 use clap::Parser;
@@ -78,6 +79,9 @@ pub struct LauncherArgs {
     /// Seconds of silence after which a manager declares a worker lost (its tries fail with WorkerLost).
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub worker_threshold: f64,
+    /// GPUs per node that tasks may ask for (`resources.gpus`). Default: those in $CUDA_VISIBLE_DEVICES, else none.
+    #[arg(long, value_name = "N")]
+    pub gpus_per_node: Option<u32>,
     /// Seconds to wait for the interchange to answer registration before giving up.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub connect_timeout: u64,
@@ -185,6 +189,7 @@ fn run_as_manager(
             .walltime
             .map(|w| std::time::Instant::now() + Duration::from_secs(w.saturating_sub(args.drain_margin))),
         worker_threshold: secs(args.worker_threshold),
+        gpu_ids: crate::wide::gpu_ids(args.gpus_per_node, std::env::var("CUDA_VISIBLE_DEVICES").ok()),
     };
     let local = (pool.size() == 1).then(|| Executor::new(args.local_slots as usize, registry));
     match run_manager(pool, &conn, cfg, local, stop, log) {

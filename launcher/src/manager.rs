@@ -8,6 +8,7 @@ use crate::backoff::Backoff;
 use crate::exec::Executor;
 use crate::pool_msg::{self, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES};
 use crate::stop::StopFlag;
+use crate::wide::{Action, WidePlanner, WorkerView};
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{debug, info, warn, Logger};
@@ -39,6 +40,8 @@ pub struct ManagerConfig {
     pub drain_at: Option<Instant>,
     /// A worker silent this long is lost: its tries fail with `WorkerLost`.
     pub worker_threshold: Duration,
+    /// GPU ids each node of the pool offers to tries that ask for GPUs.
+    pub gpu_ids: Vec<String>,
 }
 
 /// Why a manager could not run.
@@ -99,6 +102,8 @@ struct Manager<'a> {
     local: Option<Executor>,
     local_held: u32,
     backlog: VecDeque<Try>,
+    /// Tries that need several worker ranks or GPUs.
+    wide: WidePlanner,
     results: Vec<TryResult>,
     last_heard: Instant,
     threshold: Duration,
@@ -150,6 +155,7 @@ pub fn run_manager(
         local,
         local_held: 0,
         backlog: VecDeque::new(),
+        wide: WidePlanner::new(cfg.id, cfg.gpu_ids.clone()),
         results: Vec::new(),
         last_heard: now,
         threshold: cfg.connect_timeout,
@@ -229,6 +235,11 @@ impl Manager<'_> {
             active |= self.drain_local();
             active |= self.feed();
             if !self.results.is_empty() {
+                if self.wide.running() > 0 {
+                    for r in &self.results {
+                        self.wide.finished(&r.id);
+                    }
+                }
                 let batch = std::mem::take(&mut self.results);
                 self.send(&ManagerMsg::Results(batch));
             }
@@ -266,7 +277,8 @@ impl Manager<'_> {
             }
             // Only results from ranks doing work need polling; otherwise sleep on the
             // socket until the next heartbeat (capped so signals are seen promptly).
-            let busy = self.workers.iter().any(|w| !w.tries.is_empty()) || self.local_held > 0;
+            let busy =
+                self.workers.iter().any(|w| !w.tries.is_empty()) || self.local_held > 0 || self.wide.waiting() > 0;
             let wait = if busy {
                 backoff.next_wait()
             } else {
@@ -328,7 +340,13 @@ impl Manager<'_> {
                 }
                 ToManagerMsg::Tasks(tries) => {
                     debug!(self.log, "tries received"; "n" => tries.len());
-                    self.backlog.extend(tries);
+                    for t in tries {
+                        if t.spec.resources.is_single() {
+                            self.backlog.push_back(t);
+                        } else {
+                            self.wide.push(t);
+                        }
+                    }
                 }
                 ToManagerMsg::Heartbeat => {}
                 ToManagerMsg::Reregister if self.registering => {}
@@ -339,6 +357,7 @@ impl Manager<'_> {
                     warn!(self.log, "interchange does not know us; registering again";
                         "dropped_backlog" => self.backlog.len());
                     self.backlog.clear();
+                    self.wide.clear_waiting();
                     if let Err(e) = self.register() {
                         warn!(self.log, "re-registration failed"; "error" => %e);
                     }
@@ -410,14 +429,41 @@ impl Manager<'_> {
         n > 0
     }
 
-    /// Hand backlog to workers (least loaded first) and to local slots, up to their depth.
-    fn feed(&mut self) -> bool {
-        if self.backlog.is_empty() {
+    /// Start the wide tries whose ranks are free; refuse those the pool can never run.
+    fn feed_wide(&mut self) -> bool {
+        if self.wide.waiting() == 0 {
             return false;
         }
-        let mut fed = false;
+        let views: Vec<WorkerView> = self
+            .workers
+            .iter()
+            .map(|w| WorkerView { rank: w.rank, host: w.host.clone(), held: w.held(), lost: w.lost })
+            .collect();
+        let actions = self.wide.step(&views);
+        let fed = !actions.is_empty();
+        for a in actions {
+            match a {
+                Action::Fail(r) => self.results.push(r),
+                Action::Launch { leader, try_ } => {
+                    let Some(w) = self.workers.iter_mut().find(|w| w.rank == leader) else { continue };
+                    let batch = [*try_];
+                    self.pool.process_at_rank(w.rank).send_with_tag(&pool_msg::encode_tries(&batch)[..], TAG_TRIES);
+                    w.tries.insert(batch[0].id);
+                }
+            }
+        }
+        fed
+    }
+
+    /// Hand backlog to workers (least loaded first) and to local slots, up to their depth.
+    fn feed(&mut self) -> bool {
+        let mut fed = self.feed_wide();
+        if self.backlog.is_empty() {
+            return fed;
+        }
         self.workers.sort_by_key(|w| w.held());
-        for w in self.workers.iter_mut().filter(|w| !w.lost) {
+        let wide = &self.wide;
+        for w in self.workers.iter_mut().filter(|w| !w.lost && !wide.is_blocked(w.rank)) {
             let room = self.per_worker.saturating_sub(w.held()) as usize;
             let n = room.min(self.backlog.len());
             if n == 0 {

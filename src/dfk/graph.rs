@@ -60,6 +60,8 @@ pub struct Call {
     pub priority: i32,
     /// Extra tries after a failure.
     pub retries: u32,
+    /// What each try needs from its pool.
+    pub resources: crate::task::Resources,
 }
 
 impl std::fmt::Debug for Call {
@@ -92,6 +94,7 @@ impl Call {
             walltime_ms: None,
             priority: 0,
             retries: 0,
+            resources: Default::default(),
         }
     }
 
@@ -205,6 +208,12 @@ impl Call {
     /// Extra tries after a failure.
     pub fn retries(mut self, n: u32) -> Call {
         self.retries = n;
+        self
+    }
+
+    /// What each try needs from its pool (cores, GPUs, MPI ranks); one worker rank by default.
+    pub fn resources(mut self, r: crate::task::Resources) -> Call {
+        self.resources = r;
         self
     }
 }
@@ -725,7 +734,13 @@ fn concrete_spec(call: &Call) -> TaskSpec {
             }
         }
     }
-    TaskSpec { app, walltime_ms: call.walltime_ms, priority: call.priority, outputs: call.output_files.clone() }
+    TaskSpec {
+        app,
+        walltime_ms: call.walltime_ms,
+        priority: call.priority,
+        outputs: call.output_files.clone(),
+        resources: call.resources,
+    }
 }
 
 /// The memo key of a ready task, or `None` if a dependency has none (then it cannot be memoized safely).

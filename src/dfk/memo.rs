@@ -320,6 +320,7 @@ mod tests {
             walltime_ms: None,
             priority: 0,
             outputs: vec![],
+            resources: Default::default(),
         }
     }
 
@@ -336,6 +337,7 @@ mod tests {
             walltime_ms: None,
             priority: 0,
             outputs: vec![],
+            resources: Default::default(),
         };
         assert_ne!(MemoKey::of(&f(b"1"), None, None, &[]), MemoKey::of(&f(b"2"), None, None, &[]));
     }

@@ -400,6 +400,7 @@ mod tests {
                     walltime_ms: None,
                     priority,
                     outputs: vec![],
+                    resources: Default::default(),
                 },
             })
             .collect()

@@ -50,7 +50,13 @@ mod tests {
     use strand::task::{CommandSpec, FunctionCall, Program};
 
     fn spec(app: App, walltime_ms: Option<u64>, outputs: &[&str]) -> TaskSpec {
-        TaskSpec { app, walltime_ms, priority: 0, outputs: outputs.iter().map(|s| s.to_string()).collect() }
+        TaskSpec {
+            app,
+            walltime_ms,
+            priority: 0,
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            resources: Default::default(),
+        }
     }
 
     fn shell(s: &str, cwd: Option<String>) -> App {

@@ -158,7 +158,7 @@ mod tests {
     fn try_of(i: u64, app: App) -> Try {
         Try {
             id: TryId { client: ClientId(7), task: TaskId(i), attempt: 0 },
-            spec: TaskSpec { app, walltime_ms: None, priority: 0, outputs: vec![] },
+            spec: TaskSpec { app, walltime_ms: None, priority: 0, outputs: vec![], resources: Default::default() },
         }
     }
 

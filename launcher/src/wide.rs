@@ -1,0 +1,366 @@
+//! Wide tries: tries that need several worker ranks (cores, MPI ranks) or GPUs.
+//!
+//! A manager feeds plain tries one per worker slot. A wide try instead reserves
+//! `ranks * cores` idle worker ranks of its pool (and `gpus` GPUs on its first
+//! rank's node), runs on the first of them (the *leader*), and holds the others
+//! idle until it ends, so the cores it was promised are not running anything else.
+//!
+//! Wide tries wait in arrival order. The head's reservation is made at once from
+//! the least-loaded live workers; reserved workers get no new plain tries, so the
+//! head launches as soon as they finish what they hold and plain tries cannot
+//! starve it. This module is plain data: the manager shows it its workers and
+//! does the MPI sends it asks for, so it is tested without MPI.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use strand::task::{App, Failure, ManagerId, Outcome, Try, TryId, TryResult};
+
+/// What the planner needs to know about one worker rank.
+#[derive(Clone, Debug)]
+pub struct WorkerView {
+    /// Its rank in the pool.
+    pub rank: i32,
+    /// Its host ("" until its first heartbeat).
+    pub host: String,
+    /// Tries it holds now.
+    pub held: u32,
+    /// Declared lost.
+    pub lost: bool,
+}
+
+/// What the manager must do for the planner.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Send this try (its environment already says what it got) to the leader rank.
+    Launch {
+        /// Rank that runs it.
+        leader: i32,
+        /// The try.
+        try_: Box<Try>,
+    },
+    /// Report this result: the try can never run in this pool.
+    Fail(TryResult),
+}
+
+/// Worker ranks and GPUs held by one running wide try.
+#[derive(Debug)]
+struct Alloc {
+    ranks: Vec<i32>,
+    host: String,
+    gpus: Vec<String>,
+}
+
+/// Reservations and queue of wide tries for one pool.
+#[derive(Debug)]
+pub struct WidePlanner {
+    manager: ManagerId,
+    queue: VecDeque<Try>,
+    /// Ranks reserved for the head of `queue` (leader first).
+    reserved: Vec<i32>,
+    running: HashMap<TryId, Alloc>,
+    /// Ranks lent to running tries or reserved for the head: they get no plain tries.
+    blocked: HashSet<i32>,
+    /// GPU ids each node offers (the same list on every node).
+    gpu_ids: Vec<String>,
+    /// GPU ids in use, per host.
+    gpus_in_use: HashMap<String, Vec<String>>,
+}
+
+impl WidePlanner {
+    /// A planner for a pool whose nodes each offer the GPUs `gpu_ids`.
+    pub fn new(manager: ManagerId, gpu_ids: Vec<String>) -> WidePlanner {
+        WidePlanner {
+            manager,
+            queue: VecDeque::new(),
+            reserved: vec![],
+            running: HashMap::new(),
+            blocked: HashSet::new(),
+            gpu_ids,
+            gpus_in_use: HashMap::new(),
+        }
+    }
+
+    /// Queue a wide try.
+    pub fn push(&mut self, t: Try) {
+        self.queue.push_back(t);
+    }
+
+    /// Wide tries waiting for their ranks.
+    pub fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Wide tries running now.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Whether this rank must not get plain tries (lent to a wide try or reserved for one).
+    pub fn is_blocked(&self, rank: i32) -> bool {
+        self.blocked.contains(&rank)
+    }
+
+    /// Forget every waiting wide try (the interchange no longer knows them); running ones keep their ranks.
+    pub fn clear_waiting(&mut self) {
+        self.queue.clear();
+        self.unreserve();
+    }
+
+    /// A try ended (any outcome): give back its ranks and GPUs. Unknown ids are ignored.
+    pub fn finished(&mut self, id: &TryId) {
+        if let Some(a) = self.running.remove(id) {
+            for r in &a.ranks {
+                self.blocked.remove(r);
+            }
+            if let Some(used) = self.gpus_in_use.get_mut(&a.host) {
+                used.retain(|g| !a.gpus.contains(g));
+            }
+        }
+    }
+
+    fn unreserve(&mut self) {
+        for r in std::mem::take(&mut self.reserved) {
+            self.blocked.remove(&r);
+        }
+    }
+
+    /// Reserve, launch or refuse as many waiting tries as the workers allow, in order.
+    pub fn step(&mut self, workers: &[WorkerView]) -> Vec<Action> {
+        let mut out = vec![];
+        while let Some(head) = self.queue.front() {
+            let need = head.spec.resources.worker_ranks() as usize;
+            let gpus = head.spec.resources.gpus as usize;
+            let live = workers.iter().filter(|w| !w.lost).count();
+            if need > live || gpus > self.gpu_ids.len() {
+                let message = format!(
+                    "the pool of {} has {live} live worker rank(s) and {} GPU(s) per node",
+                    self.manager,
+                    self.gpu_ids.len()
+                );
+                let Some(t) = self.queue.pop_front() else { break };
+                self.unreserve();
+                let failure = Failure::Unsatisfiable { needed: t.spec.resources, message };
+                out.push(Action::Fail(TryResult { id: t.id, outcome: Outcome::Failed(failure) }));
+                continue;
+            }
+            // A reserved rank that was lost meanwhile spoils the reservation: choose again.
+            let spoiled = self.reserved.iter().any(|r| workers.iter().any(|w| w.rank == *r && w.lost));
+            if self.reserved.is_empty() || spoiled {
+                self.unreserve();
+                match self.choose(workers, need, gpus) {
+                    Some(ranks) => {
+                        self.blocked.extend(ranks.iter().copied());
+                        self.reserved = ranks;
+                    }
+                    None => break,
+                }
+            }
+            let idle = |r: &i32| workers.iter().any(|w| w.rank == *r && w.held == 0 && !w.lost);
+            if !self.reserved.iter().all(idle) {
+                break;
+            }
+            let Some(mut t) = self.queue.pop_front() else { break };
+            let ranks = std::mem::take(&mut self.reserved);
+            let leader = ranks[0];
+            let host_of = |r: i32| workers.iter().find(|w| w.rank == r).map(|w| w.host.clone()).unwrap_or_default();
+            let host = host_of(leader);
+            let used = self.gpus_in_use.entry(host.clone()).or_default();
+            let got: Vec<String> = self.gpu_ids.iter().filter(|g| !used.contains(g)).take(gpus).cloned().collect();
+            used.extend(got.iter().cloned());
+            let cores = t.spec.resources.cores.max(1) as usize;
+            let rank_hosts: Vec<String> = ranks.iter().step_by(cores).map(|r| host_of(*r)).collect();
+            set_environment(&mut t, &rank_hosts, &got);
+            self.running.insert(t.id, Alloc { ranks, host, gpus: got });
+            out.push(Action::Launch { leader, try_: Box::new(t) });
+        }
+        out
+    }
+
+    /// Pick `need` live ranks not lent to a running try, on a node with `gpus` free GPUs for the
+    /// leader; prefer one node (fewest hops for an MPI app), then the least loaded. `None`: wait.
+    fn choose(&self, workers: &[WorkerView], need: usize, gpus: usize) -> Option<Vec<i32>> {
+        let lent: HashSet<i32> = self.running.values().flat_map(|a| a.ranks.iter().copied()).collect();
+        let mut free: Vec<&WorkerView> = workers.iter().filter(|w| !w.lost && !lent.contains(&w.rank)).collect();
+        if free.len() < need {
+            return None;
+        }
+        let free_gpus = |host: &str| {
+            let used = self.gpus_in_use.get(host).map(|v| v.len()).unwrap_or(0);
+            self.gpu_ids.len() - used.min(self.gpu_ids.len())
+        };
+        let mut per_host: HashMap<&str, usize> = HashMap::new();
+        for w in &free {
+            *per_host.entry(w.host.as_str()).or_default() += 1;
+        }
+        // The leader's node: enough free GPUs, then the most free ranks, then the name (determinism).
+        let home = per_host
+            .iter()
+            .filter(|(h, _)| free_gpus(h) >= gpus)
+            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+            .map(|(h, _)| h.to_string())?;
+        free.sort_by_key(|w| (w.host != home, w.held, w.rank));
+        Some(free.iter().take(need).map(|w| w.rank).collect())
+    }
+}
+
+/// Tell a command what it got: `STRAND_CORES`, `STRAND_RANKS`, `STRAND_HOSTS` (one host per rank),
+/// `OMP_NUM_THREADS` and the GPU masks. Variables the task sets itself win.
+fn set_environment(t: &mut Try, rank_hosts: &[String], gpus: &[String]) {
+    let r = t.spec.resources;
+    let App::Command(cmd) = &mut t.spec.app else { return };
+    let mut add = |k: &str, v: String| {
+        if !cmd.env.iter().any(|(key, _)| key == k) {
+            cmd.env.push((k.to_string(), v));
+        }
+    };
+    add("STRAND_CORES", r.cores.max(1).to_string());
+    add("OMP_NUM_THREADS", r.cores.max(1).to_string());
+    add("STRAND_RANKS", r.ranks.max(1).to_string());
+    add("STRAND_HOSTS", rank_hosts.join(","));
+    if !gpus.is_empty() {
+        let list = gpus.join(",");
+        add("STRAND_GPUS", list.clone());
+        add("CUDA_VISIBLE_DEVICES", list.clone());
+        add("ROCR_VISIBLE_DEVICES", list.clone());
+        add("ZE_AFFINITY_MASK", list);
+    }
+}
+
+/// GPU ids a node offers: `count` of them (default: all) from `$CUDA_VISIBLE_DEVICES` when the
+/// scheduler set it (so ids stay within the allocation), else `0..count`.
+pub fn gpu_ids(count: Option<u32>, visible: Option<String>) -> Vec<String> {
+    let from_env: Vec<String> = visible
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    match (count, from_env.is_empty()) {
+        (None, _) => from_env,
+        (Some(n), false) => from_env.into_iter().take(n as usize).collect(),
+        (Some(n), true) => (0..n).map(|i| i.to_string()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand::task::{ClientId, CommandSpec, Program, Resources, TaskId, TaskSpec};
+
+    fn wide(n: u64, cores: u32, gpus: u32, ranks: u32) -> Try {
+        Try {
+            id: TryId { client: ClientId(1), task: TaskId(n), attempt: 0 },
+            spec: TaskSpec {
+                app: App::Command(CommandSpec {
+                    program: Program::Shell("true".into()),
+                    env: vec![("OMP_NUM_THREADS".into(), "7".into())],
+                    cwd: None,
+                    stdout: None,
+                    stderr: None,
+                }),
+                walltime_ms: None,
+                priority: 0,
+                outputs: vec![],
+                resources: Resources { cores, gpus, ranks },
+            },
+        }
+    }
+
+    fn workers(spec: &[(&str, u32)]) -> Vec<WorkerView> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, (h, held))| WorkerView { rank: i as i32 + 1, host: h.to_string(), held: *held, lost: false })
+            .collect()
+    }
+
+    fn env(a: &Action, k: &str) -> Option<String> {
+        let Action::Launch { try_, .. } = a else { return None };
+        let App::Command(c) = &try_.spec.app else { return None };
+        c.env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn reserves_waits_for_busy_ranks_then_launches_on_one_node() {
+        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        p.push(wide(1, 2, 0, 1));
+        let mut w = workers(&[("a", 1), ("b", 0), ("b", 1), ("a", 1)]);
+        assert!(p.step(&w).is_empty(), "no node has two idle ranks yet");
+        // Reserved ranks get no plain tries, so the reservation cannot starve.
+        let blocked: Vec<i32> = w.iter().map(|x| x.rank).filter(|r| p.is_blocked(*r)).collect();
+        assert_eq!(blocked.len(), 2);
+        for x in w.iter_mut() {
+            x.held = 0;
+        }
+        let acts = p.step(&w);
+        assert_eq!(acts.len(), 1);
+        assert_eq!(env(&acts[0], "STRAND_CORES").as_deref(), Some("2"));
+        assert_eq!(env(&acts[0], "OMP_NUM_THREADS").as_deref(), Some("7"), "the task's own setting wins");
+        assert_eq!(p.running(), 1);
+        let Action::Launch { try_, .. } = &acts[0] else { unreachable!() };
+        p.finished(&try_.id);
+        assert!(w.iter().all(|x| !p.is_blocked(x.rank)));
+    }
+
+    #[test]
+    fn mpi_ranks_get_one_host_each_and_gpus_come_from_the_leaders_node() {
+        let mut p = WidePlanner::new(ManagerId(1), gpu_ids(Some(2), Some("4,5,6".into())));
+        p.push(wide(1, 1, 2, 3));
+        p.push(wide(2, 1, 1, 1));
+        let w = workers(&[("a", 0), ("a", 0), ("b", 0), ("b", 0)]);
+        let acts = p.step(&w);
+        assert_eq!(acts.len(), 2, "{acts:?}");
+        assert_eq!(env(&acts[0], "STRAND_HOSTS").map(|h| h.split(',').count()), Some(3));
+        assert_eq!(env(&acts[0], "CUDA_VISIBLE_DEVICES").as_deref(), Some("4,5"));
+        // The one rank left is on the other node, whose GPUs are all free.
+        assert_eq!(env(&acts[1], "CUDA_VISIBLE_DEVICES").as_deref(), Some("4"));
+        let host = |a: &Action| env(a, "STRAND_HOSTS").unwrap_or_default();
+        assert!(!host(&acts[0]).starts_with(&host(&acts[1])), "{} vs {}", host(&acts[0]), host(&acts[1]));
+        // A third GPU try waits: both nodes' GPUs or ranks are taken.
+        p.push(wide(3, 1, 1, 1));
+        assert!(p.step(&w).is_empty());
+    }
+
+    #[test]
+    fn more_than_the_pool_has_fails_at_once() {
+        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        p.push(wide(1, 4, 0, 1));
+        p.push(wide(2, 1, 1, 1));
+        p.push(wide(3, 1, 0, 3));
+        let acts = p.step(&workers(&[("a", 0), ("a", 0), ("a", 0)]));
+        assert_eq!(acts.len(), 3);
+        assert!(matches!(
+            &acts[0],
+            Action::Fail(TryResult { outcome: Outcome::Failed(Failure::Unsatisfiable { .. }), .. })
+        ));
+        assert!(matches!(&acts[1], Action::Fail(_)));
+        assert!(matches!(&acts[2], Action::Launch { .. }));
+        let text = match &acts[0] {
+            Action::Fail(TryResult { outcome: Outcome::Failed(f), .. }) => f.to_string(),
+            _ => String::new(),
+        };
+        assert!(text.contains("3 live worker rank(s)"), "{text}");
+    }
+
+    #[test]
+    fn a_lost_reserved_rank_spoils_the_reservation() {
+        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        p.push(wide(1, 2, 0, 1));
+        let mut w = workers(&[("a", 1), ("a", 1), ("a", 0)]);
+        assert!(p.step(&w).is_empty());
+        let first = w.iter().find(|x| p.is_blocked(x.rank)).map(|x| x.rank).expect("a reservation");
+        if let Some(x) = w.iter_mut().find(|x| x.rank == first) {
+            x.lost = true;
+        }
+        for x in w.iter_mut() {
+            x.held = 0;
+        }
+        let acts = p.step(&w);
+        let Some(Action::Launch { leader, .. }) = acts.first() else { panic!("{acts:?}") };
+        assert_ne!(*leader, first);
+        assert!(!p.is_blocked(first));
+    }
+
+    #[test]
+    fn gpu_ids_follow_the_schedulers_mask() {
+        assert_eq!(gpu_ids(None, None), Vec::<String>::new());
+        assert_eq!(gpu_ids(Some(2), None), vec!["0", "1"]);
+        assert_eq!(gpu_ids(None, Some("2,3".into())), vec!["2", "3"]);
+        assert_eq!(gpu_ids(Some(1), Some("2,3".into())), vec!["2"]);
+    }
+}
