@@ -8,6 +8,8 @@ pub mod bench;
 pub mod client;
 pub mod connection;
 pub mod dfk;
+pub mod elasticity;
+pub mod executor;
 pub mod host;
 pub mod interchange;
 pub mod local;

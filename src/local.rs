@@ -96,7 +96,7 @@ pub enum LocalError {
 
 /// Children of a local run die with the process that started them (SIGTERM on its death,
 /// even by SIGKILL), so a killed `strand run` leaves no interchange or block behind.
-fn die_with_parent(cmd: &mut Command) -> &mut Command {
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches only the child being started.
     unsafe {

@@ -229,6 +229,28 @@ enum BenchKind {
         #[arg(long, default_value_t = 100_000)]
         max_queue: u64,
     },
+    /// The Parsl paper's elasticity experiment, scaled down: stages of 20, 1, 20, 1 tasks of
+    /// 10, 10, 5, 5 s on local blocks, static and elastic; makespan and worker utilization.
+    Elasticity {
+        /// Run only the elastic configuration.
+        #[arg(long, conflicts_with = "static_only")]
+        elastic_only: bool,
+        /// Run only the static configuration.
+        #[arg(long)]
+        static_only: bool,
+        /// Multiply every task's duration (e.g. 0.2 for a quick check, 6 for minute-long tasks).
+        #[arg(long, default_value_t = 1.0, value_name = "X")]
+        time_scale: f64,
+        /// Seconds between strategy rounds.
+        #[arg(long, default_value_t = 0.1, value_name = "SECONDS")]
+        period: f64,
+        /// Seconds a block must be idle before it is scaled in.
+        #[arg(long, default_value_t = 0.2, value_name = "SECONDS")]
+        max_idletime: f64,
+        /// Run directory (default: a fresh one under runs/).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+    },
     /// The interchange alone: simulated managers (no MPI) answer every task at once.
     Sim {
         /// Simulated managers (each a real ZeroMQ connection).
@@ -599,6 +621,14 @@ fn bench(a: BenchArgs) -> Result<i32> {
         BenchKind::Latency { tasks, target } => (tasks, target, "latency"),
         BenchKind::Chain { depth, target } => (depth, target, "chain"),
         BenchKind::Memory { tasks, max_queue } => return bench_memory(tasks, max_queue),
+        BenchKind::Elasticity { elastic_only, static_only, time_scale, period, max_idletime, run_dir } => {
+            let modes: &[bool] = match (elastic_only, static_only) {
+                (true, _) => &[true],
+                (_, true) => &[false],
+                _ => &[false, true],
+            };
+            return bench_elasticity(modes, time_scale, period, max_idletime, run_dir.unwrap_or_else(default_run_dir));
+        }
         BenchKind::Sim { managers, workers_per_manager, tasks, run_dir, pin } => {
             return bench_sim(managers, workers_per_manager, tasks, run_dir.unwrap_or_else(default_run_dir), pin);
         }
@@ -617,6 +647,31 @@ fn bench(a: BenchArgs) -> Result<i32> {
     dfk.shutdown();
     session.close();
     Ok(0)
+}
+
+/// `strand bench elasticity`: each mode in its own run directory; one JSON line each.
+fn bench_elasticity(modes: &[bool], time_scale: f64, period: f64, idle: f64, run_dir: PathBuf) -> Result<i32> {
+    for (name, v) in [("--time-scale", time_scale), ("--period", period), ("--max-idletime", idle)] {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("{name} must be a positive number, got {v}");
+        }
+    }
+    let mut failed = 0;
+    for &elastic in modes {
+        let opts = strand::elasticity::ElasticityOptions {
+            elastic,
+            time_scale,
+            period: Duration::from_secs_f64(period),
+            max_idletime: Duration::from_secs_f64(idle),
+            run_dir: run_dir.join(if elastic { "elastic" } else { "static" }),
+        };
+        let report = strand::elasticity::run(&opts)?;
+        failed += report.failed;
+        let mut line = serde_json::to_value(&report)?;
+        line["bench"] = "elasticity".into();
+        println!("{line}");
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 /// `strand bench sim`: a real interchange process, simulated managers and a DFK in this process.

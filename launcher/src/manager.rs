@@ -193,10 +193,12 @@ impl Manager<'_> {
     fn register(&mut self) -> Result<(), ManagerError> {
         let slots = self.slots();
         // Prefetch held by workers, plus a manager backlog as deep as the pool's
-        // slots so refills never wait for the interchange.
+        // slots so refills never wait for the interchange. `--prefetch 0` means no try
+        // waits in this pool at all (long tasks: a queued one could run on another pool).
+        let backlog = if self.cfg.prefetch > 0 { slots } else { 0 };
         let prefetch = self.workers.len() as u32 * self.cfg.slots_per_worker * self.cfg.prefetch
             + self.local_slots() * self.cfg.prefetch
-            + slots;
+            + backlog;
         let reg = Registration {
             manager: self.cfg.id,
             block: strand::task::BlockId(self.cfg.block.clone()),

@@ -8,13 +8,15 @@
 //! Every scheduler command goes through [`run_command`]: a bounded wait, the child (and its
 //! process group) killed past the timeout, stderr kept for the error.
 //!
-//! Implementations: [`slurm::SlurmProvider`] (`sbatch`, `sacct`/`squeue`, `scancel`) and
-//! [`pbs::PbsProvider`] (PBS Pro / OpenPBS: `qsub`, `qstat -f -F json -x`, `qdel`). Their output
-//! parsers are pure functions, tested against the fixtures in `tests/fixtures/provider/`. Those
-//! fixtures were written from the schedulers' documentation (the man pages of sbatch, sacct and
-//! squeue; the PBS Professional reference and admin guides), not captured from a live
-//! scheduler: no scheduler runs where this module was written.
+//! Implementations: [`local::LocalProvider`] (the script run by `bash` on this machine),
+//! [`slurm::SlurmProvider`] (`sbatch`, `sacct`/`squeue`, `scancel`) and [`pbs::PbsProvider`]
+//! (PBS Pro / OpenPBS: `qsub`, `qstat -f -F json -x`, `qdel`). Their output parsers are pure
+//! functions, tested against the fixtures in `tests/fixtures/provider/`. Those fixtures were
+//! written from the schedulers' documentation (the man pages of sbatch, sacct and squeue; the
+//! PBS Professional reference and admin guides), not captured from a live scheduler: no
+//! scheduler runs where this module was written.
 
+pub mod local;
 pub mod pbs;
 pub mod slurm;
 
