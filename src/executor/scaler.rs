@@ -61,6 +61,8 @@ pub struct ScalerState {
     pub active_blocks: usize,
     /// Blocks submitted so far.
     pub submitted: usize,
+    /// Blocks whose jobs have not been seen to end (active, held or stopping).
+    pub live_blocks: usize,
     /// Set when the strategy gave up (every block failed) or the provider cannot submit at all.
     pub error: Option<String>,
 }
@@ -336,6 +338,7 @@ fn run(
         let mut s = lock(state);
         s.active_blocks = r.strategy.active();
         s.submitted = r.strategy.blocks().count();
+        s.live_blocks = r.strategy.live_jobs().len();
     }
     // Cancel what is left and wait (bounded) for the jobs to end, so none outlives the run.
     let live = r.strategy.live_jobs();
