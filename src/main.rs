@@ -447,7 +447,11 @@ fn run_workflow(
     let mut futures: Vec<Option<TaskFuture>> = vec![None; wf.tasks.len()];
     for i in wf.topological_order() {
         let t = &wf.tasks[i];
-        let mut call = Call::app(t.spec.app.clone()).named(&t.name).retries(t.retries).priority(t.spec.priority);
+        let mut call = Call::app(t.spec.app.clone())
+            .named(&t.name)
+            .retries(t.retries)
+            .priority(t.spec.priority)
+            .resources(t.spec.resources);
         call.walltime_ms = t.spec.walltime_ms;
         // File dependencies were resolved when the file was parsed; outputs are still checked.
         call.output_files = t.spec.outputs.clone();

@@ -44,6 +44,34 @@ fn hello_workflow_runs_on_the_local_default() {
 }
 
 #[test]
+fn workflow_resources_reach_the_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run_dir = dir.path().join("run");
+    let wf = dir.path().join("wf.toml");
+    std::fs::write(
+        &wf,
+        "[[task]]\nname = \"wide\"\ncommand = \"echo cores=$STRAND_CORES hosts=$STRAND_HOSTS\"\n\
+         resources = { cores = 2 }\n\n[[task]]\nname = \"huge\"\ncommand = \"true\"\nresources = { ranks = 64 }\n",
+    )
+    .expect("write");
+    let mut g = Guard::spawn(
+        "strand run",
+        Command::new(bin("strand"))
+            .arg("run")
+            .arg(&wf)
+            .args(["--workers", "2", "--timeout", "60"])
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .stdout(std::fs::File::create(dir.path().join("out")).expect("out")),
+    );
+    let st = g.wait(Duration::from_secs(120));
+    let out = std::fs::read_to_string(dir.path().join("out")).unwrap_or_default();
+    assert_eq!(st.code(), Some(1), "one task cannot fit:\n{out}");
+    assert!(out.contains("wide: done: cores=2 hosts="), "{out}");
+    assert!(out.contains("huge: failed after 1 tries: Unsatisfiable: needs 64 rank(s)"), "{out}");
+}
+
+#[test]
 fn submit_by_hand_against_a_running_interchange() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, _conn) = interchange(dir.path(), &[]);
