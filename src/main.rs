@@ -61,6 +61,10 @@ struct InterchangeArgs {
     /// Seconds of silence after which a manager is lost (its tries fail as ManagerLost).
     #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
     heartbeat_threshold: f64,
+    /// Seconds of silence after which a client (a DFK) is gone: its queued tries are dropped
+    /// so no one runs work nobody will read. Clients with tries out ping every 30 s.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    client_timeout: f64,
     /// Most tries queued; submissions beyond are refused and the client waits.
     #[arg(long, default_value_t = 1_000_000)]
     max_queue: usize,
@@ -344,6 +348,7 @@ fn interchange(a: InterchangeArgs, verbose: u8) -> Result<i32> {
         dispatch: DispatchConfig {
             heartbeat_threshold: seconds("--heartbeat-threshold", a.heartbeat_threshold)?,
             max_queue: a.max_queue,
+            client_timeout: seconds("--client-timeout", a.client_timeout)?,
             ..DispatchConfig::default()
         },
         resume: a.resume,

@@ -29,11 +29,19 @@ pub struct DispatchConfig {
     pub max_queue: usize,
     /// Most tries in one batch to a manager.
     pub max_batch: usize,
+    /// A client with queued tries not heard from for this long is gone: its queued tries are dropped.
+    pub client_timeout: Duration,
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
-        DispatchConfig { heartbeat_threshold: Duration::from_secs(120), max_queue: 1_000_000, max_batch: 4096 }
+        DispatchConfig {
+            heartbeat_threshold: Duration::from_secs(120),
+            max_queue: 1_000_000,
+            max_batch: 4096,
+            // Clients with tries out ping every 30 s (a quarter of their own 120 s timeout).
+            client_timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -101,6 +109,8 @@ pub struct Dispatcher {
     /// Draining managers that now hold nothing: the server tells them to stop.
     drained: Vec<ManagerId>,
     drops: DropCounts,
+    /// When each client that submitted tries was last heard from.
+    clients: HashMap<ClientId, Instant>,
 }
 
 impl Dispatcher {
@@ -116,6 +126,7 @@ impl Dispatcher {
             outbox: HashMap::new(),
             drained: Vec::new(),
             drops: DropCounts::default(),
+            clients: HashMap::new(),
         }
     }
 
@@ -173,8 +184,38 @@ impl Dispatcher {
         }
     }
 
+    /// Any message from a client that submitted tries proves it alive.
+    pub fn touch_client(&mut self, c: ClientId, now: Instant) {
+        if let Some(t) = self.clients.get_mut(&c) {
+            *t = now;
+        }
+    }
+
+    /// Drop the queued tries of a client that left; returns how many. Tries already held by
+    /// managers run to the end (their results are dropped when nobody collects them).
+    pub fn drop_client(&mut self, c: ClientId) -> usize {
+        self.clients.remove(&c);
+        let before = self.queue.len();
+        self.queue.retain(|q| q.item.id.client != c);
+        before - self.queue.len()
+    }
+
+    /// Clients silent past the client timeout: their queued tries are dropped, so no manager
+    /// runs work nobody will read. Returns each such client and how many tries it lost.
+    pub fn expire_clients(&mut self, now: Instant) -> Vec<(ClientId, usize)> {
+        let timeout = self.cfg.client_timeout;
+        let gone: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) > timeout)
+            .map(|(c, _)| *c)
+            .collect();
+        gone.into_iter().map(|c| (c, self.drop_client(c))).collect()
+    }
+
     /// Queue tries from a client; those past the queue limit are refused back to it.
     pub fn submit(&mut self, client: ClientId, tries: Vec<Try>, comm: &mut impl Comm) {
+        self.clients.insert(client, Instant::now());
         let room = self.cfg.max_queue.saturating_sub(self.queue.len());
         let mut refused = Vec::new();
         for (i, t) in tries.into_iter().enumerate() {
@@ -411,7 +452,31 @@ mod tests {
     }
 
     fn cfg() -> DispatchConfig {
-        DispatchConfig { heartbeat_threshold: Duration::from_millis(500), max_queue: 100, max_batch: 1000 }
+        DispatchConfig {
+            heartbeat_threshold: Duration::from_millis(500),
+            max_queue: 100,
+            max_batch: 1000,
+            client_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn a_silent_client_loses_its_queued_tries_but_not_the_running_ones() {
+        let mut d = Dispatcher::new(cfg());
+        let mut c = Recorder::default();
+        let now = Instant::now();
+        d.register(reg(1, 1, 0), now);
+        d.submit(ClientId(9), tries(9, 0..10, 0), &mut c);
+        d.submit(ClientId(8), tries(8, 0..3, 5), &mut c);
+        d.flush(&mut c);
+        assert_eq!((d.queued(), d.in_flight()), (12, 1));
+        let later = Instant::now() + Duration::from_secs(6);
+        d.touch_client(ClientId(8), later);
+        assert_eq!(d.expire_clients(later), vec![(ClientId(9), 9)]);
+        assert_eq!((d.queued(), d.in_flight()), (3, 1), "client 8 keeps its tries; the running one runs on");
+        assert!(d.expire_clients(later).is_empty(), "reported once");
+        assert_eq!(d.drop_client(ClientId(8)), 3);
+        assert_eq!(d.queued(), 0);
     }
 
     #[test]

@@ -224,6 +224,11 @@ impl Interchange {
                 for m in self.dispatcher.expire(now) {
                     warn!(self.log, "manager lost: no message within the heartbeat threshold"; "manager" => %m);
                 }
+                for (c, n) in self.dispatcher.expire_clients(now) {
+                    warn!(self.log, "client gone: silent past the client timeout; its queued tries are dropped";
+                        "client" => %c, "dropped" => n);
+                    self.known_clients.remove(&c);
+                }
                 next_expiry = now + tick;
             }
             for m in self.dispatcher.take_drained() {
@@ -352,7 +357,10 @@ impl Interchange {
                     self.dispatcher.drops_mut().replayed += 1;
                     continue;
                 }
-                Ok((_, msg)) => msg,
+                Ok((_, msg)) => {
+                    self.dispatcher.touch_client(c, Instant::now());
+                    msg
+                }
                 Err(e) => {
                     debug!(self.log, "dropped client frame"; "client" => %c, "reason" => %e);
                     self.dispatcher.drops_mut().count(&e);
@@ -399,6 +407,10 @@ impl Interchange {
                     shutdown = true;
                 }
                 ClientMsg::Bye => {
+                    let n = self.dispatcher.drop_client(c);
+                    if n > 0 {
+                        info!(self.log, "client left; its queued tries are dropped"; "client" => %c, "dropped" => n);
+                    }
                     self.known_clients.remove(&c);
                     self.client_seqs.forget(c.0);
                 }
