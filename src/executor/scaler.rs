@@ -54,6 +54,50 @@ struct BlockEvent<'a> {
     detail: Option<String>,
 }
 
+/// One block's history as `blocks.jsonl` tells it (for `strand status RUN_DIR`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BlockSummary {
+    /// The block id its managers registered under.
+    pub block: String,
+    /// The scheduler's job id.
+    pub job: String,
+    /// Its last event: submitted, connected, hold, stop, cancel, ended, submit-failed.
+    pub last_event: String,
+    /// The last event's detail (the job's end state, an error).
+    pub detail: Option<String>,
+    /// Seconds from its submission to its end (or to its last event while live).
+    pub lifetime_s: f64,
+}
+
+/// Read `blocks.jsonl`: one summary per block in submission order; torn lines are skipped.
+pub fn summarize_blocks(path: &std::path::Path) -> std::io::Result<Vec<BlockSummary>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out: Vec<(f64, BlockSummary)> = vec![];
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let (Some(t), Some(block), Some(event)) = (v["t"].as_f64(), v["block"].as_str(), v["event"].as_str()) else {
+            continue;
+        };
+        let detail = v["detail"].as_str().map(str::to_string);
+        let job = v["job"].as_str().unwrap_or_default().to_string();
+        match out.iter_mut().find(|(_, b)| b.block == block) {
+            Some((start, b)) => {
+                b.last_event = event.to_string();
+                b.detail = detail;
+                b.lifetime_s = t - *start;
+                if !job.is_empty() {
+                    b.job = job;
+                }
+            }
+            None => out.push((
+                t,
+                BlockSummary { block: block.into(), job, last_event: event.into(), detail, lifetime_s: 0.0 },
+            )),
+        }
+    }
+    Ok(out.into_iter().map(|(_, b)| b).collect())
+}
+
 /// What the scaler reports while it runs.
 #[derive(Clone, Debug, Default)]
 pub struct ScalerState {
@@ -353,5 +397,30 @@ fn run(
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_history_is_summarized_per_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join(BLOCKS_FILE);
+        let lines = [
+            r#"{"t":10.0,"block":"a-1","job":"7","event":"submitted"}"#,
+            r#"{"t":11.0,"block":"a-2","job":"8","event":"submitted"}"#,
+            r#"{"t":12.0,"block":"a-1","job":"7","event":"connected"}"#,
+            r#"{"t":30.5,"block":"a-1","job":"7","event":"ended","detail":"completed"}"#,
+            "{torn",
+        ];
+        std::fs::write(&p, lines.join("\n")).expect("write");
+        let b = summarize_blocks(&p).expect("read");
+        assert_eq!(b.len(), 2);
+        assert_eq!((b[0].block.as_str(), b[0].last_event.as_str()), ("a-1", "ended"));
+        assert_eq!(b[0].detail.as_deref(), Some("completed"));
+        assert!((b[0].lifetime_s - 20.5).abs() < 1e-9);
+        assert_eq!((b[1].job.as_str(), b[1].last_event.as_str()), ("8", "submitted"));
     }
 }
