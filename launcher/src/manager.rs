@@ -10,6 +10,7 @@ use crate::pool_msg::{self, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES};
 use crate::stop::StopFlag;
 use crate::wide::{Action, WidePlanner, WorkerView};
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{debug, info, warn, Logger};
 use std::collections::HashSet;
@@ -86,6 +87,41 @@ impl WorkerSlot {
     }
 }
 
+/// A send to a worker still in progress. Sends are non-blocking so that a hung worker (one
+/// that stopped receiving) can never block the manager: a large batch goes by rendezvous,
+/// which waits for the receiver.
+struct PendingSend {
+    rank: i32,
+    req: Request<'static, [u8]>,
+    /// The leaked buffer the request reads from; freed when the request completes.
+    buf: *mut [u8],
+}
+
+/// Start a non-blocking send of `bytes` to `rank`; the buffer lives until the send completes.
+fn isend(pool: &SimpleCommunicator, sends: &mut Vec<PendingSend>, rank: i32, bytes: Vec<u8>, tag: i32) {
+    let buf: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    let ptr = buf as *const [u8] as *mut [u8];
+    let req = pool.process_at_rank(rank).immediate_send_with_tag(StaticScope, buf, tag);
+    sends.push(PendingSend { rank, req, buf: ptr });
+}
+
+/// Complete the sends that have finished and free their buffers; returns how many are left.
+fn reap_sends(sends: &mut Vec<PendingSend>) -> usize {
+    let mut left = Vec::with_capacity(sends.len());
+    for p in sends.drain(..) {
+        match p.req.test() {
+            Ok(_) => {
+                // SAFETY: `buf` came from Box::leak in `isend`, and the only borrow of it was the
+                // request, which has just completed and been consumed.
+                drop(unsafe { Box::from_raw(p.buf) });
+            }
+            Err(req) => left.push(PendingSend { req, ..p }),
+        }
+    }
+    *sends = left;
+    sends.len()
+}
+
 /// The manager's state between loop rounds.
 struct Manager<'a> {
     cfg: ManagerConfig,
@@ -102,6 +138,8 @@ struct Manager<'a> {
     local: Option<Executor>,
     local_held: u32,
     backlog: VecDeque<Try>,
+    /// Sends to workers not yet completed.
+    sends: Vec<PendingSend>,
     /// Tries that need several worker ranks or GPUs.
     wide: WidePlanner,
     results: Vec<TryResult>,
@@ -155,6 +193,7 @@ pub fn run_manager(
         local,
         local_held: 0,
         backlog: VecDeque::new(),
+        sends: Vec::new(),
         wide: WidePlanner::new(cfg.id, cfg.gpu_ids.clone()),
         results: Vec::new(),
         last_heard: now,
@@ -233,6 +272,9 @@ impl Manager<'_> {
                 Err(exit) => return exit,
             }
             active |= self.drain_workers();
+            if !self.sends.is_empty() {
+                reap_sends(&mut self.sends);
+            }
             self.check_workers();
             active |= self.drain_local();
             active |= self.feed();
@@ -449,7 +491,7 @@ impl Manager<'_> {
                 Action::Launch { leader, try_ } => {
                     let Some(w) = self.workers.iter_mut().find(|w| w.rank == leader) else { continue };
                     let batch = [*try_];
-                    self.pool.process_at_rank(w.rank).send_with_tag(&pool_msg::encode_tries(&batch)[..], TAG_TRIES);
+                    isend(self.pool, &mut self.sends, w.rank, pool_msg::encode_tries(&batch), TAG_TRIES);
                     w.tries.insert(batch[0].id);
                 }
             }
@@ -464,7 +506,7 @@ impl Manager<'_> {
             return fed;
         }
         self.workers.sort_by_key(|w| w.held());
-        let wide = &self.wide;
+        let (wide, pool, sends) = (&self.wide, self.pool, &mut self.sends);
         for w in self.workers.iter_mut().filter(|w| !w.lost && !wide.is_blocked(w.rank)) {
             let room = self.per_worker.saturating_sub(w.held()) as usize;
             let n = room.min(self.backlog.len());
@@ -472,7 +514,7 @@ impl Manager<'_> {
                 continue;
             }
             let batch: Vec<Try> = self.backlog.drain(..n).collect();
-            self.pool.process_at_rank(w.rank).send_with_tag(&pool_msg::encode_tries(&batch)[..], TAG_TRIES);
+            isend(pool, sends, w.rank, pool_msg::encode_tries(&batch), TAG_TRIES);
             w.tries.extend(batch.iter().map(|t| t.id));
             fed = true;
         }
@@ -490,7 +532,17 @@ impl Manager<'_> {
 
     fn stop_workers(&mut self) {
         for w in &self.workers {
-            self.pool.process_at_rank(w.rank).send_with_tag(&[0u8; 0][..], TAG_STOP);
+            isend(self.pool, &mut self.sends, w.rank, Vec::new(), TAG_STOP);
+        }
+        // Live workers take their stop at once; a hung or dead one never will, and must not
+        // keep this rank from exiting: its sends are abandoned (and their buffers leaked).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while reap_sends(&mut self.sends) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for p in self.sends.drain(..) {
+            warn!(self.log, "abandoning a send to a worker that does not receive"; "rank" => p.rank);
+            std::mem::forget(p.req);
         }
         if let Some(exec) = self.local.take() {
             exec.kill_running();
