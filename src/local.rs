@@ -28,6 +28,9 @@ pub struct LocalOptions {
     pub interchange_args: Vec<String>,
     /// Send the children's stderr to `run_dir/*.log` instead of inheriting it.
     pub log_to_files: bool,
+    /// Address the interchange binds and advertises: loopback for blocks on this machine, the
+    /// host's name (or an interface's address) when blocks run on compute nodes.
+    pub address: String,
 }
 
 impl LocalOptions {
@@ -43,6 +46,7 @@ impl LocalOptions {
             // Local and cheap: notice a dead manager (or interchange) within seconds.
             interchange_args: ["--heartbeat-period", "1", "--heartbeat-threshold", "10"].map(String::from).to_vec(),
             log_to_files: true,
+            address: "127.0.0.1".into(),
         }
     }
 }
@@ -182,7 +186,8 @@ impl LocalInterchange {
             .arg("interchange")
             .arg("--run-dir")
             .arg(run_dir)
-            .args(["--address", "127.0.0.1"])
+            .arg("--address")
+            .arg(&opts.address)
             .args(&opts.interchange_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
