@@ -402,6 +402,15 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
+/// Most memory that decoding one message may claim (string and byte contents, vector capacity).
+/// Without a limit bincode allocates whatever length a frame claims before reading it, so one
+/// authentic but bogus length (2^60 bytes of string) would abort the receiver.
+const DECODE_LIMIT: usize = 4 * DEFAULT_MAX_FRAME;
+
+fn bincode_decode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+}
+
 impl Codec {
     /// A codec for the run with this key and id.
     pub fn new(key: Key, run_id: u64) -> Codec {
@@ -467,7 +476,7 @@ impl Codec {
         }
         let seq = u64::from_le_bytes(read8(&frame[16..24]));
         let body = &signed[HEADER_LEN..];
-        let (msg, used) = bincode::serde::decode_from_slice::<M, _>(body, bincode_config())
+        let (msg, used) = bincode::serde::decode_from_slice::<M, _>(body, bincode_decode_config())
             .map_err(|e| WireError::Malformed(e.to_string()))?;
         if used != body.len() {
             return Err(WireError::Malformed(format!("{} trailing bytes after the message", body.len() - used)));
@@ -554,6 +563,37 @@ mod tests {
         assert!(f.len() <= 64);
         let big = vec![0u8; 65];
         assert!(matches!(c.decode::<ToManagerMsg>(&big), Err(WireError::Oversized { .. })));
+    }
+
+    /// An authentic frame around a hand-made body.
+    fn seal(c: &Codec, channel: Channel, body: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(MAGIC);
+        f.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        f.extend_from_slice(&[channel as u8, 0]);
+        f.extend_from_slice(&c.run_id.to_le_bytes());
+        f.extend_from_slice(&1u64.to_le_bytes());
+        f.extend_from_slice(body);
+        let mac = blake3::keyed_hash(&c.key.0, &f);
+        f.extend_from_slice(mac.as_bytes());
+        f
+    }
+
+    #[test]
+    fn authentic_frame_claiming_a_huge_string_is_malformed_not_an_abort() {
+        // Found by the wire_decode fuzz target: `Ack { ok: true, message }` whose message
+        // length (varint 0xfd + u64) claims 2^60 bytes; bincode allocated it before reading.
+        let c = codec();
+        let mut body = vec![5u8, 1, 0xfd];
+        body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        let f = seal(&c, Channel::ToClient, &body);
+        assert!(matches!(c.decode::<ToClientMsg>(&f), Err(WireError::Malformed(_))));
+        // The same shape with an honest length still decodes.
+        let mut body = vec![5u8, 1, 2];
+        body.extend_from_slice(b"ok");
+        let f = seal(&c, Channel::ToClient, &body);
+        let (_, m) = c.decode::<ToClientMsg>(&f).expect("decodes");
+        assert_eq!(m, ToClientMsg::Ack { ok: true, message: "ok".into() });
     }
 
     #[test]

@@ -355,8 +355,16 @@ impl Workflow {
     pub fn parse(text: &str, origin: &str) -> Result<Workflow, WorkflowError> {
         let cx = Ctx { text, origin };
         let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let msg =
+            let mut msg =
                 e.message().trim_end().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+            if msg.is_empty() {
+                // The TOML parser says nothing for some characters (a NUL in a comment): name it.
+                let found = e.span().and_then(|s| text.get(s.start..)).and_then(|t| t.chars().next());
+                msg = match found {
+                    Some(c) => format!("invalid TOML: unexpected character {c:?}"),
+                    None => "invalid TOML".into(),
+                };
+            }
             match e.span() {
                 Some(span) => cx.at(span, msg),
                 None => WorkflowError::File { origin: origin.into(), message: msg },
@@ -827,6 +835,13 @@ outputs = ["sorted.txt"]
         }
         let e = err("[defaults]\nwalltime = \"soon\"\n[[task]]\nname = \"a\"\ncommand = \"x\"\n");
         assert!(e.starts_with("wf.toml:2:12: ") && e.contains("\"soon\""), "{e}");
+    }
+
+    #[test]
+    fn toml_errors_without_a_message_still_say_what_is_wrong() {
+        // Found by the workflow_parse fuzz target: a NUL in a comment gave "wf.toml:1:5: ".
+        let e = err("# a \0 b\n[[task]]\nname = \"a\"\ncommand = \"x\"\n");
+        assert_eq!(e, "wf.toml:1:5: invalid TOML: unexpected character '\\0'");
     }
 
     #[test]
