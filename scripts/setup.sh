@@ -10,6 +10,10 @@ packages=(
   libopenmpi-dev openmpi-bin            # MPI for strand-launcher
   libclang-dev clang                    # bindgen for the mpi crate
   libhwloc-dev libudev-dev              # hwloc 2.x for placement
+  # A real single-machine Slurm for tests/slurm.rs (22.05 on Debian 12); the tests start and stop
+  # the daemons themselves, nothing is started here. slurm-wlm-basic-plugins (a dependency) holds
+  # mpi_pmix_v4, which loads libpmix2 for `srun --mpi=pmix` with Open MPI.
+  slurmctld slurmd slurm-client munge libpmix2
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build first so the integration tests find both binaries beside them.
 cargo build --release --workspace
+# setup.sh installs Slurm: its tests must run, not skip.
+export STRAND_REQUIRE_SLURM=1
 cargo test --release --workspace "$@"

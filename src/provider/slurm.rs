@@ -1,8 +1,8 @@
 //! Slurm: `sbatch --parsable` to submit, `sacct` (or `squeue` when accounting is off) for states, `scancel`.
 //!
 //! The parsers follow the formats in the Slurm man pages (sbatch `--parsable`, sacct `-X -n -P
-//! --format=JobID,State`, squeue `-h -o "%i %T"`); the fixtures in `tests/fixtures/provider/` were
-//! written from that documentation, not captured from a live Slurm.
+//! --format=JobID,State`, squeue `-h -t all -o "%i %T"`); `tests/fixtures/provider/` holds
+//! fixtures written from that documentation and `*_real.txt` outputs captured from Slurm 22.05.
 //!
 //! State mapping (`JOB STATE CODES` in sacct(1) and squeue(1)): PENDING, REQUEUED, REQUEUE_FED,
 //! CONFIGURING -> Pending; RUNNING, COMPLETING, RESIZING, SIGNALING, STAGE_OUT -> Running;
@@ -54,9 +54,20 @@ impl SlurmProvider {
         }
     }
 
-    /// States from `squeue -h -o "%i %T" -j ids` (no accounting needed; finished jobs vanish after MinJobAge).
+    /// States from `squeue -h -t all -o "%i %T" -j ids` (no accounting needed; finished jobs vanish
+    /// after MinJobAge). `-t all`: without it, Slurm 22.05 leaves finished jobs out even when asked
+    /// for them by id, so a completed or cancelled block would read as missing.
     pub fn status_squeue(&self, jobs: &[JobId]) -> Result<HashMap<JobId, JobState>, ProviderError> {
-        let argv = vec![self.squeue.clone(), "-h".into(), "-o".into(), "%i %T".into(), "-j".into(), join_ids(jobs)];
+        let argv = vec![
+            self.squeue.clone(),
+            "-h".into(),
+            "-t".into(),
+            "all".into(),
+            "-o".into(),
+            "%i %T".into(),
+            "-j".into(),
+            join_ids(jobs),
+        ];
         let out = run_command_full(&argv, None, self.timeout, None)?;
         if !out.success() {
             // Older Slurm fails the whole query when an id is no longer known.
@@ -389,7 +400,7 @@ mod tests {
         assert_eq!(m[&jobs[0]], JobState::Running);
         assert_eq!(m[&jobs[1]], JobState::Running);
         assert_eq!(m[&jobs[2]], JobState::Missing);
-        assert_eq!(recorded_args(bin.path(), "squeue"), vec!["-h -o %i %T -j 1002,1013,99999"]);
+        assert_eq!(recorded_args(bin.path(), "squeue"), vec!["-h -t all -o %i %T -j 1002,1013,99999"]);
         // sacct missing altogether: same fallback.
         p.sacct = bin.path().join("no-such-sacct").to_string_lossy().into_owned();
         assert_eq!(p.status(&jobs).unwrap()[&jobs[0]], JobState::Running);

@@ -1,6 +1,8 @@
 //! Shared harness for integration tests: real binaries, bounded waits, everything killed on drop.
 #![allow(dead_code)]
 
+pub mod slurm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -156,4 +158,67 @@ pub fn rank_pid(mpirun: i32, rank: u32) -> Option<i32> {
             .map(|env| env.split(|b| *b == 0).any(|kv| kv == format!("OMPI_COMM_WORLD_RANK={rank}").as_bytes()))
             .unwrap_or(false)
     })
+}
+
+/// Send `sig` to `pid` (a process this test started, or one of its descendants).
+pub fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory effects; tests only signal their own descendants.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// SIGKILL a whole launcher: every rank under its `mpirun`, then `mpirun` itself.
+pub fn kill_launcher(g: &mut Guard) {
+    for pid in children_of(g.pid()) {
+        signal(pid, libc::SIGKILL);
+    }
+    g.kill();
+}
+
+/// Restart `strand interchange --resume` on the run directory of one that died (same key and ports).
+pub fn resume_interchange(run_dir: &Path, extra: &[&str]) -> Guard {
+    let log = std::fs::File::create(run_dir.join("interchange-resumed.log")).expect("log file");
+    Guard::spawn(
+        "interchange (resumed)",
+        Command::new(bin("strand"))
+            .arg("interchange")
+            .arg("--run-dir")
+            .arg(run_dir)
+            .arg("--resume")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stderr(log),
+    )
+}
+
+/// Whether `pid` has exited (gone, or a zombie nobody reaped yet).
+pub fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) == Some("Z"),
+        Err(_) => true,
+    }
+}
+
+/// Wait until every one of `pids` has exited; panics naming the first survivor after `timeout`.
+pub fn wait_gone(pids: &[i32], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    for &pid in pids {
+        while !is_gone(pid) {
+            assert!(Instant::now() < deadline, "process {pid} is still alive after {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Process ids whose command line contains `needle` (from /proc).
+pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{p}/cmdline")) else { continue };
+        let cmd: Vec<u8> = cmd.into_iter().map(|b| if b == 0 { b' ' } else { b }).collect();
+        if String::from_utf8_lossy(&cmd).contains(needle) && !is_gone(p) {
+            out.push(p);
+        }
+    }
+    out
 }
