@@ -70,6 +70,13 @@ pub fn proc_usage(pid: u32) -> Option<(u64, f64)> {
     Some((hwm_kib * 1024, ticks as f64 / hz))
 }
 
+/// Resident memory now (VmRSS) of a process, in bytes, from /proc.
+pub fn current_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Pin process `pid` (0: this one, all its threads created afterwards) to the given CPUs.
 pub fn pin_to_cpus(pid: u32, cpus: &[usize]) -> std::io::Result<()> {
     // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it.

@@ -265,6 +265,11 @@ impl LocalRun {
         Ok(LocalRun { conn: interchange.conn.clone(), interchange: Some(interchange), launcher })
     }
 
+    /// Process id of the interchange (for memory and CPU figures).
+    pub fn interchange_pid(&self) -> Option<u32> {
+        self.interchange.as_ref().map(LocalInterchange::pid)
+    }
+
     /// Wait until `n` managers have registered, or `timeout` passes; returns how many did.
     pub fn wait_for_managers(&self, n: usize, timeout: Duration) -> usize {
         let Ok(mut client) = Client::connect(&self.conn) else { return 0 };

@@ -224,6 +224,21 @@ enum BenchKind {
         #[command(flatten)]
         target: Target,
     },
+    /// A million no-op tasks streamed through the whole path, with at most --window in flight;
+    /// the driver's and the interchange's resident memory sampled every --sample-every tasks.
+    Load {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: u64,
+        /// Most tasks in flight (submitted, not yet ended) at a time.
+        #[arg(long, default_value_t = 100_000)]
+        window: u64,
+        /// Tasks between memory samples.
+        #[arg(long, default_value_t = 100_000)]
+        sample_every: u64,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Memory of the DFK (this process) and the interchange with N tasks pending and no workers.
     Memory {
         /// Tasks to submit.
@@ -639,6 +654,9 @@ fn bench(a: BenchArgs) -> Result<i32> {
         BenchKind::Latency { tasks, target } => (tasks, target, "latency"),
         BenchKind::Chain { depth, target } => (depth, target, "chain"),
         BenchKind::Memory { tasks, max_queue } => return bench_memory(tasks, max_queue),
+        BenchKind::Load { tasks, window, sample_every, target } => {
+            return bench_load(tasks, window, sample_every, &target)
+        }
         BenchKind::Elasticity { elastic_only, static_only, time_scale, period, max_idletime, run_dir } => {
             let modes: &[bool] = match (elastic_only, static_only) {
                 (true, _) => &[true],
@@ -665,6 +683,21 @@ fn bench(a: BenchArgs) -> Result<i32> {
     dfk.shutdown();
     session.close();
     Ok(0)
+}
+
+/// `strand bench load`: one JSON line with the memory samples; exits 1 if a task failed.
+fn bench_load(tasks: u64, window: u64, sample_every: u64, target: &Target) -> Result<i32> {
+    if tasks == 0 || window == 0 || sample_every == 0 {
+        bail!("--tasks, --window and --sample-every must each be at least 1");
+    }
+    let session = Session::open(target, 64)?;
+    let ix_pid = session.local.as_ref().and_then(LocalRun::interchange_pid);
+    let dfk = Dfk::connect(&session.conn, DfkConfig::default())?;
+    let report = strand::bench::load(&dfk, tasks, window, sample_every, session.workers, ix_pid);
+    println!("{}", serde_json::to_string(&report)?);
+    dfk.shutdown();
+    session.close();
+    Ok(if report.failed == 0 { 0 } else { 1 })
 }
 
 /// `strand bench elasticity`: each mode in its own run directory; one JSON line each.
