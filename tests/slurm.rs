@@ -518,3 +518,98 @@ fn cray_ex_script_runs_one_step_per_node() {
     assert_eq!(dfk.wait_all(Some(WORK)), 0, "every task ended\n{}", c.diagnostics());
     check_each_once(&dfk, &futures, &ends);
 }
+
+/// The strategy against real Slurm blocks: under 500 queued `sleep 0.5` tasks it scales 0 -> 3
+/// blocks (`max_blocks`), `squeue` shows the three jobs running, and after the queue empties
+/// the blocks are held and gone within `max_idletime` + one period, their jobs ending by
+/// themselves (no `scancel`), which `squeue` agrees with.
+#[test]
+fn strategy_scales_slurm_blocks_out_to_max_and_back() {
+    use strand::executor::scaler::{Scaler, ScalerConfig, BLOCKS_FILE};
+    use strand::executor::strategy::StrategyParams;
+    const PERIOD: Duration = Duration::from_millis(500);
+    const IDLE: Duration = Duration::from_secs(2);
+    let Some(c) = Cluster::start(SlurmOptions::default()) else { return };
+    let out = c.run.path().join("block-%j.out");
+    let (launcher, script, conn) = (bin("strand-launcher"), repo().join("job-scripts/slurm.sbatch"), c.conn_file());
+    // One rank per block running 8 sleeps at once: 3 blocks bring 24 slots.
+    let block_script = move |id: &strand::task::BlockId| {
+        format!(
+            "#!/bin/bash\n#SBATCH --job-name=strand-{id}\n#SBATCH --ntasks=1\n#SBATCH --output={out}\n\
+             export STRAND_LAUNCHER={launcher} STRAND_BLOCK_ID={id}\n\
+             exec bash {script} {conn} --pool-size 1 --local-slots 8 --prefetch 0\n",
+            id = id.0,
+            out = out.display(),
+            launcher = launcher.display(),
+            script = script.display(),
+            conn = conn.display(),
+        )
+    };
+    let params = StrategyParams {
+        label: "slurm".into(),
+        init_blocks: 0,
+        min_blocks: 0,
+        max_blocks: 3,
+        parallelism: 1.0,
+        max_idletime: IDLE,
+        block_connect_timeout: START,
+        slots_per_block: 8,
+    };
+    let scaler = Scaler::start(
+        &c.conn,
+        Box::new(c.slurm.provider()),
+        ScalerConfig {
+            params,
+            period: PERIOD,
+            nodes_per_block: 1,
+            walltime_s: 600,
+            run_dir: c.run.path().to_path_buf(),
+            script: Box::new(block_script),
+        },
+    );
+    let our_jobs = || -> Vec<(String, String)> {
+        let out = c.slurm.ok("squeue", &["-h", "-o", "%i %T %j"]);
+        out.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[2].starts_with("strand-")).then(|| (f[0].to_string(), f[1].to_string()))
+            })
+            .collect()
+    };
+    let dfk = Dfk::connect(&c.conn, DfkConfig::default()).expect("dfk");
+    let tasks: Vec<TaskFuture> = (0..500).map(|_| dfk.submit(Call::shell("sleep 0.5").memoize(false))).collect();
+    let mut most_running = 0;
+    let mut blocks_seen = BTreeSet::new();
+    let deadline = std::time::Instant::now() + WORK;
+    while dfk.monitor().snapshot().pending > 0 {
+        assert!(std::time::Instant::now() < deadline, "500 tasks did not finish\n{}", c.diagnostics());
+        assert!(scaler.state().error.is_none(), "{:?}\n{}", scaler.state().error, c.diagnostics());
+        blocks_seen.extend(c.status().managers.into_iter().map(|m| m.block.0));
+        let running = our_jobs().iter().filter(|(_, s)| s == "RUNNING").count();
+        most_running = most_running.max(running);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let emptied = std::time::Instant::now();
+    for f in &tasks {
+        assert!(matches!(f.peek(), Some(Ok(_))), "a task failed: {:?}", f.peek());
+    }
+    assert_eq!(blocks_seen.len(), 3, "blocks that registered: {blocks_seen:?}");
+    assert_eq!(most_running, 3, "squeue showed at most {most_running} running blocks");
+    assert_eq!(scaler.state().submitted, 3, "never more than max_blocks");
+
+    while scaler.state().active_blocks > 0 {
+        assert!(emptied.elapsed() < IDLE + PERIOD + Duration::from_millis(500), "still {:?}", scaler.state());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("scaled in {:?} after the queue emptied", emptied.elapsed());
+    wait_until("the held blocks' jobs to end", START, || scaler.state().live_blocks == 0);
+    let left = our_jobs();
+    assert!(left.is_empty(), "squeue still lists {left:?}");
+    dfk.shutdown();
+    scaler.stop();
+    let log = std::fs::read_to_string(c.run.path().join(BLOCKS_FILE)).expect("blocks.jsonl");
+    for event in ["submitted", "connected", "hold", "ended"] {
+        assert_eq!(log.matches(&format!("\"event\":\"{event}\"")).count(), 3, "{event} x3 in\n{log}");
+    }
+    assert!(!log.contains("\"event\":\"cancel\""), "the blocks ended by themselves, no scancel:\n{log}");
+}
