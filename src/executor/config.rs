@@ -1,0 +1,938 @@
+//! Executor configuration: a TOML file of one or more `[[executor]]` tables, each naming a
+//! provider (where blocks run), a launch command (how a block starts `strand-launcher`), the
+//! shape of a block, the strategy's numbers and the scheduler's options. Code stays free of
+//! site details; `examples/configs/` has one file per kind of machine and `docs/executors.md`
+//! is the reference for every key.
+//!
+//! Parsing never panics: every problem is a [`ConfigError`] that names the file, the executor
+//! (by label, or by position when it has none), the key and what it accepts.
+
+use super::launch::{step_layout, LaunchKind, LAUNCH_NAMES};
+use super::scaler::ScalerConfig;
+use super::strategy::StrategyParams;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Where blocks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// On this machine: the block script run by `bash`.
+    Local,
+    /// Slurm: `sbatch`, `sacct`/`squeue`, `scancel`.
+    Slurm,
+    /// PBS Pro / OpenPBS: `qsub`, `qstat`, `qdel`.
+    Pbs,
+}
+
+/// The accepted provider names, in the order errors list them.
+pub const PROVIDER_NAMES: [&str; 3] = ["local", "slurm", "pbs"];
+
+impl ProviderKind {
+    /// The provider named `s` in a configuration file.
+    pub fn parse(s: &str) -> Option<ProviderKind> {
+        Some(match s {
+            "local" => ProviderKind::Local,
+            "slurm" => ProviderKind::Slurm,
+            "pbs" => ProviderKind::Pbs,
+            _ => return None,
+        })
+    }
+
+    /// Its name in a configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Local => "local",
+            ProviderKind::Slurm => "slurm",
+            ProviderKind::Pbs => "pbs",
+        }
+    }
+
+    /// The launch command used when the executor names none.
+    pub fn default_launch(self) -> LaunchKind {
+        match self {
+            ProviderKind::Local => LaunchKind::Mpirun,
+            ProviderKind::Slurm => LaunchKind::Srun,
+            ProviderKind::Pbs => LaunchKind::Mpiexec,
+        }
+    }
+}
+
+/// Batch-system options of an executor (`[executor.scheduler]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SchedulerOptions {
+    /// Slurm partition.
+    pub partition: Option<String>,
+    /// Account (project) charged: Slurm `--account`, PBS `-A`.
+    pub account: Option<String>,
+    /// Slurm quality of service.
+    pub qos: Option<String>,
+    /// Slurm node features (`--constraint`, e.g. `gpu` on Perlmutter).
+    pub constraint: Option<String>,
+    /// GPUs per node: asked of the scheduler and passed to the launcher (`--gpus-per-node`).
+    pub gpus_per_node: Option<u32>,
+    /// Whole nodes only: Slurm `--exclusive`, PBS `place=...:excl`.
+    pub exclusive: bool,
+    /// The `srun --mpi=` plugin (pmix by default; cray_shasta on Cray EX).
+    pub mpi: String,
+    /// PBS queue (`-q`).
+    pub queue: Option<String>,
+    /// More resources for each PBS select chunk (e.g. `system=polaris` or `ncpus=64`).
+    pub select: Option<String>,
+    /// Raw directives, one per line: `#SBATCH <extra>` or `#PBS <extra>`.
+    pub extra: Vec<String>,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            partition: None,
+            account: None,
+            qos: None,
+            constraint: None,
+            gpus_per_node: None,
+            exclusive: false,
+            mpi: "pmix".into(),
+            queue: None,
+            select: None,
+            extra: vec![],
+        }
+    }
+}
+
+/// One executor, checked and with every default filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecutorConfig {
+    /// Unique name; block ids are `LABEL-N`.
+    pub label: String,
+    /// Where blocks run.
+    pub provider: ProviderKind,
+    /// How a block starts the launcher.
+    pub launch: LaunchKind,
+    /// Nodes per block.
+    pub nodes_per_block: u32,
+    /// Launcher ranks per node.
+    pub ranks_per_node: u32,
+    /// Ranks per pool (`--pool-size`); `None`: one pool per node.
+    pub pool_size: Option<u32>,
+    /// Independent MPI job steps per block (fault domains).
+    pub steps_per_block: u32,
+    /// Blocks submitted at start.
+    pub init_blocks: u32,
+    /// Fewest blocks held.
+    pub min_blocks: u32,
+    /// Most blocks held.
+    pub max_blocks: u32,
+    /// Slots wanted per outstanding try (0..=1).
+    pub parallelism: f64,
+    /// Walltime of a block in seconds; 0 = none (local provider only).
+    pub walltime_s: u64,
+    /// A block idle this long may be scaled in.
+    pub max_idletime: Duration,
+    /// Managers start draining this many seconds before the walltime ends.
+    pub drain_margin_s: u64,
+    /// Time between strategy rounds.
+    pub strategy_period: Duration,
+    /// A running block with no manager registered after this is missing.
+    pub block_connect_timeout: Duration,
+    /// Shell lines run at the top of the block script (module loads, environments).
+    pub worker_init: String,
+    /// The `strand-launcher` binary as the compute nodes see it.
+    pub launcher_path: String,
+    /// More arguments for every launcher (e.g. `--prefetch 2`).
+    pub launcher_args: Vec<String>,
+    /// More options for the launch command (srun, mpiexec, ...), after Strand's own.
+    pub launch_args: Vec<String>,
+    /// The address the interchange binds and the blocks connect to.
+    pub address: String,
+    /// Batch-system options.
+    pub scheduler: SchedulerOptions,
+}
+
+/// A configuration file: its executors, in file order.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file name, as errors print it.
+    pub origin: String,
+    /// The executors.
+    pub executors: Vec<ExecutorConfig>,
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or has a top-level key other than `executor`.
+    #[error("{origin}: {message}")]
+    File {
+        /// The file name.
+        origin: String,
+        /// What is wrong (with a line and column when the parser gives one).
+        message: String,
+    },
+    /// One executor's key has a bad value, or is unknown.
+    #[error("{origin}: executor {executor}: {message}")]
+    Key {
+        /// The file name.
+        origin: String,
+        /// `"label"`, or `#N` (1-based) when it has no usable label.
+        executor: String,
+        /// The key (`provider`, `scheduler.qos`, ...).
+        key: String,
+        /// What is wrong: the key, its value and what is accepted.
+        message: String,
+    },
+    /// `--executor LABEL` names no executor of the file.
+    #[error("{origin}: no executor labelled {label:?}; the file has {}", .labels.join(", "))]
+    NoSuchExecutor {
+        /// The file name.
+        origin: String,
+        /// The label asked for.
+        label: String,
+        /// The labels it has.
+        labels: Vec<String>,
+    },
+}
+
+impl ConfigError {
+    /// The key an error is about, if it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Key { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// Keys of an `[[executor]]` table, as the unknown-key error lists them.
+pub const EXECUTOR_KEYS: [&str; 22] = [
+    "label",
+    "provider",
+    "launch",
+    "nodes_per_block",
+    "ranks_per_node",
+    "pool_size",
+    "steps_per_block",
+    "init_blocks",
+    "min_blocks",
+    "max_blocks",
+    "parallelism",
+    "walltime",
+    "max_idletime",
+    "drain_margin",
+    "strategy_period",
+    "block_connect_timeout",
+    "worker_init",
+    "launcher_path",
+    "launcher_args",
+    "launch_args",
+    "address",
+    "scheduler",
+];
+
+/// Keys of an `[executor.scheduler]` table.
+pub const SCHEDULER_KEYS: [&str; 10] =
+    ["partition", "account", "qos", "constraint", "gpus_per_node", "exclusive", "mpi", "queue", "select", "extra"];
+
+/// Launcher options the executor sets itself from its own keys; `launcher_args` may not repeat them.
+const OWN_LAUNCHER_OPTIONS: [(&str, &str); 6] = [
+    ("--connection", "the run's connection file"),
+    ("--block-id", "the block id"),
+    ("--pool-size", "pool_size"),
+    ("--walltime", "walltime"),
+    ("--drain-margin", "drain_margin"),
+    ("--gpus-per-node", "scheduler.gpus_per_node"),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    executor: Option<Vec<toml::Table>>,
+}
+
+/// A number of seconds or an `HH:MM:SS` string, as a walltime may be written.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTime {
+    Seconds(i64),
+    Clock(String),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExecutor {
+    label: Option<String>,
+    provider: Option<String>,
+    launch: Option<String>,
+    nodes_per_block: Option<i64>,
+    ranks_per_node: Option<i64>,
+    pool_size: Option<i64>,
+    steps_per_block: Option<i64>,
+    init_blocks: Option<i64>,
+    min_blocks: Option<i64>,
+    max_blocks: Option<i64>,
+    parallelism: Option<f64>,
+    walltime: Option<RawTime>,
+    max_idletime: Option<f64>,
+    drain_margin: Option<f64>,
+    strategy_period: Option<f64>,
+    block_connect_timeout: Option<f64>,
+    worker_init: Option<String>,
+    launcher_path: Option<String>,
+    launcher_args: Option<Vec<String>>,
+    launch_args: Option<Vec<String>>,
+    address: Option<String>,
+    scheduler: Option<RawScheduler>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawScheduler {
+    partition: Option<String>,
+    account: Option<String>,
+    qos: Option<String>,
+    constraint: Option<String>,
+    gpus_per_node: Option<i64>,
+    exclusive: Option<bool>,
+    mpi: Option<String>,
+    queue: Option<String>,
+    select: Option<String>,
+    extra: Option<Vec<String>>,
+}
+
+impl Config {
+    /// Read and check the configuration file at `path`.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and check a configuration; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let file_err = |message: String| ConfigError::File { origin: origin.into(), message };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim_end().to_string();
+            match e.span() {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    file_err(format!("{line}:{col}: {msg}"))
+                }
+                None => file_err(msg),
+            }
+        })?;
+        let tables = raw.executor.unwrap_or_default();
+        if tables.is_empty() {
+            return Err(file_err("no [[executor]] table: add one with at least label and provider".into()));
+        }
+        let mut executors: Vec<ExecutorConfig> = vec![];
+        for (i, table) in tables.into_iter().enumerate() {
+            let e = check_executor(table, i, origin)?;
+            if let Some(j) = executors.iter().position(|x| x.label == e.label) {
+                return Err(ConfigError::Key {
+                    origin: origin.into(),
+                    executor: format!("{:?}", e.label),
+                    key: "label".into(),
+                    message: format!(
+                        "label = {:?} is already the label of executor #{}; labels must be unique",
+                        e.label,
+                        j + 1
+                    ),
+                });
+            }
+            executors.push(e);
+        }
+        Ok(Config { origin: origin.into(), executors })
+    }
+
+    /// The executor labelled `label`, or the first one when `label` is `None`.
+    pub fn executor(&self, label: Option<&str>) -> Result<&ExecutorConfig, ConfigError> {
+        let found = match label {
+            None => self.executors.first(),
+            Some(l) => self.executors.iter().find(|e| e.label == l),
+        };
+        found.ok_or_else(|| ConfigError::NoSuchExecutor {
+            origin: self.origin.clone(),
+            label: label.unwrap_or_default().into(),
+            labels: self.executors.iter().map(|e| e.label.clone()).collect(),
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Errors about one executor, which carry its name.
+struct Cx<'a> {
+    origin: &'a str,
+    executor: String,
+}
+
+impl Cx<'_> {
+    fn err(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Key { origin: self.origin.into(), executor: self.executor.clone(), key: key.into(), message }
+    }
+
+    /// `key = value` must be at least `min` (counts are read as i64 so a negative one gets
+    /// this message rather than serde's "expected u32").
+    fn count(&self, key: &str, v: Option<i64>, default: u32, min: u32) -> Result<u32, ConfigError> {
+        let Some(v) = v else { return Ok(default) };
+        if v < min as i64 || v > u32::MAX as i64 {
+            return Err(self.err(key, format!("{key} = {v} must be a whole number of at least {min}")));
+        }
+        Ok(v as u32)
+    }
+
+    /// `key = value` in seconds: finite, and positive unless `zero_ok`.
+    fn secs(&self, key: &str, v: Option<f64>, default: f64, zero_ok: bool) -> Result<Duration, ConfigError> {
+        let s = v.unwrap_or(default);
+        let ok = s.is_finite() && if zero_ok { s >= 0.0 } else { s > 0.0 } && s < 1e9;
+        if !ok {
+            let what = if zero_ok { "zero or more" } else { "more than zero" };
+            return Err(self.err(key, format!("{key} = {s} must be a number of seconds, {what}")));
+        }
+        Ok(Duration::from_secs_f64(s))
+    }
+}
+
+/// Turn serde's message (`invalid type: ...\nin \`key\``, `unknown field \`x\`, expected ...`)
+/// into one naming the key and what is accepted.
+fn serde_error(cx: &Cx, e: toml::de::Error) -> ConfigError {
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid value").to_string();
+    let path = lines.find_map(|l| l.strip_prefix("in `").and_then(|l| l.strip_suffix('`'))).unwrap_or("");
+    if let Some(rest) = first.strip_prefix("unknown field `") {
+        let name = rest.split('`').next().unwrap_or("");
+        let (key, accepted) = if path.is_empty() {
+            (name.to_string(), EXECUTOR_KEYS.join(", "))
+        } else {
+            (format!("{path}.{name}"), SCHEDULER_KEYS.join(", "))
+        };
+        return cx.err(&key, format!("unknown key {key}; accepted keys: {accepted}"));
+    }
+    let message = first
+        .replace("expected i64", "expected a whole number")
+        .replace("expected f64", "expected a number")
+        .replace("expected a sequence", "expected a list of strings");
+    let message = if path == "walltime" {
+        format!("walltime must be \"HH:MM:SS\" or a whole number of seconds ({message})")
+    } else if path.is_empty() {
+        message
+    } else {
+        format!("{path}: {message}")
+    };
+    cx.err(if path.is_empty() { "executor" } else { path }, message)
+}
+
+/// Parse a walltime: `HH:MM:SS` (hours may exceed 24) or whole seconds.
+pub fn parse_walltime(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.trim().split(':').collect();
+    let nums: Option<Vec<u64>> = parts
+        .iter()
+        .map(|p| (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok()).flatten())
+        .collect();
+    match nums?.as_slice() {
+        [secs] => Some(*secs),
+        [h, m, s] if *m < 60 && *s < 60 => h.checked_mul(3600)?.checked_add(m * 60 + s),
+        _ => None,
+    }
+}
+
+/// Seconds as `HH:MM:SS`, the form Slurm and PBS both take.
+pub fn format_walltime(secs: u64) -> String {
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+fn check_label(cx: &Cx, label: Option<String>) -> Result<String, ConfigError> {
+    let Some(label) = label else {
+        return Err(cx.err("label", "label is missing: every executor needs a unique label".into()));
+    };
+    let ok = !label.is_empty()
+        && label.len() <= 64
+        && label.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && label.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(cx.err(
+            "label",
+            format!(
+                "label = {label:?} must be 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or \
+                 digit (it names block ids, job names and files)"
+            ),
+        ));
+    }
+    Ok(label)
+}
+
+fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<ExecutorConfig, ConfigError> {
+    // Name the executor by its label in every error, even one about another key's type.
+    let executor = match table.get("label").and_then(toml::Value::as_str) {
+        Some(l) if !l.is_empty() => format!("{l:?}"),
+        _ => format!("#{}", index + 1),
+    };
+    let cx = Cx { origin, executor };
+    let raw = RawExecutor::deserialize(toml::Value::Table(table)).map_err(|e| serde_error(&cx, e))?;
+    let label = check_label(&cx, raw.label)?;
+
+    let provider_name = raw.provider.ok_or_else(|| {
+        cx.err("provider", format!("provider is missing; accepted values: {}", PROVIDER_NAMES.join(", ")))
+    })?;
+    let provider = ProviderKind::parse(&provider_name).ok_or_else(|| {
+        cx.err("provider", format!("provider = {provider_name:?} is not one of {}", PROVIDER_NAMES.join(", ")))
+    })?;
+    let launch = match &raw.launch {
+        None => provider.default_launch(),
+        Some(l) => LaunchKind::parse(l)
+            .ok_or_else(|| cx.err("launch", format!("launch = {l:?} is not one of {}", LAUNCH_NAMES.join(", "))))?,
+    };
+    let allowed: &[ProviderKind] = match launch {
+        LaunchKind::Srun => &[ProviderKind::Slurm],
+        LaunchKind::Aprun => &[ProviderKind::Pbs, ProviderKind::Slurm],
+        _ => &[ProviderKind::Local, ProviderKind::Slurm, ProviderKind::Pbs],
+    };
+    if !allowed.contains(&provider) {
+        let names: Vec<&str> = allowed.iter().map(|p| p.name()).collect();
+        return Err(cx.err(
+            "launch",
+            format!(
+                "launch = {:?} does not work with provider = {:?} (it needs provider {})",
+                launch.name(),
+                provider.name(),
+                names.join(" or ")
+            ),
+        ));
+    }
+
+    let local = provider == ProviderKind::Local;
+    let nodes_per_block = cx.count("nodes_per_block", raw.nodes_per_block, 1, 1)?;
+    if local && nodes_per_block != 1 {
+        return Err(cx.err(
+            "nodes_per_block",
+            format!("nodes_per_block = {nodes_per_block}: provider = \"local\" runs a block on this machine, so it must be 1"),
+        ));
+    }
+    if launch == LaunchKind::Simple && nodes_per_block != 1 {
+        return Err(cx.err(
+            "nodes_per_block",
+            format!(
+                "nodes_per_block = {nodes_per_block}: launch = \"simple\" starts one launcher process, so it must be 1"
+            ),
+        ));
+    }
+    let default_ranks = match (launch, provider) {
+        (LaunchKind::Simple, _) => 1,
+        // As `strand run` without a config: a manager plus one worker rank per core.
+        (_, ProviderKind::Local) => local_cores() + 1,
+        // One rank per node owning the node (set launcher_args --local-slots, or more ranks).
+        _ => 1,
+    };
+    let ranks_per_node = cx.count("ranks_per_node", raw.ranks_per_node, default_ranks, 1)?;
+    if launch == LaunchKind::Simple && ranks_per_node != 1 {
+        return Err(cx.err(
+            "ranks_per_node",
+            format!(
+                "ranks_per_node = {ranks_per_node}: launch = \"simple\" starts one launcher process, so it must be 1"
+            ),
+        ));
+    }
+    let pool_size = raw.pool_size.map(|p| cx.count("pool_size", Some(p), 1, 1)).transpose()?;
+    let steps_per_block = cx.count("steps_per_block", raw.steps_per_block, 1, 1)?;
+    if steps_per_block > 1 && launch != LaunchKind::Srun {
+        return Err(cx.err(
+            "steps_per_block",
+            format!(
+                "steps_per_block = {steps_per_block} needs launch = \"srun\" (concurrent Slurm job steps); with launch \
+                 = {:?} a block is one MPI job, so it must be 1",
+                launch.name()
+            ),
+        ));
+    }
+    if step_layout(nodes_per_block, ranks_per_node, steps_per_block).is_none() {
+        return Err(cx.err(
+            "steps_per_block",
+            format!(
+                "steps_per_block = {steps_per_block} is more than the block's {} ranks ({nodes_per_block} nodes x \
+                 {ranks_per_node} ranks_per_node): every step needs at least one rank",
+                nodes_per_block * ranks_per_node
+            ),
+        ));
+    }
+
+    let init_blocks = cx.count("init_blocks", raw.init_blocks, 1, 0)?;
+    let min_blocks = cx.count("min_blocks", raw.min_blocks, 0, 0)?;
+    let max_blocks = cx.count("max_blocks", raw.max_blocks, 1, 1)?;
+    if min_blocks > max_blocks {
+        return Err(
+            cx.err("min_blocks", format!("min_blocks = {min_blocks} must not exceed max_blocks = {max_blocks}"))
+        );
+    }
+    if init_blocks > max_blocks {
+        return Err(
+            cx.err("init_blocks", format!("init_blocks = {init_blocks} must not exceed max_blocks = {max_blocks}"))
+        );
+    }
+    let parallelism = raw.parallelism.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&parallelism) {
+        return Err(cx.err("parallelism", format!("parallelism = {parallelism} must be between 0 and 1")));
+    }
+
+    let walltime_s = match &raw.walltime {
+        None if local => 0,
+        None => 3600,
+        Some(RawTime::Seconds(s)) if *s >= 0 => *s as u64,
+        Some(RawTime::Clock(c)) if parse_walltime(c).is_some() => parse_walltime(c).unwrap_or(0),
+        Some(other) => {
+            let shown = match other {
+                RawTime::Seconds(s) => s.to_string(),
+                RawTime::Clock(c) => format!("{c:?}"),
+            };
+            return Err(cx.err(
+                "walltime",
+                format!("walltime = {shown} must be \"HH:MM:SS\" (minutes and seconds below 60) or whole seconds"),
+            ));
+        }
+    };
+    if walltime_s == 0 && !local {
+        return Err(cx.err(
+            "walltime",
+            format!("walltime = 0: provider = {:?} needs a walltime (\"HH:MM:SS\" or seconds)", provider.name()),
+        ));
+    }
+    let max_idletime = cx.secs("max_idletime", raw.max_idletime, 120.0, true)?;
+    // A quarter of a short walltime, so a test block of a minute still runs before it drains.
+    let default_margin = (walltime_s / 4).min(300) as f64;
+    let drain_margin = cx.secs("drain_margin", raw.drain_margin, default_margin, true)?;
+    let drain_margin_s = drain_margin.as_secs_f64().ceil() as u64;
+    if walltime_s > 0 && drain_margin_s >= walltime_s {
+        return Err(cx.err(
+            "drain_margin",
+            format!(
+                "drain_margin = {drain_margin_s} must be less than the walltime ({walltime_s} s), or the block drains as \
+                 soon as it starts"
+            ),
+        ));
+    }
+    let strategy_period = cx.secs("strategy_period", raw.strategy_period, 5.0, false)?;
+    let connect_default = if local { 60.0 } else { 600.0 };
+    let block_connect_timeout = cx.secs("block_connect_timeout", raw.block_connect_timeout, connect_default, false)?;
+
+    let launcher_path = match raw.launcher_path {
+        Some(p) if p.trim().is_empty() => {
+            return Err(cx.err("launcher_path", "launcher_path = \"\" must name the strand-launcher binary".into()))
+        }
+        Some(p) => p,
+        // The one built next to `strand` on this machine; on a cluster, the one in PATH there.
+        None if local => crate::local::sibling_binary("strand-launcher").display().to_string(),
+        None => "strand-launcher".into(),
+    };
+    let launcher_args = raw.launcher_args.unwrap_or_default();
+    for a in &launcher_args {
+        let flag = a.split('=').next().unwrap_or("");
+        if let Some((_, from)) = OWN_LAUNCHER_OPTIONS.iter().find(|(o, _)| *o == flag) {
+            return Err(
+                cx.err("launcher_args", format!("launcher_args may not contain {flag}: Strand sets it from {from}"))
+            );
+        }
+    }
+    let address = match raw.address {
+        Some(a) if a.trim().is_empty() => {
+            return Err(cx.err("address", "address = \"\" must be an IP address or a host name".into()))
+        }
+        Some(a) => a,
+        None if local => "127.0.0.1".into(),
+        None => crate::host::hostname(),
+    };
+
+    let scheduler = check_scheduler(&cx, raw.scheduler.unwrap_or_default(), provider, launch)?;
+    Ok(ExecutorConfig {
+        label,
+        provider,
+        launch,
+        nodes_per_block,
+        ranks_per_node,
+        pool_size,
+        steps_per_block,
+        init_blocks,
+        min_blocks,
+        max_blocks,
+        parallelism,
+        walltime_s,
+        max_idletime,
+        drain_margin_s,
+        strategy_period,
+        block_connect_timeout,
+        worker_init: raw.worker_init.unwrap_or_default(),
+        launcher_path,
+        launcher_args,
+        launch_args: raw.launch_args.unwrap_or_default(),
+        address,
+        scheduler,
+    })
+}
+
+fn check_scheduler(
+    cx: &Cx,
+    raw: RawScheduler,
+    provider: ProviderKind,
+    launch: LaunchKind,
+) -> Result<SchedulerOptions, ConfigError> {
+    use ProviderKind::{Local, Pbs, Slurm};
+    // A key the chosen provider would ignore is an error, not a silent no-op.
+    let checks: [(&str, bool, &[ProviderKind]); 9] = [
+        ("partition", raw.partition.is_some(), &[Slurm]),
+        ("qos", raw.qos.is_some(), &[Slurm]),
+        ("constraint", raw.constraint.is_some(), &[Slurm]),
+        ("account", raw.account.is_some(), &[Slurm, Pbs]),
+        ("exclusive", raw.exclusive.is_some(), &[Slurm, Pbs]),
+        ("queue", raw.queue.is_some(), &[Pbs]),
+        ("select", raw.select.is_some(), &[Pbs]),
+        ("extra", raw.extra.is_some(), &[Slurm, Pbs]),
+        ("gpus_per_node", raw.gpus_per_node.is_some(), &[Local, Slurm, Pbs]),
+    ];
+    for (key, set, providers) in checks {
+        if set && !providers.contains(&provider) {
+            let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
+            return Err(cx.err(
+                &format!("scheduler.{key}"),
+                format!(
+                    "scheduler.{key} has no effect with provider = {:?}; it is for provider {}",
+                    provider.name(),
+                    names.join(" or ")
+                ),
+            ));
+        }
+    }
+    if raw.mpi.is_some() && launch != LaunchKind::Srun {
+        return Err(cx.err(
+            "scheduler.mpi",
+            format!("scheduler.mpi is the srun --mpi plugin: it has no effect with launch = {:?}", launch.name()),
+        ));
+    }
+    let gpus_per_node = raw.gpus_per_node.map(|g| cx.count("scheduler.gpus_per_node", Some(g), 0, 0)).transpose()?;
+    let mpi = raw.mpi.unwrap_or_else(|| "pmix".into());
+    if mpi.is_empty() || !mpi.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+        return Err(cx.err(
+            "scheduler.mpi",
+            format!("scheduler.mpi = {mpi:?} must be an srun --mpi plugin name such as pmix, pmi2 or cray_shasta"),
+        ));
+    }
+    for (key, v) in [("partition", &raw.partition), ("account", &raw.account), ("qos", &raw.qos), ("queue", &raw.queue)]
+    {
+        if let Some(v) = v {
+            if v.is_empty() || v.chars().any(char::is_whitespace) {
+                return Err(cx.err(&format!("scheduler.{key}"), format!("scheduler.{key} = {v:?} must be one word")));
+            }
+        }
+    }
+    for (key, v) in [("constraint", &raw.constraint), ("select", &raw.select)] {
+        if let Some(v) = v {
+            if v.is_empty() || v.contains('\n') {
+                return Err(cx.err(&format!("scheduler.{key}"), format!("scheduler.{key} = {v:?} must be one line")));
+            }
+        }
+    }
+    let extra = raw.extra.unwrap_or_default();
+    if let Some(bad) = extra.iter().find(|e| e.trim().is_empty() || e.contains('\n')) {
+        return Err(cx.err(
+            "scheduler.extra",
+            format!("scheduler.extra: {bad:?} must be one directive on one line, e.g. \"--mail-type=END\""),
+        ));
+    }
+    Ok(SchedulerOptions {
+        partition: raw.partition,
+        account: raw.account,
+        qos: raw.qos,
+        constraint: raw.constraint,
+        gpus_per_node,
+        exclusive: raw.exclusive.unwrap_or(false),
+        mpi,
+        queue: raw.queue,
+        select: raw.select,
+        extra,
+    })
+}
+
+/// Cores of this machine (the local provider's default ranks).
+fn local_cores() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+}
+
+/// The value of launcher option `flag` in `args` (`--flag N` or `--flag=N`), if given.
+fn launcher_option(args: &[String], flag: &str) -> Option<u32> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1)?.parse().ok()
+        } else {
+            a.strip_prefix(flag)?.strip_prefix('=')?.parse().ok()
+        }
+    })
+}
+
+impl ExecutorConfig {
+    /// Task slots a block brings, estimated from its shape until its managers say so.
+    ///
+    /// Each pool has one manager; its other ranks are workers with `--slots-per-worker`
+    /// slots each; a pool of one rank runs `--local-slots` tasks itself.
+    pub fn slots_per_block(&self) -> u32 {
+        let ranks = self.nodes_per_block.saturating_mul(self.ranks_per_node);
+        // One pool per node and step, unless pool_size says otherwise.
+        let pools = match self.pool_size {
+            Some(p) => ranks.div_ceil(p.max(1)),
+            None => self.nodes_per_block.max(self.steps_per_block),
+        }
+        .clamp(1, ranks.max(1));
+        let workers = ranks.saturating_sub(pools);
+        let slots = if workers == 0 {
+            pools * launcher_option(&self.launcher_args, "--local-slots").unwrap_or(1)
+        } else {
+            workers * launcher_option(&self.launcher_args, "--slots-per-worker").unwrap_or(1)
+        };
+        slots.max(1)
+    }
+
+    /// The strategy's numbers.
+    pub fn strategy_params(&self) -> StrategyParams {
+        StrategyParams {
+            label: self.label.clone(),
+            init_blocks: self.init_blocks,
+            min_blocks: self.min_blocks,
+            max_blocks: self.max_blocks,
+            parallelism: self.parallelism,
+            max_idletime: self.max_idletime,
+            block_connect_timeout: self.block_connect_timeout,
+            slots_per_block: self.slots_per_block(),
+        }
+    }
+
+    /// What [`super::scaler::Scaler::start`] needs: blocks from [`super::script::block_script`]
+    /// for the interchange whose connection file is `conn_file` (an absolute path that the
+    /// compute nodes can read), with their files in `run_dir`.
+    pub fn scaler_config(&self, run_dir: &Path, conn_file: &Path) -> ScalerConfig {
+        let cfg = self.clone();
+        let conn_file = conn_file.to_path_buf();
+        ScalerConfig {
+            params: self.strategy_params(),
+            period: self.strategy_period,
+            nodes_per_block: self.nodes_per_block,
+            walltime_s: self.walltime_s,
+            run_dir: run_dir.to_path_buf(),
+            script: Box::new(move |id| super::script::block_script(&cfg, &conn_file, id)),
+        }
+    }
+
+    /// The provider that runs this executor's blocks.
+    pub fn provider(&self) -> Box<dyn crate::provider::Provider> {
+        match self.provider {
+            ProviderKind::Local => Box::new(crate::provider::local::LocalProvider::new()),
+            ProviderKind::Slurm => Box::new(crate::provider::slurm::SlurmProvider::new()),
+            ProviderKind::Pbs => Box::new(crate::provider::pbs::PbsProvider::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "config.toml")
+    }
+
+    fn one(text: &str) -> ExecutorConfig {
+        match parse(text) {
+            Ok(mut c) => c.executors.remove(0),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_provider() {
+        let e = one("[[executor]]\nlabel = \"laptop\"\nprovider = \"local\"\n");
+        assert_eq!(e.launch, LaunchKind::Mpirun);
+        assert_eq!(e.ranks_per_node, local_cores() + 1);
+        assert_eq!((e.init_blocks, e.min_blocks, e.max_blocks), (1, 0, 1));
+        assert_eq!(e.walltime_s, 0);
+        assert_eq!(e.address, "127.0.0.1");
+        assert!(e.launcher_path.ends_with("strand-launcher"));
+        let e = one("[[executor]]\nlabel = \"c\"\nprovider = \"slurm\"\n");
+        assert_eq!((e.launch, e.ranks_per_node, e.walltime_s, e.drain_margin_s), (LaunchKind::Srun, 1, 3600, 300));
+        assert_eq!(e.scheduler.mpi, "pmix");
+        assert_eq!(e.launcher_path, "strand-launcher");
+        assert_eq!(e.address, crate::host::hostname());
+        let e = one("[[executor]]\nlabel = \"p\"\nprovider = \"pbs\"\nwalltime = \"00:02:00\"\n");
+        assert_eq!((e.launch, e.walltime_s, e.drain_margin_s), (LaunchKind::Mpiexec, 120, 30));
+    }
+
+    #[test]
+    fn errors_name_file_executor_key_and_accepted_values() {
+        let e = parse("[[executor]]\nlabel = \"frontier\"\nprovider = \"sge\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config.toml: executor \"frontier\": provider = \"sge\" is not one of local, slurm, pbs"
+        );
+        assert_eq!(e.key(), Some("provider"));
+        let e = parse("[[executor]]\nlabel = \"a\"\nprovider = \"slurm\"\nnodes_per_blok = 2\n").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("unknown key nodes_per_blok") && m.contains("nodes_per_block"), "{m}");
+        let e = parse("[[executor]]\nlabel = \"a\"\nprovider = \"slurm\"\nnodes_per_block = \"two\"\n").unwrap_err();
+        assert_eq!(e.key(), Some("nodes_per_block"), "{e}");
+        assert!(e.to_string().contains("expected a whole number"), "{e}");
+        // Without a label the executor is named by its place.
+        let e = parse("[[executor]]\nlabel = \"a\"\nprovider = \"local\"\n[[executor]]\nprovider = \"local\"\n")
+            .unwrap_err();
+        assert!(e.to_string().starts_with("config.toml: executor #2: label is missing"), "{e}");
+        let e = parse("[[executors]]\nlabel = \"a\"\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `executors`"), "{e}");
+        let e = parse("[[executor]\n").unwrap_err();
+        assert!(e.to_string().starts_with("config.toml: 1:"), "{e}");
+    }
+
+    #[test]
+    fn walltimes() {
+        assert_eq!(parse_walltime("01:00:00"), Some(3600));
+        assert_eq!(parse_walltime("48:30:05"), Some(48 * 3600 + 30 * 60 + 5));
+        assert_eq!(parse_walltime("90"), Some(90));
+        assert_eq!(parse_walltime("1:60:00"), None);
+        assert_eq!(parse_walltime("1h"), None);
+        assert_eq!(parse_walltime("::"), None);
+        assert_eq!(format_walltime(3600 * 30 + 61), "30:01:01");
+        assert_eq!(format_walltime(59), "00:00:59");
+    }
+
+    #[test]
+    fn slots_are_estimated_from_the_block_shape() {
+        let base = "[[executor]]\nlabel = \"a\"\nprovider = \"slurm\"\n";
+        // 2 nodes x 8 ranks, one pool per node: 14 workers.
+        assert_eq!(one(&format!("{base}nodes_per_block = 2\nranks_per_node = 8\n")).slots_per_block(), 14);
+        // One rank per node runs its own slots.
+        let e = one(&format!("{base}nodes_per_block = 4\nlauncher_args = [\"--local-slots\", \"64\"]\n"));
+        assert_eq!(e.slots_per_block(), 256);
+        let e = one(&format!("{base}nodes_per_block = 1\nranks_per_node = 9\npool_size = 3\n"));
+        assert_eq!(e.slots_per_block(), 6);
+        let p = e.strategy_params();
+        assert_eq!((p.label.as_str(), p.slots_per_block, p.max_blocks), ("a", 6, 1));
+    }
+
+    #[test]
+    fn executor_key_list_matches_the_struct() {
+        // Every listed key is accepted (an unknown one would fail with "unknown key").
+        for key in EXECUTOR_KEYS {
+            let text = format!("[[executor]]\nlabel = \"a\"\nprovider = \"slurm\"\n{key} = []\n");
+            if let Err(e) = parse(&text) {
+                assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+            }
+        }
+    }
+}
