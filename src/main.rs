@@ -109,6 +109,13 @@ struct RunArgs {
     /// When completed tasks reach RUN_DIR/checkpoint.jsonl: task-exit, at-exit, or periodic:SECONDS.
     #[arg(long, default_value = "task-exit", value_name = "MODE")]
     checkpoint: strand::dfk::memo::CheckpointMode,
+    /// Executor configuration (TOML; see docs/executors.md): start an interchange here and let
+    /// the strategy submit blocks through the executor's provider, instead of one local block.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["connection", "workers"])]
+    config: Option<PathBuf>,
+    /// The executor of --config to use, by label (default: the first in the file).
+    #[arg(long, value_name = "LABEL", requires = "config")]
+    executor: Option<String>,
 }
 
 #[derive(Args)]
@@ -385,6 +392,8 @@ struct Session {
     workers: u32,
     /// Run directory: the local block's files and the checkpoint.
     run_dir: PathBuf,
+    /// With `--config`: the interchange started here and the scaler that submits its blocks.
+    scaled: Option<(strand::local::LocalInterchange, strand::executor::scaler::Scaler)>,
 }
 
 impl Session {
@@ -394,7 +403,7 @@ impl Session {
         if let Some(path) = &t.connection {
             let conn = ConnectionInfo::load(path)?;
             std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-            return Ok(Session { conn, local: None, workers: t.workers.unwrap_or(0), run_dir });
+            return Ok(Session { conn, local: None, workers: t.workers.unwrap_or(0), run_dir, scaled: None });
         }
         let mut opts = LocalOptions::new(run_dir.clone());
         if let Some(w) = t.workers {
@@ -412,12 +421,76 @@ impl Session {
         if got == 0 {
             bail!("the local block did not register within 60 s; see {}/block-local-0.log", opts.run_dir.display());
         }
-        Ok(Session { conn: local.conn.clone(), local: Some(local), workers: opts.workers, run_dir })
+        Ok(Session { conn: local.conn.clone(), local: Some(local), workers: opts.workers, run_dir, scaled: None })
+    }
+
+    /// An interchange here with no block of its own; executor `label` of the `config` file
+    /// submits blocks to it through its provider as the strategy asks.
+    fn open_config(t: &Target, config: &std::path::Path, label: Option<&str>) -> Result<Session> {
+        use strand::executor::config::{Config, ProviderKind};
+        // Parse before starting anything: a bad file must not leave processes behind.
+        let file = Config::from_file(config)?;
+        let mut exe = file.executor(label)?.clone();
+        if let Some(l) = &t.launcher {
+            exe.launcher_path = l.display().to_string();
+        }
+        if let Some(p) = t.prefetch {
+            exe.launcher_args.extend(["--prefetch".to_string(), p.to_string()]);
+        }
+        if exe.provider == ProviderKind::Local && !std::path::Path::new(&exe.launcher_path).is_file() {
+            bail!(
+                "{}: executor {:?}: launcher_path = {:?} is not a file (build it with `cargo build --release \
+                 --workspace`, or pass --launcher PATH)",
+                file.origin,
+                exe.label,
+                exe.launcher_path
+            );
+        }
+        let run_dir = t.run_dir.clone().unwrap_or_else(default_run_dir);
+        std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+        // Block scripts run in another directory, maybe on another node: their paths are absolute.
+        let run_dir = std::fs::canonicalize(&run_dir).with_context(|| format!("resolving {}", run_dir.display()))?;
+        let mut opts = LocalOptions::new(run_dir.clone());
+        opts.address = exe.address.clone();
+        if exe.provider != ProviderKind::Local {
+            // Blocks on compute nodes: the interchange's own heartbeat defaults, not the local ones.
+            opts.interchange_args.clear();
+        }
+        let ix = strand::local::LocalInterchange::start(&opts).context("starting the interchange")?;
+        let conn_file = run_dir.join(strand::connection::CONNECTION_FILE);
+        let scaler =
+            strand::executor::scaler::Scaler::start(&ix.conn, exe.provider(), exe.scaler_config(&run_dir, &conn_file));
+        eprintln!(
+            "strand: executor {} ({} blocks of {} node(s), {}): blocks are listed by `strand status {}`",
+            exe.label,
+            exe.provider.name(),
+            exe.nodes_per_block,
+            exe.launch.name(),
+            run_dir.display()
+        );
+        Ok(Session {
+            conn: ix.conn.clone(),
+            local: None,
+            workers: exe.slots_per_block(),
+            run_dir,
+            scaled: Some((ix, scaler)),
+        })
+    }
+
+    /// Why the run cannot go on: the scaler gave up (every block failed, none ever connected).
+    fn failure(&self) -> Option<String> {
+        let why = self.scaled.as_ref().and_then(|(_, scaler)| scaler.state().error)?;
+        Some(format!("{why}; the block scripts and their output are in {}", self.run_dir.display()))
     }
 
     fn close(self) {
         if let Some(l) = self.local {
             l.stop(Duration::from_secs(20));
+        }
+        if let Some((ix, scaler)) = self.scaled {
+            // Cancel the blocks first (the scaler waits, bounded, for their jobs to end).
+            scaler.stop();
+            ix.stop(Duration::from_secs(20));
         }
     }
 }
@@ -431,8 +504,11 @@ fn run(a: RunArgs) -> Result<i32> {
     // Parse before starting anything: a bad file must not leave processes behind.
     let wf = Workflow::from_file(&a.workflow)?;
     let timeout = a.timeout.map(|s| seconds("--timeout", s)).transpose()?;
-    let session = Session::open(&a.target, 1)?;
-    let result = run_workflow(&wf, &session.conn, &session.run_dir, timeout, a.checkpoint);
+    let session = match &a.config {
+        Some(config) => Session::open_config(&a.target, config, a.executor.as_deref())?,
+        None => Session::open(&a.target, 1)?,
+    };
+    let result = run_workflow(&wf, &session.conn, &session.run_dir, timeout, a.checkpoint, &|| session.failure());
     session.close();
     result
 }
@@ -443,6 +519,7 @@ fn run_workflow(
     run_dir: &std::path::Path,
     timeout: Option<Duration>,
     checkpoint_mode: strand::dfk::memo::CheckpointMode,
+    failure: &dyn Fn() -> Option<String>,
 ) -> Result<i32> {
     let checkpoint = run_dir.join(strand::dfk::memo::CHECKPOINT_FILE);
     let events = Some(run_dir.join(strand::dfk::events::EVENTS_FILE));
@@ -483,7 +560,22 @@ fn run_workflow(
         futures[i] = Some(dfk.submit(call));
     }
     let progress = strand::progress::Progress::start(dfk.monitor(), Some(wf.tasks.len() as u64));
-    let left = dfk.wait_all(timeout);
+    // Wait in slices, so that an executor whose every block failed ends the run with its
+    // reason instead of leaving it waiting for blocks that will never come.
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let left = loop {
+        let slice = Duration::from_millis(500);
+        let wait = deadline.map_or(slice, |d| d.saturating_duration_since(std::time::Instant::now()).min(slice));
+        let left = dfk.wait_all(Some(wait));
+        if left == 0 || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break left;
+        }
+        if let Some(why) = failure() {
+            drop(progress);
+            dfk.shutdown();
+            bail!("{why}");
+        }
+    };
     drop(progress);
     let (mut done, mut failed) = (0, 0);
     for (t, f) in wf.tasks.iter().zip(&futures) {
