@@ -243,13 +243,13 @@ pub const SCHEDULER_KEYS: [&str; 10] =
     ["partition", "account", "qos", "constraint", "gpus_per_node", "exclusive", "mpi", "queue", "select", "extra"];
 
 /// Launcher options the executor sets itself from its own keys; `launcher_args` may not repeat them.
-const OWN_LAUNCHER_OPTIONS: [(&str, &str); 6] = [
+/// (`--gpus-per-node` may be given there: for GPUs the scheduler is not asked for, as on Polaris.)
+const OWN_LAUNCHER_OPTIONS: [(&str, &str); 5] = [
     ("--connection", "the run's connection file"),
     ("--block-id", "the block id"),
     ("--pool-size", "pool_size"),
     ("--walltime", "walltime"),
     ("--drain-margin", "drain_margin"),
-    ("--gpus-per-node", "scheduler.gpus_per_node"),
 ];
 
 #[derive(Deserialize)]

@@ -47,7 +47,9 @@ pub fn launcher_words(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId
             cfg.drain_margin_s.to_string(),
         ]);
     }
-    if let Some(g) = gpus {
+    // launcher_args may say it themselves (GPUs the scheduler is not asked for); theirs wins.
+    let own_gpus = cfg.launcher_args.iter().any(|a| a == "--gpus-per-node" || a.starts_with("--gpus-per-node="));
+    if let Some(g) = gpus.filter(|_| !own_gpus) {
         a.extend(["--gpus-per-node".into(), g.to_string()]);
     }
     a.extend(cfg.launcher_args.iter().cloned());
