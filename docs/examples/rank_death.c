@@ -1,11 +1,17 @@
 /* What the MPI runtime does to the other ranks when one dies (docs/fault-domains.md).
- * Build: mpicc -O2 -o rank_death rank_death.c   Run: mpirun -n 4 ./rank_death kill|exit|exit0 VICTIM SECONDS
+ * Build: mpicc -O2 -o rank_death rank_death.c
+ * Run:   mpirun -n 4 ./rank_death kill|exit|exit0 VICTIM SECONDS [nosend] [shrink]
  * The victim raises SIGKILL (kill), or exits with status 3 (exit) or 0 (exit0) without
  * MPI_Finalize, one second after MPI_Init. The others poll MPI_Iprobe every 10 ms and print a
  * line each second; at 2 s rank 0 sends 1 MiB to the victim on a sub-communicator with
  * MPI_ERRORS_RETURN (MPI_Isend, then MPI_Test for up to 3 s) and prints what it got. At the
- * end, each survivor prints "alive at end" and calls MPI_Finalize. */
+ * end, each survivor prints "alive at end" and calls MPI_Finalize. With "nosend" nobody
+ * sends to the dead rank. With "shrink" (ULFM: Open MPI 5 `mpirun --with-ft ulfm`) the
+ * survivors call MPIX_Comm_shrink on the sub-communicator at 3 s and MPI_Barrier on the result. */
 #include <mpi.h>
+#if defined(OPEN_MPI) && OMPI_MAJOR_VERSION >= 5
+#include <mpi-ext.h>
+#endif
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +47,11 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "kill";
     int victim = argc > 2 ? atoi(argv[2]) : 1;
     double seconds = argc > 3 ? atof(argv[3]) : 8;
+    int nosend = 0, shrink = 0;
+    for (int i = 4; i < argc; i++) {
+        nosend |= strcmp(argv[i], "nosend") == 0;
+        shrink |= strcmp(argv[i], "shrink") == 0;
+    }
     int rank, size, flag;
     MPI_Comm pool;
     MPI_Status st;
@@ -61,7 +72,7 @@ int main(int argc, char **argv) {
         exit(strcmp(mode, "exit0") == 0 ? 0 : 3);
     }
 
-    int sent = 0;
+    int sent = nosend;
     double last = start;
     char *buf = calloc(1 << 20, 1);
     while (now() - start < seconds) {
@@ -80,6 +91,20 @@ int main(int argc, char **argv) {
             else describe(rank, "MPI_Test", rc);
             sent = 1;
         }
+#ifdef MPIX_ERR_PROC_FAILED
+        if (shrink && now() - start >= 3) {
+            MPI_Comm smaller;
+            int n = 0;
+            double t0 = now();
+            int rc = MPIX_Comm_shrink(pool, &smaller);
+            char msg[128];
+            if (rc == MPI_SUCCESS) MPI_Comm_size(smaller, &n);
+            snprintf(msg, sizeof msg, "MPIX_Comm_shrink (%.3f s, new size %d)", now() - t0, n);
+            describe(rank, msg, rc);
+            if (rc == MPI_SUCCESS) describe(rank, "MPI_Barrier on the shrunk communicator", MPI_Barrier(smaller));
+            shrink = 0;
+        }
+#endif
         if (now() - last >= 1) {
             last = now();
             say(rank, "polling");
