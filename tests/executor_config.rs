@@ -191,11 +191,23 @@ fn every_example_config_parses_and_writes_block_scripts() {
 
 /// `strand run WORKFLOW --config FILE --run-dir DIR`, bounded: (exit code, stdout, stderr).
 fn strand_run(dir: &Path, workflow: &Path, config: &Path, limit: Duration) -> (Option<i32>, String, String) {
+    strand_run_env(dir, workflow, config, limit, vec![])
+}
+
+/// As [`strand_run`], with more environment (a test Slurm's `PATH` and `SLURM_CONF`).
+fn strand_run_env(
+    dir: &Path,
+    workflow: &Path,
+    config: &Path,
+    limit: Duration,
+    env: Vec<(String, String)>,
+) -> (Option<i32>, String, String) {
     let run_dir = dir.join("run");
     let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
     let mut g = Guard::spawn(
         "strand run --config",
         Command::new(bin("strand"))
+            .envs(env)
             .arg("run")
             .arg(workflow)
             .arg("--config")
@@ -301,4 +313,44 @@ fn config_conflicts_with_connection_and_workers_and_bad_files_start_nothing() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("executor \"frontier\": provider = \"sge\" is not one of local, slurm, pbs"), "{err}");
     assert!(!run_dir.exists(), "nothing started for a bad config");
+}
+
+/// The Slurm script from a config, on a real Slurm (tests/common/slurm.rs; skipped when Slurm is
+/// not installed): a block of 2 nodes as 2 `srun --exact` job steps, one per node, each step's
+/// manager registering under the block id; the workflow runs and the block is cancelled at the end.
+#[test]
+fn strand_run_with_a_slurm_config_runs_job_steps_on_a_real_slurm() {
+    use common::slurm::{LocalSlurm, SlurmOptions};
+    let Some(slurm) = LocalSlurm::start_with(SlurmOptions { nodes: 2, cpus_per_node: 4 }) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("slurm.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[executor]]\nlabel = \"cluster\"\nprovider = \"slurm\"\nlauncher_path = {:?}\naddress = \"127.0.0.1\"\n\
+             nodes_per_block = 2\nranks_per_node = 2\nsteps_per_block = 2\ninit_blocks = 1\nmax_blocks = 1\n\
+             walltime = \"00:05:00\"\ndrain_margin = 30\nstrategy_period = 0.5\nblock_connect_timeout = 120\n",
+            bin("strand-launcher").display().to_string()
+        ),
+    )
+    .expect("write config");
+    let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello.toml");
+    let (code, out, err) = strand_run_env(dir.path(), &hello, &config, Duration::from_secs(240), slurm.env());
+    let run_dir = dir.path().join("run");
+    let outputs: String = std::fs::read_dir(&run_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".out"))
+        .map(|e| format!("{}:\n{}", e.path().display(), tail(&e.path())))
+        .collect();
+    let why = format!("stdout:\n{out}\nstderr:\n{err}\nblock output:\n{outputs}\nslurm:\n{}", slurm.logs());
+    assert_eq!(code, Some(0), "{why}");
+    assert!(out.contains("4 tasks: 4 done"), "{why}");
+    let ilog = std::fs::read_to_string(run_dir.join("interchange.log")).unwrap_or_default();
+    let registered: Vec<&str> = ilog.lines().filter(|l| l.contains("manager registered")).collect();
+    assert_eq!(registered.len(), 2, "one manager per job step:\n{ilog}\n{why}");
+    assert!(registered.iter().all(|l| l.contains("block: cluster-1")), "{ilog}");
+    let script = std::fs::read_to_string(run_dir.join("cluster-1.sbatch")).expect("block script");
+    assert_eq!(script.matches("srun --mpi=pmix --kill-on-bad-exit=0 --exact").count(), 2, "{script}");
 }
