@@ -264,6 +264,8 @@ struct RawFile {
 enum RawTime {
     Seconds(i64),
     Clock(String),
+    /// `walltime = 01:00:00` without quotes is a TOML local time.
+    Time(toml::value::Datetime),
 }
 
 #[derive(Deserialize, Default)]
@@ -589,20 +591,26 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
     }
 
     let walltime_s = match &raw.walltime {
-        None if local => 0,
-        None => 3600,
-        Some(RawTime::Seconds(s)) if *s >= 0 => *s as u64,
-        Some(RawTime::Clock(c)) if parse_walltime(c).is_some() => parse_walltime(c).unwrap_or(0),
-        Some(other) => {
-            let shown = match other {
-                RawTime::Seconds(s) => s.to_string(),
-                RawTime::Clock(c) => format!("{c:?}"),
-            };
-            return Err(cx.err(
-                "walltime",
-                format!("walltime = {shown} must be \"HH:MM:SS\" (minutes and seconds below 60) or whole seconds"),
-            ));
-        }
+        None if local => Some(0),
+        None => Some(3600),
+        Some(RawTime::Seconds(s)) => u64::try_from(*s).ok(),
+        Some(RawTime::Clock(c)) => parse_walltime(c),
+        Some(RawTime::Time(t)) => match (t.date, t.time, t.offset) {
+            (None, Some(t), None) => Some(t.hour as u64 * 3600 + t.minute as u64 * 60 + t.second as u64),
+            _ => None,
+        },
+    };
+    let Some(walltime_s) = walltime_s else {
+        let shown = match &raw.walltime {
+            Some(RawTime::Seconds(s)) => s.to_string(),
+            Some(RawTime::Clock(c)) => format!("{c:?}"),
+            Some(RawTime::Time(t)) => t.to_string(),
+            None => String::new(),
+        };
+        return Err(cx.err(
+            "walltime",
+            format!("walltime = {shown} must be \"HH:MM:SS\" (minutes and seconds below 60) or whole seconds"),
+        ));
     };
     if walltime_s == 0 && !local {
         return Err(cx.err(
@@ -873,6 +881,11 @@ mod tests {
         assert_eq!(e.address, crate::host::hostname());
         let e = one("[[executor]]\nlabel = \"p\"\nprovider = \"pbs\"\nwalltime = \"00:02:00\"\n");
         assert_eq!((e.launch, e.walltime_s, e.drain_margin_s), (LaunchKind::Mpiexec, 120, 30));
+        // Unquoted, a walltime is a TOML time; it means the same.
+        let e = one("[[executor]]\nlabel = \"p\"\nprovider = \"pbs\"\nwalltime = 02:30:00\n");
+        assert_eq!(e.walltime_s, 9000);
+        let e = parse("[[executor]]\nlabel = \"p\"\nprovider = \"pbs\"\nwalltime = 2024-01-01\n").unwrap_err();
+        assert_eq!(e.key(), Some("walltime"), "{e}");
     }
 
     #[test]
