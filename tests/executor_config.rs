@@ -35,6 +35,7 @@ const BAD: &[(&str, &str, &str)] = &[
     ("provider = \"slurm\"\nsteps_per_block = 0", "steps_per_block", "at least 1"),
     ("provider = \"pbs\"\nnodes_per_block = 4\nsteps_per_block = 2", "steps_per_block", "needs launch = \"srun\""),
     ("provider = \"slurm\"\nsteps_per_block = 2", "steps_per_block", "every step needs at least one rank"),
+    ("provider = \"slurm\"\nsteps_per_block = 4000000000", "steps_per_block", "more than 10000"),
     ("provider = \"slurm\"\nmax_blocks = 0", "max_blocks", "at least 1"),
     ("provider = \"slurm\"\nmin_blocks = 3\nmax_blocks = 2", "min_blocks", "must not exceed max_blocks = 2"),
     ("provider = \"slurm\"\ninit_blocks = 5\nmax_blocks = 2", "init_blocks", "must not exceed max_blocks = 2"),

@@ -212,6 +212,9 @@ impl ConfigError {
     }
 }
 
+/// Most job steps per block: beyond Slurm's own limits long before, and it bounds the script.
+pub const MAX_STEPS: u32 = 10_000;
+
 /// Keys of an `[[executor]]` table, as the unknown-key error lists them.
 pub const EXECUTOR_KEYS: [&str; 22] = [
     "label",
@@ -400,7 +403,8 @@ impl Cx<'_> {
     /// `key = value` in seconds: finite, and positive unless `zero_ok`.
     fn secs(&self, key: &str, v: Option<f64>, default: f64, zero_ok: bool) -> Result<Duration, ConfigError> {
         let s = v.unwrap_or(default);
-        let ok = s.is_finite() && if zero_ok { s >= 0.0 } else { s > 0.0 } && s < 1e9;
+        let above_floor = if zero_ok { s >= 0.0 } else { s > 0.0 };
+        let ok = s.is_finite() && above_floor && s < 1e9;
         if !ok {
             let what = if zero_ok { "zero or more" } else { "more than zero" };
             return Err(self.err(key, format!("{key} = {s} must be a number of seconds, {what}")));
@@ -551,6 +555,12 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
     }
     let pool_size = raw.pool_size.map(|p| cx.count("pool_size", Some(p), 1, 1)).transpose()?;
     let steps_per_block = cx.count("steps_per_block", raw.steps_per_block, 1, 1)?;
+    if steps_per_block > MAX_STEPS {
+        return Err(cx.err(
+            "steps_per_block",
+            format!("steps_per_block = {steps_per_block} is more than {MAX_STEPS} concurrent job steps"),
+        ));
+    }
     if steps_per_block > 1 && launch != LaunchKind::Srun {
         return Err(cx.err(
             "steps_per_block",
@@ -561,13 +571,14 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
             ),
         ));
     }
-    if step_layout(nodes_per_block, ranks_per_node, steps_per_block).is_none() {
+    let ranks = nodes_per_block as u64 * ranks_per_node as u64;
+    if steps_per_block as u64 > ranks || step_layout(nodes_per_block, ranks_per_node, steps_per_block).is_none() {
         return Err(cx.err(
             "steps_per_block",
             format!(
                 "steps_per_block = {steps_per_block} is more than the block's {} ranks ({nodes_per_block} nodes x \
                  {ranks_per_node} ranks_per_node): every step needs at least one rank",
-                nodes_per_block * ranks_per_node
+                ranks
             ),
         ));
     }
@@ -803,9 +814,9 @@ impl ExecutorConfig {
         .clamp(1, ranks.max(1));
         let workers = ranks.saturating_sub(pools);
         let slots = if workers == 0 {
-            pools * launcher_option(&self.launcher_args, "--local-slots").unwrap_or(1)
+            pools.saturating_mul(launcher_option(&self.launcher_args, "--local-slots").unwrap_or(1))
         } else {
-            workers * launcher_option(&self.launcher_args, "--slots-per-worker").unwrap_or(1)
+            workers.saturating_mul(launcher_option(&self.launcher_args, "--slots-per-worker").unwrap_or(1))
         };
         slots.max(1)
     }

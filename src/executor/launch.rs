@@ -234,7 +234,7 @@ pub fn step_layout(nodes: u32, ranks_per_node: u32, steps: u32) -> Option<Vec<St
         if n >= s {
             let lo = n * i / s;
             let k = n * (i + 1) / s - lo;
-            out.push(Step { first_node: lo as u32, nodes: k as u32, ranks: (k as u32) * ranks_per_node });
+            out.push(Step { first_node: lo as u32, nodes: k as u32, ranks: (k as u32).saturating_mul(ranks_per_node) });
         } else {
             let node = n * i / s;
             // Steps first..first+here-1 share this node.

@@ -186,7 +186,10 @@ pids=()
     );
     for (i, step) in layout.iter().enumerate() {
         // A step on whole nodes takes their GPUs; steps sharing a node share its GPUs.
-        let gpus = sched.gpus_per_node.map(|g| if step.ranks >= r { g } else { g * step.ranks / r });
+        let gpus =
+            sched
+                .gpus_per_node
+                .map(|g| if step.ranks >= r { g } else { (g as u64 * step.ranks as u64 / r as u64) as u32 });
         let launcher = launcher_words(cfg, conn_file, block_id, gpus);
         let nodelist = format!("$(slice {} {})", step.first_node, step.nodes);
         let words = srun_step(step, &sched.mpi, &nodelist, "$cpt", gpus, &cfg.launch_args, &launcher);
