@@ -276,7 +276,8 @@ fn strand_run_with_a_config_ends_with_the_executors_error_when_every_block_fails
     let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello.toml");
     let (code, out, err) = strand_run(dir.path(), &hello, &config, Duration::from_secs(60));
     assert_eq!(code, Some(2), "stdout:\n{out}\nstderr:\n{err}");
-    assert!(err.contains("executor broken: all 2 block(s) failed and none ever connected"), "{err}");
+    // Two or more: a failed block is replaced while fewer than max_blocks are active.
+    assert!(err.contains("executor broken: all ") && err.contains("block(s) failed and none ever connected"), "{err}");
     assert!(err.contains("the block scripts and their output are in"), "{err}");
 }
 
