@@ -126,29 +126,29 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// `mpirun` options for ranks on this machine only: more ranks than cores allowed, no binding,
+/// shared memory and loopback only (no probing of network interfaces), and no single-copy
+/// mechanism (CMA needs ptrace rights that containers often deny; copy-in/out works everywhere).
+pub const LOCAL_MPIRUN_OPTIONS: [&str; 9] = [
+    "--oversubscribe",
+    "--bind-to",
+    "none",
+    "--mca",
+    "btl",
+    "self,vader",
+    "--mca",
+    "btl_vader_single_copy_mechanism",
+    "none",
+];
+
 /// The `mpirun` argument list (after `mpirun`) that starts `ranks` copies of `program` on this machine.
 pub fn mpirun_args(ranks: u32) -> Vec<String> {
     let mut a = vec![];
     if is_root() {
         a.push("--allow-run-as-root".to_string());
     }
-    a.extend(
-        [
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            // Shared memory and loopback only: no probing of network interfaces.
-            "--mca",
-            "btl",
-            "self,vader",
-            // CMA needs ptrace rights that containers often deny; copy-in/out works everywhere.
-            "--mca",
-            "btl_vader_single_copy_mechanism",
-            "none",
-            "-n",
-        ]
-        .map(String::from),
-    );
+    a.extend(LOCAL_MPIRUN_OPTIONS.map(String::from));
+    a.push("-n".to_string());
     a.push(ranks.to_string());
     a
 }

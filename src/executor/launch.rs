@@ -178,19 +178,8 @@ pub fn launch_command(spec: &LaunchSpec, launcher: &[Word]) -> Vec<Word> {
                 w.push(Word::lit("--allow-run-as-root"));
             }
             if spec.local {
-                // As crate::local::mpirun_args: shared memory only, more ranks than cores allowed,
-                // no single-copy mechanism (CMA needs ptrace rights containers often deny).
-                w.extend(lits(&[
-                    "--oversubscribe",
-                    "--bind-to",
-                    "none",
-                    "--mca",
-                    "btl",
-                    "self,vader",
-                    "--mca",
-                    "btl_vader_single_copy_mechanism",
-                    "none",
-                ]));
+                // The same options as the local default's block.
+                w.extend(lits(&crate::local::LOCAL_MPIRUN_OPTIONS));
             } else {
                 // Open MPI reads the nodes from Slurm or PBS itself; place the ranks per node.
                 w.extend(lits(&["--map-by".to_string(), format!("ppr:{}:node", spec.ranks_per_node)]));
