@@ -338,7 +338,10 @@ fn a_failed_node_costs_only_its_job_step_with_no_kill() {
     // The control job ends with the node; the kept job loses only its step on that node.
     c.slurm.wait_state(&control, "NODE_FAIL", START);
     let control_id = JobId(control.clone());
-    assert_eq!(c.slurm.provider().status(&[control_id.clone()]).expect("status")[&control_id], JobState::Failed);
+    assert_eq!(
+        c.slurm.provider().status(std::slice::from_ref(&control_id)).expect("status")[&control_id],
+        JobState::Failed
+    );
     wait_until("the kept job's step on the failed node to end", START, || {
         c.steps_with_nodes(&kept).iter().all(|(_, n)| n != &nodes[1])
     });
@@ -392,16 +395,16 @@ fn slurm_provider_submits_polls_and_cancels_real_blocks() {
     let unknown = JobId("1".into());
     let m = p.status(&[id.clone(), unknown.clone()]).expect("status");
     assert_eq!((&m[&id], &m[&unknown]), (&JobState::Running, &JobState::Missing));
-    assert_eq!(p.status(&[unknown.clone()]).expect("status")[&unknown], JobState::Missing);
+    assert_eq!(p.status(std::slice::from_ref(&unknown)).expect("status")[&unknown], JobState::Missing);
 
     // A block that exits on its own completes.
     let quick =
         p.submit(&req("provider-quick", "#!/bin/bash\n#SBATCH --output=/dev/null\ntrue\n".into())).expect("submit");
     wait_state(&mut p, &quick, JobState::Completed);
 
-    p.cancel(&[id.clone()]).expect("cancel");
+    p.cancel(std::slice::from_ref(&id)).expect("cancel");
     wait_state(&mut p, &id, JobState::Cancelled);
-    p.cancel(&[id.clone()]).expect("cancelling a finished job again is not an error");
+    p.cancel(std::slice::from_ref(&id)).expect("cancelling a finished job again is not an error");
     c.wait_blocks(&[], START);
 }
 

@@ -392,7 +392,7 @@ fn run(
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             let states = r.provider.status(&jobs).unwrap_or_default();
-            if jobs.iter().all(|j| states.get(j).map_or(true, |s| s.is_terminal() || *s == JobState::Missing)) {
+            if jobs.iter().all(|j| states.get(j).is_none_or(|s| s.is_terminal() || *s == JobState::Missing)) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
