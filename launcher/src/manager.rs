@@ -97,6 +97,29 @@ struct PendingSend {
     buf: *mut [u8],
 }
 
+/// Which worker each of the first `n` backlog tries goes to: `held[k]` is what worker k holds,
+/// `depth` the most it may hold. Level by level, the least loaded first: every idle worker gets
+/// a try before any gets a second (the front of the backlog, its highest priority, runs at once
+/// instead of waiting behind another try in a prefetch slot). Shorter than `n` when all are full.
+pub(crate) fn share_out(held: &[u32], depth: u32, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..held.len()).collect();
+    order.sort_by_key(|&k| held[k]);
+    let mut have: Vec<u32> = held.to_vec();
+    let mut out = Vec::with_capacity(n.min(held.len() * depth as usize));
+    for level in 1..=depth {
+        for &k in &order {
+            if out.len() == n {
+                return out;
+            }
+            if have[k] < level {
+                have[k] += 1;
+                out.push(k);
+            }
+        }
+    }
+    out
+}
+
 /// Start a non-blocking send of `bytes` to `rank`; the buffer lives until the send completes.
 fn isend(pool: &SimpleCommunicator, sends: &mut Vec<PendingSend>, rank: i32, bytes: Vec<u8>, tag: i32) {
     let buf: &'static [u8] = Box::leak(bytes.into_boxed_slice());
@@ -499,22 +522,24 @@ impl Manager<'_> {
         fed
     }
 
-    /// Hand backlog to workers (least loaded first) and to local slots, up to their depth.
+    /// Hand backlog to workers (least loaded first, level by level) and to local slots, up to their depth.
     fn feed(&mut self) -> bool {
         let mut fed = self.feed_wide();
         if self.backlog.is_empty() {
             return fed;
         }
-        self.workers.sort_by_key(|w| w.held());
-        let (wide, pool, sends) = (&self.wide, self.pool, &mut self.sends);
-        for w in self.workers.iter_mut().filter(|w| !w.lost && !wide.is_blocked(w.rank)) {
-            let room = self.per_worker.saturating_sub(w.held()) as usize;
-            let n = room.min(self.backlog.len());
-            if n == 0 {
-                continue;
-            }
-            let batch: Vec<Try> = self.backlog.drain(..n).collect();
-            isend(pool, sends, w.rank, pool_msg::encode_tries(&batch), TAG_TRIES);
+        let wide = &self.wide;
+        let eligible: Vec<usize> =
+            (0..self.workers.len()).filter(|&i| !self.workers[i].lost && !wide.is_blocked(self.workers[i].rank)).collect();
+        let held: Vec<u32> = eligible.iter().map(|&i| self.workers[i].held()).collect();
+        let mut batches: Vec<Vec<Try>> = vec![Vec::new(); eligible.len()];
+        for k in share_out(&held, self.per_worker, self.backlog.len()) {
+            let Some(t) = self.backlog.pop_front() else { break };
+            batches[k].push(t);
+        }
+        for (k, batch) in batches.into_iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+            let w = &mut self.workers[eligible[k]];
+            isend(self.pool, &mut self.sends, w.rank, pool_msg::encode_tries(&batch), TAG_TRIES);
             w.tries.extend(batch.iter().map(|t| t.id));
             fed = true;
         }
@@ -548,5 +573,32 @@ impl Manager<'_> {
             exec.kill_running();
             exec.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_out;
+
+    #[test]
+    fn every_idle_worker_gets_a_try_before_any_gets_a_second() {
+        // Two idle workers, prefetch 1 (depth 2), two tries: one each, not both to the first.
+        assert_eq!(share_out(&[0, 0], 2, 2), [0, 1]);
+        // Three tries: the front two run at once, the third waits in a prefetch slot.
+        assert_eq!(share_out(&[0, 0], 2, 3), [0, 1, 0]);
+    }
+
+    #[test]
+    fn the_least_loaded_come_first_and_full_workers_get_nothing() {
+        assert_eq!(share_out(&[1, 0, 2], 2, 5), [1, 1, 0]);
+        assert_eq!(share_out(&[2, 2], 2, 4), Vec::<usize>::new());
+        assert_eq!(share_out(&[], 2, 4), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn multi_slot_workers_fill_their_slots_level_by_level() {
+        // Workers of 2 slots with prefetch 1 (depth 4): slots first, across workers.
+        assert_eq!(share_out(&[0, 1], 4, 4), [0, 0, 1, 0]);
+        assert_eq!(share_out(&[0, 0], 4, 100).len(), 8);
     }
 }
