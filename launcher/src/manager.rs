@@ -529,8 +529,9 @@ impl Manager<'_> {
             return fed;
         }
         let wide = &self.wide;
-        let eligible: Vec<usize> =
-            (0..self.workers.len()).filter(|&i| !self.workers[i].lost && !wide.is_blocked(self.workers[i].rank)).collect();
+        let eligible: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| !self.workers[i].lost && !wide.is_blocked(self.workers[i].rank))
+            .collect();
         let held: Vec<u32> = eligible.iter().map(|&i| self.workers[i].held()).collect();
         let mut batches: Vec<Vec<Try>> = vec![Vec::new(); eligible.len()];
         for k in share_out(&held, self.per_worker, self.backlog.len()) {
