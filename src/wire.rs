@@ -215,6 +215,14 @@ pub enum ManagerMsg {
     Draining,
     /// The pool is stopping: send nothing more.
     Goodbye,
+    /// Its capacity changed (a worker rank was lost): what it can run at once and what it
+    /// wants queued beyond that, replacing the numbers it registered with.
+    Capacity {
+        /// Tries it can run at once.
+        slots: u32,
+        /// Extra tries it wants queued.
+        prefetch: u32,
+    },
 }
 
 impl Message for ManagerMsg {

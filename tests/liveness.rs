@@ -240,6 +240,16 @@ fn hung_worker_is_lost_and_the_rest_of_its_pool_keeps_serving() {
         .collect();
     assert_eq!(lost.len(), 1, "the hung worker's try failed WorkerLost, the other finished: {outcomes:?}");
     assert!(outcomes.iter().any(|o| o.is_ok()));
+    // Its manager now advertises one slot, not two: the interchange stops counting the lost rank.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let slots = client.status(Duration::from_secs(5)).ok().and_then(|s| s.managers.first().map(|m| m.slots));
+        if slots == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the manager still advertises {slots:?} slots after losing a worker");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The pool keeps serving with its other worker.
     let more: Vec<_> = (0..5).map(|i| dfk.submit(Call::function("echo", vec![i]))).collect();
     for (i, f) in more.iter().enumerate() {

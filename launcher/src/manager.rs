@@ -156,6 +156,8 @@ struct Manager<'a> {
     last_seen_seq: u64,
     /// A registration is on its way: further `Reregister`s (one per message sent before it) are moot.
     registering: bool,
+    /// The (slots, prefetch) the interchange was last told.
+    advertised: (u32, u32),
     workers: Vec<WorkerSlot>,
     per_worker: u32,
     local: Option<Executor>,
@@ -212,6 +214,7 @@ pub fn run_manager(
         seq: 0,
         last_seen_seq: 0,
         registering: false,
+        advertised: (0, 0),
         per_worker,
         local,
         local_held: 0,
@@ -240,8 +243,25 @@ pub fn run_manager(
 }
 
 impl Manager<'_> {
+    /// Tries the pool can run at once: its live workers' slots and its own.
     fn slots(&self) -> u32 {
-        self.workers.len() as u32 * self.cfg.slots_per_worker + self.local_slots()
+        self.live_workers() * self.cfg.slots_per_worker + self.local_slots()
+    }
+
+    fn live_workers(&self) -> u32 {
+        self.workers.iter().filter(|w| !w.lost).count() as u32
+    }
+
+    /// (slots, prefetch) to advertise: prefetch held by workers, plus a manager backlog as deep
+    /// as the pool's slots so refills never wait for the interchange. `--prefetch 0` means no
+    /// try waits in this pool at all (long tasks: a queued one could run on another pool).
+    fn capacity(&self) -> (u32, u32) {
+        let slots = self.slots();
+        let backlog = if self.cfg.prefetch > 0 { slots } else { 0 };
+        let prefetch = self.live_workers() * self.cfg.slots_per_worker * self.cfg.prefetch
+            + self.local_slots() * self.cfg.prefetch
+            + backlog;
+        (slots, prefetch)
     }
 
     fn local_slots(&self) -> u32 {
@@ -253,14 +273,8 @@ impl Manager<'_> {
     }
 
     fn register(&mut self) -> Result<(), ManagerError> {
-        let slots = self.slots();
-        // Prefetch held by workers, plus a manager backlog as deep as the pool's
-        // slots so refills never wait for the interchange. `--prefetch 0` means no try
-        // waits in this pool at all (long tasks: a queued one could run on another pool).
-        let backlog = if self.cfg.prefetch > 0 { slots } else { 0 };
-        let prefetch = self.workers.len() as u32 * self.cfg.slots_per_worker * self.cfg.prefetch
-            + self.local_slots() * self.cfg.prefetch
-            + backlog;
+        let (slots, prefetch) = self.capacity();
+        self.advertised = (slots, prefetch);
         let reg = Registration {
             manager: self.cfg.id,
             block: strand::task::BlockId(self.cfg.block.clone()),
@@ -404,6 +418,8 @@ impl Manager<'_> {
                     self.next_heartbeat = self.last_heard + self.heartbeat_period;
                     info!(self.log, "registered with the interchange";
                         "heartbeat_ms" => heartbeat_period_ms, "threshold_ms" => heartbeat_threshold_ms);
+                    // A worker lost while the registration was on its way.
+                    self.advertise_capacity();
                 }
                 ToManagerMsg::Tasks(tries) => {
                     debug!(self.log, "tries received"; "n" => tries.len());
@@ -472,8 +488,10 @@ impl Manager<'_> {
     fn check_workers(&mut self) {
         let threshold = self.cfg.worker_threshold;
         let manager = self.cfg.id;
+        let mut lost_any = false;
         for w in self.workers.iter_mut().filter(|w| !w.lost && w.last_heard.elapsed() > threshold) {
             w.lost = true;
+            lost_any = true;
             warn!(self.log, "worker lost: silent past the threshold; its tries fail, it gets no more";
                 "rank" => w.rank, "host" => &w.host, "tries" => w.tries.len(),
                 "silent_ms" => w.last_heard.elapsed().as_millis() as u64);
@@ -483,6 +501,21 @@ impl Manager<'_> {
                 self.results.push(TryResult { id, outcome: Outcome::Failed(failure) });
             }
         }
+        if lost_any {
+            self.advertise_capacity();
+        }
+    }
+
+    /// Tell the interchange the capacity left, if it changed, so it stops counting lost ranks'
+    /// slots (during a registration, the `Registered` reply calls this again).
+    fn advertise_capacity(&mut self) {
+        let now = self.capacity();
+        if self.registering || now == self.advertised {
+            return;
+        }
+        info!(self.log, "advertising the capacity left"; "slots" => now.0, "prefetch" => now.1);
+        self.advertised = now;
+        self.send(&ManagerMsg::Capacity { slots: now.0, prefetch: now.1 });
     }
 
     fn drain_local(&mut self) -> bool {

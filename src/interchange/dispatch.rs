@@ -177,6 +177,18 @@ impl Dispatcher {
         self.hungry.insert(id);
     }
 
+    /// A manager's capacity changed (it lost a worker). Tries it holds beyond the new capacity
+    /// stay with it (its other workers run them); it gets new ones once it is below it.
+    pub fn set_capacity(&mut self, m: ManagerId, slots: u32, prefetch: u32) {
+        let Some(st) = self.managers.get_mut(&m) else { return };
+        st.reg.slots = slots;
+        st.reg.prefetch = prefetch;
+        st.capacity = if slots == 0 { 0 } else { slots.saturating_add(prefetch) };
+        if st.free() == 0 {
+            self.hungry.remove(&m);
+        }
+    }
+
     /// Any message from a manager proves it alive.
     pub fn touch(&mut self, m: ManagerId, now: Instant) {
         if let Some(st) = self.managers.get_mut(&m) {
@@ -494,6 +506,34 @@ mod tests {
         d.flush(&mut c);
         assert_eq!(c.all_results(), vec![done(sent[0])]);
         assert_eq!(c.sent_to(ManagerId(1)).len(), 4, "freed slot is refilled at once");
+    }
+
+    #[test]
+    fn a_manager_that_lost_workers_gets_only_what_it_has_left() {
+        let now = Instant::now();
+        let mut d = Dispatcher::new(cfg());
+        let mut c = Recorder::default();
+        d.register(reg(1, 2, 2), now);
+        d.submit(ClientId(9), tries(9, 0..10, 0), &mut c);
+        d.flush(&mut c);
+        let sent = c.sent_to(ManagerId(1));
+        assert_eq!(sent.len(), 4);
+        // It lost a worker: one slot and one prefetch left, while it still holds 4.
+        d.set_capacity(ManagerId(1), 1, 1);
+        assert_eq!(d.status(now).managers[0].slots, 1, "status shows the capacity left");
+        for (i, t) in sent.iter().take(2).enumerate() {
+            d.results(ManagerId(1), vec![done(*t)], now);
+            d.flush(&mut c);
+            assert_eq!(c.sent_to(ManagerId(1)).len(), 4, "still at or over its capacity after {} result(s)", i + 1);
+        }
+        d.results(ManagerId(1), vec![done(sent[2])], now);
+        d.flush(&mut c);
+        assert_eq!(c.sent_to(ManagerId(1)).len(), 5, "below its new capacity of 2, it gets one more");
+        // A pool with no worker left gets nothing.
+        d.set_capacity(ManagerId(1), 0, 0);
+        d.results(ManagerId(1), vec![done(sent[3])], now);
+        d.flush(&mut c);
+        assert_eq!(c.sent_to(ManagerId(1)).len(), 5);
     }
 
     #[test]

@@ -334,6 +334,11 @@ impl Interchange {
                     info!(self.log, "manager draining"; "manager" => %m);
                     self.dispatcher.set_mode(m, ManagerMode::Draining);
                 }
+                ManagerMsg::Capacity { slots, prefetch } => {
+                    info!(self.log, "manager capacity changed"; "manager" => %m, "slots" => slots,
+                        "prefetch" => prefetch);
+                    self.dispatcher.set_capacity(m, slots, prefetch);
+                }
                 ManagerMsg::Goodbye => {
                     info!(self.log, "manager left"; "manager" => %m);
                     self.dispatcher.manager_lost(m);
