@@ -552,6 +552,11 @@ fn run_workflow(
         call.walltime_ms = t.spec.walltime_ms;
         // File dependencies were resolved when the file was parsed; outputs are still checked.
         call.output_files = t.spec.outputs.clone();
+        if t.hash_inputs {
+            // Their content joins the memo key (hashed off the DFK's lock when the task is ready).
+            call.input_files = t.input_files.clone();
+            call = call.hash_inputs(true);
+        }
         for &d in &t.after {
             if let Some(f) = &futures[d] {
                 call = call.after(f);

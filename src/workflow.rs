@@ -48,6 +48,10 @@ pub struct WorkflowTask {
     pub after: Vec<usize>,
     /// Extra tries after a failure.
     pub retries: u32,
+    /// Its input files (sweep variables substituted).
+    pub input_files: Vec<String>,
+    /// Whether its input files' content is part of its memo key (`hash_inputs`).
+    pub hash_inputs: bool,
 }
 
 /// Why a workflow file was refused.
@@ -188,6 +192,7 @@ struct RawDefaults {
     cwd: Option<String>,
     env: Option<BTreeMap<String, String>>,
     resources: Option<crate::task::ResourceRequest>,
+    hash_inputs: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +215,7 @@ struct RawTask {
     inputs: Option<Vec<String>>,
     outputs: Option<Vec<String>>,
     resources: Option<crate::task::ResourceRequest>,
+    hash_inputs: Option<bool>,
 }
 
 /// One concrete task of a `[[task]]` table: its full name and sweep bindings.
@@ -553,6 +559,8 @@ impl Workflow {
                 },
                 after,
                 retries: t.retries.or(defaults.retries).unwrap_or(0),
+                input_files: inputs.clone(),
+                hash_inputs: t.hash_inputs.or(defaults.hash_inputs).unwrap_or(false),
             });
         }
         let wf = Workflow { tasks };

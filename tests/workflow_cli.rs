@@ -134,3 +134,49 @@ fn files_order_tasks_and_missing_outputs_fail() {
     assert!(text.contains("count: done: 2"), "count ran after sort wrote the file: {text}");
     assert!(text.contains("lazy: failed after 1 tries: MissingOutputs") && text.contains("never.txt"), "{text}");
 }
+
+/// `hash_inputs = true`: editing a data file no task writes re-runs its readers, and only them.
+#[test]
+fn hash_inputs_reruns_the_readers_of_an_edited_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run_dir = dir.path().join("run");
+    let data = dir.path().join("data.txt");
+    let wf = dir.path().join("wf.toml");
+    std::fs::write(
+        &wf,
+        format!(
+            "[[task]]\nname = \"hashed\"\ncommand = \"wc -l < {{in0}}\"\ninputs = [\"{d}\"]\nhash_inputs = true\n\n\
+             [[task]]\nname = \"by-name\"\ncommand = \"wc -l < {{in0}}\"\ninputs = [\"{d}\"]\n",
+            d = data.display()
+        ),
+    )
+    .expect("write");
+    let run = |n: usize| {
+        let out = dir.path().join(format!("out{n}"));
+        let mut g = Guard::spawn(
+            "strand run",
+            Command::new(bin("strand"))
+                .arg("run")
+                .arg(&wf)
+                .args(["--workers", "1", "--timeout", "60"])
+                .arg("--run-dir")
+                .arg(&run_dir)
+                .stdout(std::fs::File::create(&out).expect("out")),
+        );
+        let st = g.wait(Duration::from_secs(120));
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        assert!(st.success(), "run {n} failed ({st}):\n{text}");
+        text
+    };
+    std::fs::write(&data, "a\n").expect("write");
+    let first = run(1);
+    assert!(first.contains("hashed: done: 1") && first.contains("by-name: done: 1"), "{first}");
+    assert!(first.contains("(0 skipped"), "{first}");
+    let same = run(2);
+    assert!(same.contains("(2 skipped"), "nothing changed, nothing runs:\n{same}");
+    std::fs::write(&data, "a\nb\n").expect("write");
+    let edited = run(3);
+    assert!(edited.contains("hashed: done: 2"), "the hashed reader saw the new content:\n{edited}");
+    assert!(edited.contains("by-name: done: 1"), "the reader keyed by name kept its result:\n{edited}");
+    assert!(edited.contains("(1 skipped"), "{edited}");
+}

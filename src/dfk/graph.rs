@@ -228,6 +228,8 @@ struct Node {
     in_flight: bool,
     /// Memo key, known once the task is ready (its inputs are in it).
     key: Option<MemoKey>,
+    /// Content hashes of its input files (`hash_inputs`), computed off the graph's lock.
+    input_hashes: Option<Vec<MemoKey>>,
     /// For a join whose body has run: the future it stands for.
     forward: Option<TaskFuture>,
     future: TaskFuture,
@@ -275,6 +277,8 @@ pub struct Graph {
     producers: HashMap<String, TaskFuture>,
     /// Join bodies ready to run (outside the graph's lock).
     joins: Vec<(TaskId, JoinFn, Vec<Vec<u8>>)>,
+    /// Ready tasks whose input files must be hashed before their memo key is known.
+    to_hash: Vec<(TaskId, Vec<std::path::PathBuf>)>,
     /// Told the id of every task that reaches a terminal state.
     on_end: Option<crossbeam_channel::Sender<TaskId>>,
     /// Checkpoint write errors (reported by the caller; the run goes on).
@@ -301,6 +305,7 @@ impl Graph {
             memoize_by_default: false,
             producers: HashMap::new(),
             joins: Vec::new(),
+            to_hash: Vec::new(),
             on_end: None,
             checkpoint_errors: Vec::new(),
         }
@@ -420,6 +425,7 @@ impl Graph {
                 retry_spent: 0,
                 in_flight: false,
                 key: None,
+                input_hashes: None,
                 forward: None,
                 future: future.clone(),
             }),
@@ -445,9 +451,16 @@ impl Graph {
                 self.joins.push((id, Arc::clone(f), inputs));
                 continue;
             }
+            let memoize = node.attempt == 0 && node.call.memoize.unwrap_or(self.memoize_by_default);
+            if memoize && node.call.hash_inputs && node.input_hashes.is_none() {
+                // Reading and hashing files can take seconds: not under the graph's lock.
+                // `hashed` puts the task back at the front of the ready queue.
+                self.to_hash.push((id, node.call.input_files.iter().map(std::path::PathBuf::from).collect()));
+                continue;
+            }
             let spec = concrete_spec(&node.call);
-            if node.attempt == 0 && node.call.memoize.unwrap_or(self.memoize_by_default) {
-                node.key = memo_key(&node.call, &spec);
+            if memoize {
+                node.key = memo_key(&node.call, &spec, node.input_hashes.as_deref());
                 if let Some(key) = node.key {
                     node.future.set_key(key);
                     // A result whose declared output files were deleted since is not reused.
@@ -466,6 +479,24 @@ impl Graph {
             self.event(id, State::Launched, attempt, None);
         }
         out
+    }
+
+    /// Whether input files wait to be hashed.
+    pub fn has_hashing(&self) -> bool {
+        !self.to_hash.is_empty()
+    }
+
+    /// Tasks whose input files must be hashed (outside the lock) before their memo key is known.
+    pub fn take_hashing(&mut self) -> Vec<(TaskId, Vec<std::path::PathBuf>)> {
+        std::mem::take(&mut self.to_hash)
+    }
+
+    /// The content hashes of a task's input files, in order: it is ready again.
+    pub fn hashed(&mut self, id: TaskId, hashes: Vec<MemoKey>) {
+        if let Some(node) = self.nodes.get_mut(&id) {
+            node.input_hashes = Some(hashes);
+            self.ready.push_front(id);
+        }
     }
 
     /// Whether join bodies are waiting to run.
@@ -743,19 +774,25 @@ fn concrete_spec(call: &Call) -> TaskSpec {
     }
 }
 
-/// The memo key of a ready task, or `None` if a dependency has none (then it cannot be memoized safely).
-fn memo_key(call: &Call, spec: &TaskSpec) -> Option<MemoKey> {
+/// The memo key of a ready task, or `None` if a dependency has none (then it cannot be memoized
+/// safely). `input_hashes`: its input files' content hashes, when it asked for them.
+fn memo_key(call: &Call, spec: &TaskSpec, input_hashes: Option<&[MemoKey]>) -> Option<MemoKey> {
     let mut deps: Vec<MemoKey> =
         call.inputs.iter().chain(call.after.iter()).map(TaskFuture::key).collect::<Option<Vec<_>>>()?;
-    if call.hash_inputs {
-        // The files' content stands in for them as extra "dependencies" (a missing file hashes
-        // as empty, so it differs from any content it later gets).
-        for f in &call.input_files {
-            let content = std::fs::read(f).unwrap_or_default();
-            deps.push(MemoKey(*blake3::hash(&content).as_bytes()));
-        }
-    }
+    // The files' content stands in for them as extra "dependencies".
+    deps.extend(input_hashes.unwrap_or_default());
     Some(MemoKey::of(spec, call.name.as_deref(), call.version.as_deref(), &deps))
+}
+
+/// The content hash of an input file, for memo keys. A missing or unreadable file hashes as
+/// empty, so it differs from any content it later gets. Large files are memory-mapped and
+/// hashed on several threads.
+pub fn hash_input_file(path: &std::path::Path) -> MemoKey {
+    let mut h = blake3::Hasher::new();
+    if h.update_mmap_rayon(path).is_err() {
+        h = blake3::Hasher::new();
+    }
+    MemoKey(*h.finalize().as_bytes())
 }
 
 /// How a finished future reads, for callers that only need the outcome.
@@ -929,6 +966,10 @@ mod tests {
             let mut g = Graph::with_memo(ClientId(1), memo);
             g.memoize_by_default(true);
             g.add(Call::shell("wc -l {in0}").input_file(path.clone()).hash_inputs(true));
+            assert!(g.take_ready(1).is_empty(), "it waits for its inputs' hashes");
+            for (id, files) in g.take_hashing() {
+                g.hashed(id, files.iter().map(|f| hash_input_file(f)).collect());
+            }
             let t = g.take_ready(1);
             for x in &t {
                 g.on_result(done(x, "1"));

@@ -339,6 +339,7 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
             }
         }
         run_joins(&shared);
+        start_hashing(&shared);
         if refused_until.is_some_and(|t| Instant::now() >= t) {
             refused_until = None;
         }
@@ -384,7 +385,7 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
             g.checkpoint(false);
         }
         // Joins that became ready while sending run before we sleep: nothing else would wake us.
-        if client.readable() || shared.graph().has_joins() {
+        if client.readable() || shared.graph().has_joins() || shared.graph().has_hashing() {
             continue;
         }
         let wait = if ready > 0 && refused_until.is_some() { Duration::from_millis(5) } else { ping_every };
@@ -396,6 +397,19 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
     }
     shared.graph().flush_events();
     let _ = client.send(&ClientMsg::Bye);
+}
+
+/// Hash the input files of tasks that asked for it on rayon's pool, outside the graph's lock;
+/// each task goes back to the ready queue with its hashes and the I/O loop is woken.
+fn start_hashing(shared: &Arc<Shared>) {
+    for (id, files) in shared.graph().take_hashing() {
+        let shared = Arc::clone(shared);
+        rayon::spawn(move || {
+            let hashes = files.iter().map(|f| graph::hash_input_file(f)).collect();
+            shared.graph().hashed(id, hashes);
+            shared.waker.wake();
+        });
+    }
 }
 
 /// Run join bodies that became ready, outside the graph's lock (they submit tasks).
