@@ -19,6 +19,7 @@
 pub mod backoff;
 pub mod exec;
 pub mod manager;
+pub mod placement;
 pub mod pool_msg;
 pub mod stop;
 pub mod wide;

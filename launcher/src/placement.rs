@@ -1,0 +1,628 @@
+//! Rank placement: which processing units (PUs) each launcher rank of a node is bound to.
+//!
+//! The plan ([`plan`]) is a pure function of a [`NodeTopology`] summary, the rank's place
+//! among the launcher's ranks on its node, the process's current binding and a
+//! [`BindPolicy`], so every policy is unit-tested without hwloc. Only [`read_node`] and
+//! [`place`] touch hwloc: they read the topology, bind the whole process (every thread,
+//! including MPI's own) and log one line. Children (task processes) inherit the binding.
+//! Placement never aborts the launcher: anything hwloc cannot do is a warning, and the rank
+//! runs unbound.
+
+use hwlocality::cpu::binding::CpuBindingFlags;
+use hwlocality::cpu::cpuset::CpuSet;
+use hwlocality::object::attributes::ObjectAttributes;
+use hwlocality::object::types::{OSDeviceType, ObjectType};
+use hwlocality::topology::builder::TypeFilter;
+use hwlocality::Topology;
+use slog::{info, warn, Logger};
+use std::collections::BTreeSet;
+use thiserror::Error;
+
+/// How `--bind` places a rank on its node's cores.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BindPolicy {
+    /// Leave the binding the MPI runtime gave (or did not give) the rank.
+    None,
+    /// One core per rank, in order (rank i on core i), round-robin when ranks outnumber cores.
+    Core,
+    /// One NUMA domain per rank (or several whole domains when ranks are fewer than domains).
+    Numa,
+    /// An even share of the node's cores, contiguous and NUMA-aligned when that keeps the
+    /// shares even; left alone when the MPI runtime already bound the rank, or when the node
+    /// has more ranks than cores (as Open MPI does: pinning then only stops the kernel from
+    /// balancing the load).
+    #[default]
+    Auto,
+}
+
+/// One core: the OS indices of its PUs (hardware threads).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Core {
+    /// OS indices of the core's PUs that this process may use.
+    pub pus: Vec<u32>,
+}
+
+/// One NUMA domain that holds cores (memory-only domains such as HBM or CXL are left out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumaDomain {
+    /// The domain's OS index (as in `numactl --hardware`).
+    pub os_index: u32,
+    /// Its cores, in topology order.
+    pub cores: Vec<Core>,
+}
+
+/// A GPU (or co-processor) and the NUMA domains of its locality.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gpu {
+    /// hwloc's name for it (`card0`, `cuda0`, `rsmi0`, ...).
+    pub name: String,
+    /// OS indices of the NUMA domains nearest to it (empty when hwloc does not know).
+    pub numa: Vec<u32>,
+}
+
+/// What placement needs to know about a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeTopology {
+    /// NUMA domains with cores, in topology order.
+    pub domains: Vec<NumaDomain>,
+    /// GPUs and co-processors hwloc found.
+    pub gpus: Vec<Gpu>,
+}
+
+/// This rank's place among the launcher's ranks on its node (from `MPI_Comm_split_type(SHARED)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeRank {
+    /// Node-local rank, 0-based.
+    pub index: u32,
+    /// Launcher ranks on this node.
+    pub count: u32,
+}
+
+/// Why a rank is left with the binding it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// `--bind none`.
+    PolicyNone,
+    /// The process's cpuset is narrower than the node's: the MPI runtime (or `srun
+    /// --cpu-bind`) already bound it, and it knows the allocation better than we do.
+    AlreadyBound,
+    /// More ranks than cores on the node under `auto`.
+    Oversubscribed,
+    /// The topology has no cores we may use (nothing to bind to).
+    NoCores,
+}
+
+/// What placement decided for one rank.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Bind the process to these PU OS indices (sorted, not empty).
+    Bind(Vec<u32>),
+    /// Leave the binding as it is.
+    Leave(LeaveReason),
+}
+
+/// The cores of the node in topology order, each with the position of its NUMA domain.
+fn flat_cores(topo: &NodeTopology) -> Vec<(usize, &Core)> {
+    topo.domains
+        .iter()
+        .enumerate()
+        .flat_map(|(d, dom)| dom.cores.iter().filter(|c| !c.pus.is_empty()).map(move |c| (d, c)))
+        .collect()
+}
+
+/// Every PU of the node that this process may use.
+pub fn all_pus(topo: &NodeTopology) -> BTreeSet<u32> {
+    flat_cores(topo).into_iter().flat_map(|(_, c)| c.pus.iter().copied()).collect()
+}
+
+/// Decide the cpuset of node-local rank `rank` under `policy`, given the PUs the process is
+/// bound to now (`current`). Never fails: odd inputs (an index past the count, a count of 0)
+/// are folded into range, and ranks beyond the cores share them round-robin.
+pub fn plan(topo: &NodeTopology, current: &BTreeSet<u32>, rank: NodeRank, policy: BindPolicy) -> Plan {
+    let cores = flat_cores(topo);
+    let count = rank.count.max(1) as usize;
+    let index = rank.index as usize % count;
+    if policy == BindPolicy::None {
+        return Plan::Leave(LeaveReason::PolicyNone);
+    }
+    if cores.is_empty() {
+        return Plan::Leave(LeaveReason::NoCores);
+    }
+    let pick = |chosen: &[usize]| {
+        let set: BTreeSet<u32> = chosen.iter().flat_map(|&i| cores[i].1.pus.iter().copied()).collect();
+        Plan::Bind(set.into_iter().collect())
+    };
+    match policy {
+        BindPolicy::None => Plan::Leave(LeaveReason::PolicyNone),
+        BindPolicy::Core => pick(&[index % cores.len()]),
+        BindPolicy::Numa => {
+            let domains = domains_with_cores(&cores);
+            let chosen: Vec<usize> = spread(domains.len(), count, index).flat_map(|d| domains[d].clone()).collect();
+            pick(&chosen)
+        }
+        BindPolicy::Auto => {
+            // Anything the process may not use, among the node's PUs, means someone bound it.
+            if !all_pus(topo).is_subset(current) {
+                return Plan::Leave(LeaveReason::AlreadyBound);
+            }
+            if count > cores.len() {
+                return Plan::Leave(LeaveReason::Oversubscribed);
+            }
+            pick(&even_shares(&cores, count)[index])
+        }
+    }
+}
+
+/// Core positions (into the flat list) of each NUMA domain that has cores, in order.
+fn domains_with_cores(cores: &[(usize, &Core)]) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = vec![];
+    let mut last = None;
+    for (i, (d, _)) in cores.iter().enumerate() {
+        if last != Some(*d) {
+            out.push(vec![]);
+            last = Some(*d);
+        }
+        if let Some(v) = out.last_mut() {
+            v.push(i);
+        }
+    }
+    out
+}
+
+/// The items of `n` that part `index` of `parts` gets: a contiguous range; every item goes to
+/// some part when parts <= n, and when parts > n, part i gets item i * n / parts (each item
+/// shared by consecutive parts, so neighbouring ranks stay together).
+fn spread(n: usize, parts: usize, index: usize) -> std::ops::Range<usize> {
+    let lo = index * n / parts;
+    let hi = ((index + 1) * n / parts).max(lo + 1).min(n.max(1));
+    lo..hi
+}
+
+/// Core positions of each of `count` ranks (count <= cores): an even, contiguous split,
+/// replaced by a NUMA-aligned one when that is just as even.
+fn even_shares(cores: &[(usize, &Core)], count: usize) -> Vec<Vec<usize>> {
+    let flat: Vec<Vec<usize>> = (0..count).map(|i| spread(cores.len(), count, i).collect()).collect();
+    let domains = domains_with_cores(cores);
+    if domains.len() <= 1 {
+        return flat;
+    }
+    let aligned = if count >= domains.len() {
+        aligned_within_domains(&domains, count)
+    } else {
+        // Fewer ranks than domains: each rank takes whole domains.
+        Some((0..count).map(|i| spread(domains.len(), count, i).flat_map(|d| domains[d].clone()).collect()).collect())
+    };
+    match aligned {
+        Some(a) if unevenness(&a) <= unevenness(&flat) => a,
+        _ => flat,
+    }
+}
+
+/// Ranks given to domains in proportion to their cores (largest remainder), each domain's
+/// cores split evenly among its ranks; `None` when some domain would get no rank (its cores
+/// would sit idle) or more ranks than cores.
+fn aligned_within_domains(domains: &[Vec<usize>], count: usize) -> Option<Vec<Vec<usize>>> {
+    let total: usize = domains.iter().map(Vec::len).sum();
+    let mut ranks: Vec<usize> = domains.iter().map(|d| count * d.len() / total).collect();
+    let mut by_remainder: Vec<usize> = (0..domains.len()).collect();
+    // Largest fractional part first; ties to the earlier domain, so the result is deterministic.
+    by_remainder.sort_by_key(|&d| (std::cmp::Reverse(count * domains[d].len() % total), d));
+    let mut left = count - ranks.iter().sum::<usize>();
+    for &d in by_remainder.iter().cycle().take(domains.len() * 2) {
+        if left == 0 {
+            break;
+        }
+        ranks[d] += 1;
+        left -= 1;
+    }
+    if left != 0 || ranks.iter().zip(domains).any(|(&r, d)| r == 0 || r > d.len()) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for (d, &r) in domains.iter().zip(&ranks) {
+        for j in 0..r {
+            out.push(spread(d.len(), r, j).map(|k| d[k]).collect());
+        }
+    }
+    Some(out)
+}
+
+/// Largest share minus smallest.
+fn unevenness(shares: &[Vec<usize>]) -> usize {
+    let max = shares.iter().map(Vec::len).max().unwrap_or(0);
+    let min = shares.iter().map(Vec::len).min().unwrap_or(0);
+    max - min
+}
+
+/// OS indices of the NUMA domains holding any of `pus`.
+pub fn numa_of(topo: &NodeTopology, pus: &BTreeSet<u32>) -> Vec<u32> {
+    topo.domains
+        .iter()
+        .filter(|d| d.cores.iter().any(|c| c.pus.iter().any(|p| pus.contains(p))))
+        .map(|d| d.os_index)
+        .collect()
+}
+
+/// Names of the GPUs near any of the NUMA domains `numa`.
+pub fn gpus_near<'a>(topo: &'a NodeTopology, numa: &[u32]) -> Vec<&'a str> {
+    topo.gpus.iter().filter(|g| g.numa.iter().any(|n| numa.contains(n))).map(|g| g.name.as_str()).collect()
+}
+
+/// A PU list in the kernel's `Cpus_allowed_list` form (`0-3,8,10-11`).
+pub fn list_string<'a>(pus: impl IntoIterator<Item = &'a u32>) -> String {
+    let sorted: BTreeSet<u32> = pus.into_iter().copied().collect();
+    let mut out: Vec<String> = vec![];
+    let mut run: Option<(u32, u32)> = None;
+    for p in sorted {
+        run = match run {
+            Some((lo, hi)) if p == hi + 1 => Some((lo, p)),
+            Some(r) => {
+                out.push(range_string(r));
+                Some((p, p))
+            }
+            None => Some((p, p)),
+        };
+    }
+    if let Some(r) = run {
+        out.push(range_string(r));
+    }
+    out.join(",")
+}
+
+fn range_string((lo, hi): (u32, u32)) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi}")
+    }
+}
+
+/// Why hwloc could not read or bind.
+#[derive(Debug, Error)]
+pub enum PlacementError {
+    /// hwloc could not load the node's topology.
+    #[error("hwloc cannot load the topology: {0}")]
+    Topology(#[from] hwlocality::errors::RawHwlocError),
+    /// hwloc could not tell the process's current binding.
+    #[error("hwloc cannot read the process's CPU binding: {0}")]
+    GetBinding(String),
+    /// hwloc could not bind the process.
+    #[error("hwloc cannot bind the process to {cpuset}: {error}")]
+    SetBinding {
+        /// The planned cpuset.
+        cpuset: String,
+        /// hwloc's error.
+        error: String,
+    },
+    /// A PU index hwloc itself cannot represent (never from a real topology).
+    #[error("PU index {0} is out of hwloc's range")]
+    BadIndex(u32),
+}
+
+/// Load the topology, with I/O devices when hwloc can find them (for GPU locality).
+fn load_topology() -> Result<Topology, PlacementError> {
+    let with_io = Topology::builder().with_io_type_filter(TypeFilter::KeepImportant).ok().map(|b| b.build());
+    match with_io {
+        Some(Ok(t)) => Ok(t),
+        // I/O discovery can fail where PCI is hidden (some containers); cores matter more.
+        _ => Ok(Topology::new()?),
+    }
+}
+
+/// The OS indices set in a cpuset or nodeset, as u32 (indices past u32 cannot occur in hwloc).
+fn indices(set: impl IntoIterator<Item = hwlocality::ffi::PositiveInt>) -> Vec<u32> {
+    set.into_iter().filter_map(|i| u32::try_from(usize::from(i)).ok()).collect()
+}
+
+/// Summarize `topology` for [`plan`]: cores grouped by NUMA domain (only PUs this process may
+/// use), and GPUs with the domains of their locality.
+pub fn summarize(topology: &Topology) -> NodeTopology {
+    let allowed = topology.allowed_cpuset().clone_target();
+    let numa: Vec<(u32, CpuSet)> = topology
+        .objects_with_type(ObjectType::NUMANode)
+        .filter_map(|n| Some((u32::try_from(n.os_index()?).ok()?, n.cpuset()?.clone_target())))
+        .collect();
+    let mut domains: Vec<NumaDomain> = numa.iter().map(|(i, _)| NumaDomain { os_index: *i, cores: vec![] }).collect();
+    let mut orphans: Vec<Core> = vec![];
+    let mut units: Vec<CpuSet> =
+        topology.objects_with_type(ObjectType::Core).filter_map(|c| Some(c.cpuset()?.clone_target())).collect();
+    if units.is_empty() {
+        // Some platforms report PUs without cores: each PU is then a core of its own.
+        units = topology.objects_with_type(ObjectType::PU).filter_map(|p| Some(p.cpuset()?.clone_target())).collect();
+    }
+    for set in units {
+        let usable = &set & &allowed;
+        let core = Core { pus: indices(usable.iter_set()) };
+        if core.pus.is_empty() {
+            continue;
+        }
+        // The first domain (in OS order) whose locality covers the core: on nodes with DDR and
+        // HBM domains of the same locality the cores go to the first, the other holds memory only.
+        match numa.iter().position(|(_, ns)| ns.includes(&set)) {
+            Some(d) => domains[d].cores.push(core),
+            None => orphans.push(core),
+        }
+    }
+    domains.retain(|d| !d.cores.is_empty());
+    if !orphans.is_empty() {
+        domains.push(NumaDomain { os_index: u32::MAX, cores: orphans });
+    }
+    let gpus = topology
+        .objects_with_type(ObjectType::OSDevice)
+        .filter(|o| {
+            matches!(o.attributes(), Some(ObjectAttributes::OSDevice(a))
+                if matches!(a.device_type(), OSDeviceType::GPU | OSDeviceType::CoProcessor))
+        })
+        .map(|o| Gpu {
+            name: o.name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "?".into()),
+            numa: o
+                .first_non_io_ancestor()
+                .and_then(|a| a.nodeset())
+                .map(|ns| indices(ns.iter_set()))
+                .unwrap_or_default(),
+        })
+        .collect();
+    NodeTopology { domains, gpus }
+}
+
+/// The topology summary and the process's current binding, read from hwloc.
+pub fn read_node() -> Result<(Topology, NodeTopology, BTreeSet<u32>), PlacementError> {
+    let topology = load_topology()?;
+    let node = summarize(&topology);
+    let current =
+        topology.cpu_binding(CpuBindingFlags::PROCESS).map_err(|e| PlacementError::GetBinding(e.to_string()))?;
+    let current = indices(current.iter_set()).into_iter().collect();
+    Ok((topology, node, current))
+}
+
+/// Bind every thread of this process to `pus`.
+fn bind(topology: &Topology, pus: &[u32]) -> Result<(), PlacementError> {
+    let mut set = CpuSet::new();
+    for &p in pus {
+        let i = hwlocality::ffi::PositiveInt::try_from(p as usize).map_err(|_| PlacementError::BadIndex(p))?;
+        set.set(i);
+    }
+    topology
+        .bind_cpu(&set, CpuBindingFlags::PROCESS)
+        .map_err(|e| PlacementError::SetBinding { cpuset: list_string(pus), error: e.to_string() })
+}
+
+/// What [`place`] did, for the log line and for sizing thread pools.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The PUs this rank runs on now.
+    pub pus: BTreeSet<u32>,
+    /// Whether `place` changed the binding.
+    pub bound: bool,
+}
+
+/// Read the node, plan this rank's cpuset under `policy`, bind the process, and log one line:
+/// node-local rank, cpuset, NUMA domains, GPUs near it. `None` when hwloc could not be used
+/// (warned; the rank runs as it was started).
+pub fn place(policy: BindPolicy, rank: NodeRank, log: &Logger) -> Option<Placed> {
+    if policy == BindPolicy::None {
+        // Not even loading the topology: `none` must cost nothing and touch nothing.
+        info!(log, "placement"; "node_rank" => rank.index, "node_ranks" => rank.count, "bind" => "none");
+        return None;
+    }
+    let (topology, node, current) = match read_node() {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(log, "placement: running unbound"; "error" => %e);
+            return None;
+        }
+    };
+    let (pus, bound, why) = match plan(&node, &current, rank, policy) {
+        Plan::Bind(pus) => match bind(&topology, &pus) {
+            Ok(()) => (pus.into_iter().collect(), true, None),
+            Err(e) => {
+                warn!(log, "placement: running with the binding it had"; "error" => %e);
+                (current, false, None)
+            }
+        },
+        Plan::Leave(reason) => (current, false, Some(reason)),
+    };
+    let numa = numa_of(&node, &pus);
+    info!(log, "placement";
+        "node_rank" => rank.index,
+        "node_ranks" => rank.count,
+        "bind" => ?policy,
+        "cpuset" => list_string(&pus),
+        "bound" => bound,
+        "left_because" => why.map(|w| format!("{w:?}")).unwrap_or_default(),
+        "numa" => list_string(&numa),
+        "gpus_near" => gpus_near(&node, &numa).join(","),
+    );
+    Some(Placed { pus, bound })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `domains` NUMA domains of `cores` cores each, `smt` PUs per core, numbered like Linux
+    /// numbers them on x86 (first PU of every core, then the siblings).
+    fn node(domains: u32, cores: u32, smt: u32) -> NodeTopology {
+        let total = domains * cores;
+        NodeTopology {
+            domains: (0..domains)
+                .map(|d| NumaDomain {
+                    os_index: d,
+                    cores: (0..cores)
+                        .map(|c| Core { pus: (0..smt).map(|t| t * total + d * cores + c).collect() })
+                        .collect(),
+                })
+                .collect(),
+            gpus: vec![],
+        }
+    }
+
+    fn plan_all(topo: &NodeTopology, count: u32, policy: BindPolicy) -> Vec<Plan> {
+        let current = all_pus(topo);
+        (0..count).map(|index| plan(topo, &current, NodeRank { index, count }, policy)).collect()
+    }
+
+    fn bound(pus: &[u32]) -> Plan {
+        Plan::Bind(pus.to_vec())
+    }
+
+    #[test]
+    fn even_shares_are_contiguous_and_cover_the_node() {
+        let topo = node(1, 8, 1);
+        assert_eq!(
+            plan_all(&topo, 4, BindPolicy::Auto),
+            vec![bound(&[0, 1]), bound(&[2, 3]), bound(&[4, 5]), bound(&[6, 7])]
+        );
+        assert_eq!(plan_all(&topo, 1, BindPolicy::Auto), vec![bound(&[0, 1, 2, 3, 4, 5, 6, 7])]);
+    }
+
+    #[test]
+    fn uneven_shares_differ_by_at_most_one_core() {
+        let topo = node(1, 8, 1);
+        let plans = plan_all(&topo, 3, BindPolicy::Auto);
+        assert_eq!(plans, vec![bound(&[0, 1]), bound(&[2, 3, 4]), bound(&[5, 6, 7])]);
+    }
+
+    #[test]
+    fn hyperthreads_stay_with_their_core() {
+        // 4 cores, 2 PUs each: PUs 0-3 and their siblings 4-7.
+        let topo = node(1, 4, 2);
+        assert_eq!(plan_all(&topo, 2, BindPolicy::Auto), vec![bound(&[0, 1, 4, 5]), bound(&[2, 3, 6, 7])]);
+        assert_eq!(plan_all(&topo, 2, BindPolicy::Core), vec![bound(&[0, 4]), bound(&[1, 5])]);
+    }
+
+    #[test]
+    fn oversubscribed_core_binding_shares_cores_round_robin() {
+        // The test machine: 3 ranks on 2 cores.
+        let topo = node(1, 2, 1);
+        assert_eq!(plan_all(&topo, 3, BindPolicy::Core), vec![bound(&[0]), bound(&[1]), bound(&[0])]);
+        assert_eq!(plan_all(&topo, 5, BindPolicy::Core)[4], bound(&[0]));
+    }
+
+    #[test]
+    fn oversubscribed_auto_leaves_the_kernel_to_balance() {
+        let topo = node(1, 2, 1);
+        assert_eq!(plan_all(&topo, 3, BindPolicy::Auto), vec![Plan::Leave(LeaveReason::Oversubscribed); 3]);
+        // Exactly one rank per core is not oversubscribed.
+        assert_eq!(plan_all(&topo, 2, BindPolicy::Auto), vec![bound(&[0]), bound(&[1])]);
+    }
+
+    #[test]
+    fn shares_are_numa_aligned_when_that_keeps_them_even() {
+        // 2 domains of 4 cores: 2 ranks get a domain each, 4 ranks two per domain.
+        let topo = node(2, 4, 1);
+        assert_eq!(plan_all(&topo, 2, BindPolicy::Auto), vec![bound(&[0, 1, 2, 3]), bound(&[4, 5, 6, 7])]);
+        assert_eq!(plan_all(&topo, 4, BindPolicy::Auto)[2], bound(&[4, 5]));
+        // 4 domains, 2 ranks: two whole domains each.
+        let topo = node(4, 2, 1);
+        assert_eq!(plan_all(&topo, 2, BindPolicy::Auto), vec![bound(&[0, 1, 2, 3]), bound(&[4, 5, 6, 7])]);
+    }
+
+    #[test]
+    fn unequal_domains_get_ranks_in_proportion() {
+        // Cores taken away from domain 0 (core specialization): 3 + 5 cores, 3 ranks. The flat
+        // split (PUs 0-1, 2+5-6, 7-9) would straddle; one rank on domain 0 and two on domain 1
+        // is just as even (3, 2, 3 cores) and aligned.
+        let mut topo = node(2, 5, 1);
+        topo.domains[0].cores.truncate(3);
+        assert_eq!(plan_all(&topo, 3, BindPolicy::Auto), vec![bound(&[0, 1, 2]), bound(&[5, 6]), bound(&[7, 8, 9])]);
+    }
+
+    #[test]
+    fn alignment_that_would_make_shares_uneven_is_refused() {
+        // 2 domains of 4 cores, 3 ranks: aligned would be 2, 2, 4 cores; flat gives 2, 3, 3.
+        let topo = node(2, 4, 1);
+        assert_eq!(plan_all(&topo, 3, BindPolicy::Auto), vec![bound(&[0, 1]), bound(&[2, 3, 4]), bound(&[5, 6, 7])]);
+    }
+
+    #[test]
+    fn numa_policy_gives_whole_domains() {
+        let topo = node(2, 2, 1);
+        assert_eq!(plan_all(&topo, 2, BindPolicy::Numa), vec![bound(&[0, 1]), bound(&[2, 3])]);
+        // More ranks than domains: consecutive ranks share a domain.
+        assert_eq!(
+            plan_all(&topo, 4, BindPolicy::Numa),
+            vec![bound(&[0, 1]), bound(&[0, 1]), bound(&[2, 3]), bound(&[2, 3])]
+        );
+        // Fewer: a rank takes several.
+        assert_eq!(plan_all(&topo, 1, BindPolicy::Numa), vec![bound(&[0, 1, 2, 3])]);
+    }
+
+    #[test]
+    fn auto_leaves_a_rank_the_runtime_already_bound() {
+        let topo = node(1, 4, 1);
+        let current: BTreeSet<u32> = [2].into();
+        let rank = NodeRank { index: 0, count: 2 };
+        assert_eq!(plan(&topo, &current, rank, BindPolicy::Auto), Plan::Leave(LeaveReason::AlreadyBound));
+        // An explicit policy is what the user asked for: it binds anyway.
+        assert_eq!(plan(&topo, &current, rank, BindPolicy::Core), bound(&[0]));
+        // A cpuset wider than the usable cores (PUs of other cgroups) is not a binding.
+        let wide: BTreeSet<u32> = (0..64).collect();
+        assert_eq!(plan(&topo, &wide, rank, BindPolicy::Auto), bound(&[0, 1]));
+    }
+
+    #[test]
+    fn none_and_odd_inputs_never_fail() {
+        let topo = node(1, 2, 1);
+        let current = all_pus(&topo);
+        assert_eq!(
+            plan(&topo, &current, NodeRank { index: 0, count: 1 }, BindPolicy::None),
+            Plan::Leave(LeaveReason::PolicyNone)
+        );
+        assert_eq!(plan(&topo, &current, NodeRank { index: 7, count: 0 }, BindPolicy::Core), bound(&[0]));
+        assert_eq!(plan(&topo, &current, NodeRank { index: 3, count: 2 }, BindPolicy::Core), bound(&[1]));
+        let empty = NodeTopology::default();
+        assert_eq!(
+            plan(&empty, &BTreeSet::new(), NodeRank { index: 0, count: 1 }, BindPolicy::Auto),
+            Plan::Leave(LeaveReason::NoCores)
+        );
+    }
+
+    #[test]
+    fn numa_and_gpus_near_a_cpuset() {
+        let mut topo = node(2, 2, 1);
+        topo.gpus = vec![
+            Gpu { name: "cuda0".into(), numa: vec![0] },
+            Gpu { name: "cuda1".into(), numa: vec![1] },
+            Gpu { name: "card9".into(), numa: vec![] },
+        ];
+        let pus: BTreeSet<u32> = [2, 3].into();
+        let numa = numa_of(&topo, &pus);
+        assert_eq!(numa, vec![1]);
+        assert_eq!(gpus_near(&topo, &numa), vec!["cuda1"]);
+    }
+
+    #[test]
+    fn lists_read_like_the_kernel_writes_them() {
+        assert_eq!(list_string(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
+        assert_eq!(list_string(&[5]), "5");
+        assert_eq!(list_string(&[]), "");
+    }
+
+    #[test]
+    fn this_machine_has_a_topology_hwloc_can_read() {
+        // Placement must work wherever the tests run; it is fine if there are no GPUs here.
+        let (_, node, current) = read_node().expect("hwloc reads this machine");
+        println!("this machine: {node:?}, process bound to {}", list_string(&current));
+        assert!(!all_pus(&node).is_empty(), "no cores in {node:?}");
+        assert!(!current.is_empty());
+    }
+
+    #[test]
+    fn hwloc_topologies_are_summarized_by_numa_domain() {
+        // A synthetic 2-package node, a NUMA domain per package, 4 cores of 2 PUs each: the
+        // summary must group PUs by core and cores by domain, as plan() expects.
+        let topology = Topology::builder()
+            .from_synthetic("pack:2 [numa] core:4 pu:2")
+            .expect("synthetic description")
+            .build()
+            .expect("synthetic topology");
+        let node = summarize(&topology);
+        assert_eq!(node.domains.len(), 2, "{node:?}");
+        assert_eq!(node.domains[1].os_index, 1);
+        assert_eq!(node.domains[1].cores.len(), 4);
+        assert_eq!(node.domains[1].cores[0].pus, vec![8, 9]);
+        let rank = NodeRank { index: 1, count: 2 };
+        assert_eq!(plan(&node, &all_pus(&node), rank, BindPolicy::Auto), Plan::Bind((8..16).collect()));
+    }
+}
