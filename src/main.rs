@@ -682,7 +682,7 @@ fn run_status(run_dir: &std::path::Path, json: bool) -> Result<i32> {
     if let Ok(blocks) = strand::executor::scaler::summarize_blocks(&run_dir.join(strand::executor::scaler::BLOCKS_FILE))
     {
         let live = blocks.iter().filter(|b| b.last_event != "ended" && b.last_event != "submit-failed").count();
-        println!("{} blocks: {live} live", blocks.len());
+        println!("{} block{}: {live} live", blocks.len(), if blocks.len() == 1 { "" } else { "s" });
         for b in &blocks {
             let detail = b.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
             println!("  {:<16} job {:<14} {}{detail} after {:.1} s", b.block, b.job, b.last_event, b.lifetime_s);

@@ -250,6 +250,10 @@ fn strand_run_with_a_config_runs_the_workflow_on_blocks_the_strategy_submits() {
     let submitted: Vec<&str> = blocks.lines().filter(|l| l.contains("\"event\":\"submitted\"")).collect();
     assert_eq!(submitted.len(), 1, "one block (max_blocks = 1):\n{blocks}");
     assert!(submitted[0].contains("\"block\":\"laptop-1\""), "{blocks}");
+    assert!(
+        blocks.lines().last().is_some_and(|l| l.contains("\"event\":\"ended\"")),
+        "the run's end ended its block, and said so:\n{blocks}"
+    );
     // The block's script is the executor's: mpirun, the block id, the walltime for draining.
     let script = std::fs::read_to_string(run_dir.join("laptop-1.sh")).expect("block script");
     assert!(script.contains("exec mpirun") && script.contains("-n 3"), "{script}");

@@ -385,17 +385,28 @@ fn run(
         s.live_blocks = r.strategy.live_jobs().len();
     }
     // Cancel what is left and wait (bounded) for the jobs to end, so none outlives the run.
-    let live = r.strategy.live_jobs();
+    // Each end is logged, so `strand status RUN_DIR` does not show them live afterwards.
+    let mut live = r.strategy.live_jobs();
     if !live.is_empty() {
         r.cancel(&live);
-        let jobs: Vec<JobId> = live.iter().map(|(_, j)| j.clone()).collect();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
+        while !live.is_empty() && Instant::now() < deadline {
+            let jobs: Vec<JobId> = live.iter().map(|(_, j)| j.clone()).collect();
             let states = r.provider.status(&jobs).unwrap_or_default();
-            if jobs.iter().all(|j| states.get(j).is_none_or(|s| s.is_terminal() || *s == JobState::Missing)) {
-                break;
+            let (gone, still): (Vec<_>, Vec<_>) = live
+                .into_iter()
+                .partition(|(_, j)| states.get(j).is_none_or(|s| s.is_terminal() || *s == JobState::Missing));
+            for (b, j) in gone {
+                let how = states.get(&j).map_or_else(|| "gone".to_string(), |s| s.to_string());
+                r.event(&b, &j, "ended", Some(how));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            live = still;
+            if !live.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        for (b, j) in &live {
+            r.event(b, j, "still-live", Some("did not end within 30 s of its cancel".into()));
         }
     }
 }
