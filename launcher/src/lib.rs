@@ -29,6 +29,7 @@ use clap::Parser;
 use exec::{Executor, Registry};
 use manager::{run_manager, ManagerConfig};
 use mpi::topology::{Color, Communicator, SimpleCommunicator};
+use placement::{BindPolicy, NodeRank};
 use slog::{error, info, o};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,6 +84,12 @@ pub struct LauncherArgs {
     /// GPUs per node that tasks may ask for (`resources.gpus`). Default: those in $CUDA_VISIBLE_DEVICES, else none.
     #[arg(long, value_name = "N")]
     pub gpus_per_node: Option<u32>,
+    /// How each rank is bound to cores. auto: an even share of the node's cores unless the MPI
+    /// runtime already bound the rank (or the node has more ranks than cores); core: one core
+    /// per rank, round-robin when oversubscribed; numa: a NUMA domain per rank; none: leave it.
+    /// Task processes inherit their rank's binding.
+    #[arg(long, value_enum, default_value_t = BindPolicy::Auto, value_name = "POLICY")]
+    pub bind: BindPolicy,
     /// Seconds to wait for the interchange to answer registration before giving up.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub connect_timeout: u64,
@@ -100,6 +107,13 @@ fn split_pools(world: &SimpleCommunicator, pool_size: Option<u32>) -> Option<Sim
         Some(n) => world.split_by_color(Color::with_value(world.rank() / n as i32)),
         None => Some(world.split_shared(world.rank())),
     }
+}
+
+/// This rank's place among the launcher's ranks on its node (`MPI_Comm_split_type(SHARED)`).
+fn node_rank(world: &SimpleCommunicator) -> NodeRank {
+    let node = world.split_shared(world.rank());
+    // Ranks and sizes are never negative; 0 and 1 are the harmless answers if they were.
+    NodeRank { index: u32::try_from(node.rank()).unwrap_or(0), count: u32::try_from(node.size()).unwrap_or(1) }
 }
 
 /// Make MPI errors on the pool return instead of aborting the whole world.
@@ -135,6 +149,9 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
     let world = universe.world();
     let root_log = strand::log::stderr_logger(strand::log::level(args.verbose, args.quiet));
     let log = root_log.new(o!("rank" => world.rank()));
+    // Before any thread of ours starts (executor, ZeroMQ), so each inherits the binding;
+    // MPI's own threads exist already and are bound with the process.
+    placement::place(args.bind, node_rank(&world), &log);
     let Some(pool) = split_pools(&world, args.pool_size) else {
         error!(log, "MPI_Comm_split returned no communicator");
         return 2;

@@ -402,7 +402,7 @@ pub struct Placed {
 pub fn place(policy: BindPolicy, rank: NodeRank, log: &Logger) -> Option<Placed> {
     if policy == BindPolicy::None {
         // Not even loading the topology: `none` must cost nothing and touch nothing.
-        info!(log, "placement"; "node_rank" => rank.index, "node_ranks" => rank.count, "bind" => "none");
+        info!(log, "placement: left as started"; "why" => "--bind none", "node_ranks" => rank.count, "node_rank" => rank.index);
         return None;
     }
     let (topology, node, current) = match read_node() {
@@ -423,16 +423,18 @@ pub fn place(policy: BindPolicy, rank: NodeRank, log: &Logger) -> Option<Placed>
         Plan::Leave(reason) => (current, false, Some(reason)),
     };
     let numa = numa_of(&node, &pus);
-    info!(log, "placement";
-        "node_rank" => rank.index,
-        "node_ranks" => rank.count,
-        "bind" => ?policy,
-        "cpuset" => list_string(&pus),
-        "bound" => bound,
-        "left_because" => why.map(|w| format!("{w:?}")).unwrap_or_default(),
-        "numa" => list_string(&numa),
-        "gpus_near" => gpus_near(&node, &numa).join(","),
-    );
+    let gpus = gpus_near(&node, &numa);
+    let gpus = if gpus.is_empty() { "none".to_string() } else { gpus.join(",") };
+    let (cpuset, numa) = (list_string(&pus), list_string(&numa));
+    match why {
+        None if bound => info!(log, "placement: bound";
+            "gpus_near" => gpus, "numa" => numa, "cpuset" => cpuset,
+            "bind" => ?policy, "node_ranks" => rank.count, "node_rank" => rank.index),
+        _ => info!(log, "placement: left as started";
+            "gpus_near" => gpus, "numa" => numa, "cpuset" => cpuset,
+            "why" => why.map(|w| format!("{w:?}")).unwrap_or_else(|| "binding failed".into()),
+            "bind" => ?policy, "node_ranks" => rank.count, "node_rank" => rank.index),
+    }
     Some(Placed { pus, bound })
 }
 
