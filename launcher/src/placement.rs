@@ -8,8 +8,9 @@
 //! Placement never aborts the launcher: anything hwloc cannot do is a warning, and the rank
 //! runs unbound.
 
-use hwlocality::cpu::binding::CpuBindingFlags;
+use hwlocality::cpu::binding::{CpuBindingError, CpuBindingFlags};
 use hwlocality::cpu::cpuset::CpuSet;
+use hwlocality::errors::HybridError;
 use hwlocality::object::attributes::ObjectAttributes;
 use hwlocality::object::types::{OSDeviceType, ObjectType};
 use hwlocality::topology::builder::TypeFilter;
@@ -285,14 +286,14 @@ pub enum PlacementError {
     Topology(#[from] hwlocality::errors::RawHwlocError),
     /// hwloc could not tell the process's current binding.
     #[error("hwloc cannot read the process's CPU binding: {0}")]
-    GetBinding(String),
+    GetBinding(#[source] HybridError<CpuBindingError>),
     /// hwloc could not bind the process.
-    #[error("hwloc cannot bind the process to {cpuset}: {error}")]
+    #[error("hwloc cannot bind the process to {cpuset}: {source}")]
     SetBinding {
-        /// The planned cpuset.
+        /// The planned cpuset, as a kernel CPU list.
         cpuset: String,
         /// hwloc's error.
-        error: String,
+        source: HybridError<CpuBindingError>,
     },
     /// A PU index hwloc itself cannot represent (never from a real topology).
     #[error("PU index {0} is out of hwloc's range")]
@@ -369,8 +370,7 @@ pub fn summarize(topology: &Topology) -> NodeTopology {
 pub fn read_node() -> Result<(Topology, NodeTopology, BTreeSet<u32>), PlacementError> {
     let topology = load_topology()?;
     let node = summarize(&topology);
-    let current =
-        topology.cpu_binding(CpuBindingFlags::PROCESS).map_err(|e| PlacementError::GetBinding(e.to_string()))?;
+    let current = topology.cpu_binding(CpuBindingFlags::PROCESS).map_err(PlacementError::GetBinding)?;
     let current = indices(current.iter_set()).into_iter().collect();
     Ok((topology, node, current))
 }
@@ -384,7 +384,7 @@ fn bind(topology: &Topology, pus: &[u32]) -> Result<(), PlacementError> {
     }
     topology
         .bind_cpu(&set, CpuBindingFlags::PROCESS)
-        .map_err(|e| PlacementError::SetBinding { cpuset: list_string(pus), error: e.to_string() })
+        .map_err(|source| PlacementError::SetBinding { cpuset: list_string(pus), source })
 }
 
 /// What [`place`] did, for the log line and for sizing thread pools.
