@@ -52,6 +52,12 @@ pub fn launcher_words(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId
     if let Some(g) = gpus.filter(|_| !own_gpus) {
         a.extend(["--gpus-per-node".into(), g.to_string()]);
     }
+    // Local blocks share this machine, and each would bind its ranks from core 0 up (--bind
+    // auto), stacking every block on the same cores: leave them to the kernel.
+    let own_bind = cfg.launcher_args.iter().any(|a| a == "--bind" || a.starts_with("--bind="));
+    if cfg.provider == ProviderKind::Local && !own_bind {
+        a.extend(["--bind".into(), "none".into()]);
+    }
     a.extend(cfg.launcher_args.iter().cloned());
     lits(&a)
 }
@@ -282,11 +288,11 @@ mod tests {
         let exec = lines_with(&s, "exec mpirun");
         assert_eq!(exec.len(), 1, "{s}");
         assert!(exec[0].contains("--oversubscribe") && exec[0].contains("-n 3 /b/strand-launcher"), "{s}");
-        assert!(exec[0].ends_with(&format!("--connection {CONN} --block-id x-3")), "{s}");
+        assert!(exec[0].ends_with(&format!("--connection {CONN} --block-id x-3 --bind none")), "{s}");
         assert!(!s.contains("set -e"), "{s}");
         // A walltime reaches the launcher, with its drain margin.
         let s = script("provider = \"local\"\nwalltime = 60\ndrain_margin = 5\n");
-        assert!(s.contains("--block-id x-3 --walltime 60 --drain-margin 5"), "{s}");
+        assert!(s.contains("--block-id x-3 --walltime 60 --drain-margin 5 --bind none"), "{s}");
     }
 
     #[test]
