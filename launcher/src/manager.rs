@@ -13,8 +13,8 @@ use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{debug, info, warn, Logger};
-use std::collections::HashSet;
 use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 use strand::connection::ConnectionInfo;
 use strand::task::{Failure, ManagerId, Outcome, Try, TryId, TryResult};
@@ -77,6 +77,8 @@ struct WorkerSlot {
     last_heard: Instant,
     /// Its host, from its heartbeats.
     host: String,
+    /// The CPUs it is bound to, from its heartbeats (`None`: not said, or not yet).
+    cpus: Option<BTreeSet<u32>>,
     /// Declared lost: gets nothing more; whatever it sends is dropped.
     lost: bool,
 }
@@ -202,6 +204,7 @@ pub fn run_manager(
             tries: HashSet::new(),
             last_heard: Instant::now(),
             host: String::new(),
+            cpus: None,
             lost: false,
         })
         .collect();
@@ -459,7 +462,8 @@ impl Manager<'_> {
             if let Some(w) = self.workers.iter_mut().find(|w| w.rank == status.source_rank()) {
                 w.last_heard = Instant::now();
                 if w.host.is_empty() {
-                    w.host = String::from_utf8_lossy(&bytes).into_owned();
+                    // Host and cpuset come together, and are set once: a rank does not move.
+                    (w.host, w.cpus) = crate::worker::parse_heartbeat(&bytes);
                 }
             }
         }
@@ -537,7 +541,13 @@ impl Manager<'_> {
         let views: Vec<WorkerView> = self
             .workers
             .iter()
-            .map(|w| WorkerView { rank: w.rank, host: w.host.clone(), held: w.held(), lost: w.lost })
+            .map(|w| WorkerView {
+                rank: w.rank,
+                host: w.host.clone(),
+                held: w.held(),
+                lost: w.lost,
+                cpus: w.cpus.clone(),
+            })
             .collect();
         let actions = self.wide.step(&views);
         let fed = !actions.is_empty();

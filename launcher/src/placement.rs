@@ -270,6 +270,32 @@ pub fn list_string<'a>(pus: impl IntoIterator<Item = &'a u32>) -> String {
     out.join(",")
 }
 
+/// Highest CPU index [`parse_list`] accepts: past any kernel's `NR_CPUS` (8192 today), so a
+/// larger one is a typo, and a range like `0-4000000000` must not allocate gigabytes.
+pub const MAX_CPU: u32 = (1 << 16) - 1;
+
+/// Parse a kernel CPU list (`0-3,8,10-11`, the form [`list_string`] writes; spaces around
+/// items are tolerated, an empty list is the empty set). `None` for anything else: a reversed
+/// range, a stride (`0-7:2`), an index past [`MAX_CPU`].
+pub fn parse_list(s: &str) -> Option<BTreeSet<u32>> {
+    let mut out = BTreeSet::new();
+    let s = s.trim();
+    if s.is_empty() {
+        return Some(out);
+    }
+    for part in s.split(',').map(str::trim) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        // u32's parser alone would accept "+3"; the kernel never writes a sign.
+        let num = |t: &str| t.bytes().all(|b| b.is_ascii_digit()).then(|| t.parse::<u32>().ok()).flatten();
+        let (lo, hi) = (num(lo.trim())?, num(hi.trim())?);
+        if lo > hi || hi > MAX_CPU {
+            return None;
+        }
+        out.extend(lo..=hi);
+    }
+    Some(out)
+}
+
 fn range_string((lo, hi): (u32, u32)) -> String {
     if lo == hi {
         lo.to_string()
@@ -599,6 +625,18 @@ mod tests {
         assert_eq!(list_string(&[0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11");
         assert_eq!(list_string(&[5]), "5");
         assert_eq!(list_string(&[]), "");
+    }
+
+    #[test]
+    fn lists_parse_back_into_sets() {
+        let set = |v: &[u32]| Some(v.iter().copied().collect::<BTreeSet<u32>>());
+        assert_eq!(parse_list("0-3,8,10-11"), set(&[0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(parse_list(" 5 , 1-2 \n"), set(&[1, 2, 5]));
+        assert_eq!(parse_list(""), set(&[]));
+        assert_eq!(parse_list(&list_string(&[4, 5, 6, 9])), set(&[4, 5, 6, 9]));
+        for bad in ["3-1", "0-7:2", "a", "1,,2", "-1", "1-", "+3", "0-70000", "4294967296", "0x1"] {
+            assert_eq!(parse_list(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,10 +8,13 @@
 //! Wide tries wait in arrival order. The head's reservation is made at once from
 //! the least-loaded live workers; reserved workers get no new plain tries, so the
 //! head launches as soon as they finish what they hold and plain tries cannot
-//! starve it. This module is plain data: the manager shows it its workers and
+//! starve it. The command runs on the union of the cpusets of its reserved ranks on the
+//! leader's node (`STRAND_CPUS`, applied by the worker when it starts the command), so a
+//! `cores = 4` try is not confined to its leader's own share. This module is plain data: the manager shows it its workers and
 //! does the MPI sends it asks for, so it is tested without MPI.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use crate::placement::list_string;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use strand::task::{App, Failure, ManagerId, Outcome, Try, TryId, TryResult};
 
 /// What the planner needs to know about one worker rank.
@@ -25,6 +28,9 @@ pub struct WorkerView {
     pub held: u32,
     /// Declared lost.
     pub lost: bool,
+    /// The CPUs the rank is bound to (from its heartbeat); `None` until known, or from a worker
+    /// that does not say.
+    pub cpus: Option<BTreeSet<u32>>,
 }
 
 /// What the manager must do for the planner.
@@ -168,7 +174,8 @@ impl WidePlanner {
             used.extend(got.iter().cloned());
             let cores = t.spec.resources.cores.max(1) as usize;
             let rank_hosts: Vec<String> = ranks.iter().step_by(cores).map(|r| host_of(*r)).collect();
-            set_environment(&mut t, &rank_hosts, &got);
+            let cpus = local_cpus(workers, &ranks, &host);
+            set_environment(&mut t, &rank_hosts, &got, cpus.as_ref());
             self.running.insert(t.id, Alloc { ranks, host, gpus: got });
             out.push(Action::Launch { leader, try_: Box::new(t) });
         }
@@ -202,9 +209,26 @@ impl WidePlanner {
     }
 }
 
+/// The union of the cpusets of the `ranks` on `host` (the leader's node: only its CPUs can run
+/// the command); `None` when any of them is unknown, since a partial union would confine the
+/// command to fewer cores than it reserved.
+fn local_cpus(workers: &[WorkerView], ranks: &[i32], host: &str) -> Option<BTreeSet<u32>> {
+    let mut union = BTreeSet::new();
+    for r in ranks {
+        let w = workers.iter().find(|w| w.rank == *r)?;
+        if w.host != host {
+            continue;
+        }
+        union.extend(w.cpus.as_ref()?.iter().copied());
+    }
+    // Nothing to run on is no affinity at all (the command keeps its worker's binding).
+    (!union.is_empty()).then_some(union)
+}
+
 /// Tell a command what it got: `STRAND_CORES`, `STRAND_RANKS`, `STRAND_HOSTS` (one host per rank),
-/// `OMP_NUM_THREADS` and the GPU masks. Variables the task sets itself win.
-fn set_environment(t: &mut Try, rank_hosts: &[String], gpus: &[String]) {
+/// `OMP_NUM_THREADS`, the GPU masks and `STRAND_CPUS` (the CPUs it runs on, when known). Variables
+/// the task sets itself win.
+fn set_environment(t: &mut Try, rank_hosts: &[String], gpus: &[String], cpus: Option<&BTreeSet<u32>>) {
     let r = t.spec.resources;
     let App::Command(cmd) = &mut t.spec.app else { return };
     let mut add = |k: &str, v: String| {
@@ -216,6 +240,9 @@ fn set_environment(t: &mut Try, rank_hosts: &[String], gpus: &[String]) {
     add("OMP_NUM_THREADS", r.cores.max(1).to_string());
     add("STRAND_RANKS", r.ranks.max(1).to_string());
     add("STRAND_HOSTS", rank_hosts.join(","));
+    if let Some(c) = cpus {
+        add("STRAND_CPUS", list_string(c));
+    }
     if !gpus.is_empty() {
         let list = gpus.join(",");
         add("STRAND_GPUS", list.clone());
@@ -265,7 +292,13 @@ mod tests {
     fn workers(spec: &[(&str, u32)]) -> Vec<WorkerView> {
         spec.iter()
             .enumerate()
-            .map(|(i, (h, held))| WorkerView { rank: i as i32 + 1, host: h.to_string(), held: *held, lost: false })
+            .map(|(i, (h, held))| WorkerView {
+                rank: i as i32 + 1,
+                host: h.to_string(),
+                held: *held,
+                lost: false,
+                cpus: None,
+            })
             .collect()
     }
 
@@ -354,6 +387,83 @@ mod tests {
         let Some(Action::Launch { leader, .. }) = acts.first() else { panic!("{acts:?}") };
         assert_ne!(*leader, first);
         assert!(!p.is_blocked(first));
+    }
+
+    /// Workers on `spec` (host, cpus) hosts, all idle; rank i + 1 has the i-th entry.
+    fn placed(spec: &[(&str, Option<&[u32]>)]) -> Vec<WorkerView> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, (h, cpus))| WorkerView {
+                rank: i as i32 + 1,
+                host: h.to_string(),
+                held: 0,
+                lost: false,
+                cpus: cpus.map(|c| c.iter().copied().collect()),
+            })
+            .collect()
+    }
+
+    fn launched_ranks(p: &WidePlanner, a: &Action) -> Vec<i32> {
+        let Action::Launch { try_, .. } = a else { return vec![] };
+        p.running.get(&try_.id).map(|al| al.ranks.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_wide_command_runs_on_the_union_of_its_ranks_cpus_on_the_leaders_node() {
+        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        p.push(wide(1, 4, 0, 1));
+        let w =
+            placed(&[("a", Some(&[0, 1])), ("a", Some(&[2])), ("a", Some(&[3, 8])), ("a", Some(&[4])), ("b", None)]);
+        let acts = p.step(&w);
+        assert_eq!(acts.len(), 1, "{acts:?}");
+        assert_eq!(launched_ranks(&p, &acts[0]), vec![1, 2, 3, 4]);
+        assert_eq!(env(&acts[0], "STRAND_CPUS").as_deref(), Some("0-4,8"));
+    }
+
+    #[test]
+    fn ranks_on_other_nodes_add_no_cpus() {
+        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        // Three ranks of one core, two on "a" and one on "b": the command runs on "a".
+        p.push(wide(1, 1, 0, 3));
+        let w = placed(&[("a", Some(&[0])), ("b", Some(&[5])), ("a", Some(&[1]))]);
+        let acts = p.step(&w);
+        let Some(Action::Launch { leader, .. }) = acts.first() else { panic!("{acts:?}") };
+        assert_eq!(w[(*leader - 1) as usize].host, "a");
+        assert_eq!(env(&acts[0], "STRAND_CPUS").as_deref(), Some("0-1"));
+    }
+
+    #[test]
+    fn an_unknown_cpuset_on_the_leaders_node_means_no_strand_cpus() {
+        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        p.push(wide(1, 2, 0, 1));
+        p.push(wide(2, 2, 0, 1));
+        // Node "a" has the most ranks, one of them with an unknown cpuset (a worker that does
+        // not send it): the first try goes there. The second gets what is left, rank 3 on "b"
+        // (the leader: same count, first name) and rank 4 on "c", whose unknown cpuset is on
+        // another node and does not matter.
+        let w = placed(&[("a", Some(&[0])), ("a", None), ("b", Some(&[1])), ("c", None)]);
+        let acts = p.step(&w);
+        assert_eq!(acts.len(), 2, "{acts:?}");
+        assert_eq!(launched_ranks(&p, &acts[0]), vec![1, 2]);
+        assert_eq!(env(&acts[0], "STRAND_CPUS"), None, "a partial union would confine it");
+        assert_eq!(env(&acts[0], "STRAND_CORES").as_deref(), Some("2"));
+        assert_eq!(launched_ranks(&p, &acts[1]), vec![3, 4]);
+        assert_eq!(env(&acts[1], "STRAND_CPUS").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_task_that_sets_strand_cpus_itself_wins() {
+        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut t = wide(1, 2, 0, 1);
+        if let App::Command(c) = &mut t.spec.app {
+            c.env.push(("STRAND_CPUS".into(), "7".into()));
+        }
+        p.push(t);
+        let acts = p.step(&placed(&[("a", Some(&[0])), ("a", Some(&[1]))]));
+        assert_eq!(env(&acts[0], "STRAND_CPUS").as_deref(), Some("7"));
+        let Action::Launch { try_, .. } = &acts[0] else { unreachable!() };
+        let App::Command(c) = &try_.spec.app else { unreachable!() };
+        assert_eq!(c.env.iter().filter(|(k, _)| k == "STRAND_CPUS").count(), 1);
     }
 
     #[test]

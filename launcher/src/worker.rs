@@ -2,11 +2,13 @@
 
 use crate::backoff::Backoff;
 use crate::exec::Executor;
+use crate::placement;
 use crate::pool_msg::{self, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES};
 use crate::stop::StopFlag;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{debug, warn, Logger};
+use std::collections::BTreeSet;
 use strand::task::{Try, TryResult};
 
 /// Why a worker loop ended.
@@ -28,7 +30,12 @@ pub fn run_worker(
     log: &Logger,
 ) -> WorkerExit {
     let manager = pool.process_at_rank(0);
-    let host = strand::host::hostname().into_bytes();
+    // Read once: placement ran before this loop and nothing rebinds the rank afterwards.
+    let cpus = current_cpus();
+    if cpus.is_none() {
+        warn!(log, "cannot read this rank's CPU affinity; wide tries here keep their leader's binding");
+    }
+    let host = heartbeat_payload(&strand::host::hostname(), cpus.as_ref());
     let mut next_heartbeat = std::time::Instant::now();
     let mut backoff = Backoff::default();
     let mut running = 0usize;
@@ -91,4 +98,83 @@ pub fn run_worker(
     executor.kill_running();
     executor.shutdown();
     exit
+}
+
+/// The heartbeat body: the host name, then (after a newline, which no host name contains) the
+/// rank's cpuset as a kernel CPU list, so the manager can give a wide try the cores of every
+/// rank it reserved. A manager that knows only host names would read the whole body as one.
+pub fn heartbeat_payload(host: &str, cpus: Option<&BTreeSet<u32>>) -> Vec<u8> {
+    match cpus {
+        Some(c) => format!("{host}\n{}", placement::list_string(c)).into_bytes(),
+        None => host.as_bytes().to_vec(),
+    }
+}
+
+/// Read a heartbeat body: the host, and the cpuset when the worker sent a valid one (a bare
+/// host name, from an older worker, or an unreadable list give `None`: cpus unknown).
+pub fn parse_heartbeat(bytes: &[u8]) -> (String, Option<BTreeSet<u32>>) {
+    let text = String::from_utf8_lossy(bytes);
+    match text.split_once('\n') {
+        Some((host, cpus)) => (host.to_string(), placement::parse_list(cpus).filter(|c| !c.is_empty())),
+        None => (text.into_owned(), None),
+    }
+}
+
+/// The CPUs this thread may run on (`sched_getaffinity`), i.e. the rank's binding: placement
+/// binds every thread of the process. `None` if the kernel will not say.
+pub fn current_cpus() -> Option<BTreeSet<u32>> {
+    const WORD: usize = 8 * std::mem::size_of::<libc::c_ulong>();
+    // Start at glibc's cpu_set_t size; a kernel built for more CPUs answers EINVAL, so grow.
+    let mut words = 1024 / WORD;
+    while words * WORD <= 1 << 20 {
+        let mut mask: Vec<libc::c_ulong> = vec![0; words];
+        let bytes = words * std::mem::size_of::<libc::c_ulong>();
+        // SAFETY: `mask` is a writable buffer of `bytes` bytes; glibc and the kernel treat the
+        // pointer as an array of unsigned longs of that size, whatever cpu_set_t's own size.
+        let rc = unsafe { libc::sched_getaffinity(0, bytes, mask.as_mut_ptr().cast::<libc::cpu_set_t>()) };
+        if rc == 0 {
+            let set: BTreeSet<u32> = (0..words * WORD)
+                .filter(|&i| mask[i / WORD] & (1 << (i % WORD)) != 0)
+                .filter_map(|i| u32::try_from(i).ok())
+                .collect();
+            return (!set.is_empty()).then_some(set);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return None;
+        }
+        words *= 2;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_carry_the_host_and_the_cpuset() {
+        let cpus: BTreeSet<u32> = [0, 1, 2, 3, 8].into();
+        let body = heartbeat_payload("node7", Some(&cpus));
+        assert_eq!(body, b"node7\n0-3,8");
+        assert_eq!(parse_heartbeat(&body), ("node7".to_string(), Some(cpus)));
+        assert_eq!(parse_heartbeat(&heartbeat_payload("node7", None)), ("node7".to_string(), None));
+    }
+
+    #[test]
+    fn old_or_odd_heartbeats_still_give_the_host() {
+        // An older worker sends its host name only.
+        assert_eq!(parse_heartbeat(b"node7"), ("node7".to_string(), None));
+        assert_eq!(parse_heartbeat(b"node7\nnot a list"), ("node7".to_string(), None));
+        assert_eq!(parse_heartbeat(b"node7\n"), ("node7".to_string(), None));
+        assert_eq!(parse_heartbeat(b""), (String::new(), None));
+    }
+
+    #[test]
+    fn this_process_has_an_affinity() {
+        let mine = current_cpus().expect("sched_getaffinity works here");
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let line = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("line");
+        // This thread's mask; the test harness does not bind threads, so it is the process's.
+        assert_eq!(Some(mine), placement::parse_list(line));
+    }
 }
