@@ -4,10 +4,14 @@
 //! stderr pipes, with the time left to the walltime as the timeout: no spinning, no
 //! fixed sleeps. The whole process group is SIGKILLed at the walltime, and again after a
 //! normal exit so background children never outlive their task.
+//!
+//! A command whose environment sets `STRAND_CPUS` (a wide try's cores, from its manager, or a
+//! user's own list) starts with that CPU affinity instead of its worker's binding.
 
 use super::capture::{Capture, Keep};
 use super::exit_watch::ExitWatch;
 use super::groups::{kill_group, RunningGroups, Spawned};
+use crate::placement;
 use std::fs::File;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
@@ -126,6 +130,19 @@ fn build(spec: &CommandSpec) -> Result<Command, String> {
     }
     // Its own process group: a timeout or a stop kills the task's whole tree and nothing else.
     cmd.stdin(Stdio::null()).process_group(0);
+    if let Some(mask) = requested_affinity(spec) {
+        let bytes = std::mem::size_of_val(mask.as_slice());
+        // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
+        // allowed: it makes one system call on a mask built before the fork and allocates
+        // nothing. A failure (no CPU of the list is allowed here) leaves the inherited
+        // binding, which is still a place the command can run; so it is not an error.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::sched_setaffinity(0, bytes, mask.as_ptr().cast::<libc::cpu_set_t>());
+                Ok(())
+            });
+        }
+    }
     let cwd = spec.cwd.as_deref();
     let stdout_path = spec.stdout.as_deref().map(|p| resolve(cwd, p));
     let stderr_path = spec.stderr.as_deref().map(|p| resolve(cwd, p));
@@ -142,6 +159,40 @@ fn build(spec: &CommandSpec) -> Result<Command, String> {
     cmd.stdout(stdout_file.map_or_else(Stdio::piped, Stdio::from));
     cmd.stderr(stderr_file.map_or_else(Stdio::piped, Stdio::from));
     Ok(cmd)
+}
+
+/// Bits per word of a kernel CPU mask.
+const MASK_WORD: usize = 8 * std::mem::size_of::<libc::c_ulong>();
+
+/// The CPU mask a command's `STRAND_CPUS` asks for (its last setting wins, as in the child's
+/// environment), in the kernel's layout: an array of unsigned longs, sized to the highest CPU
+/// rather than to glibc's fixed 1024-CPU `cpu_set_t`. `None` when unset or empty (an empty
+/// setting is how a wide task keeps its leader's binding on purpose), or when it is not a CPU
+/// list: that is warned about and the command runs as it would have without it.
+fn requested_affinity(spec: &CommandSpec) -> Option<Vec<libc::c_ulong>> {
+    let (_, value) = spec.env.iter().rev().find(|(k, _)| k == "STRAND_CPUS")?;
+    let Some(cpus) = placement::parse_list(value) else {
+        // No logger reaches this deep; the launcher's stderr is its log.
+        let shown: String = value.chars().take(80).collect();
+        eprintln!(
+            "strand-launcher: ignoring STRAND_CPUS={shown:?} of {}: not a CPU list like 0-3,8; \
+             the command keeps its worker's binding",
+            describe(&spec.program)
+        );
+        return None;
+    };
+    affinity_mask(&cpus)
+}
+
+/// `cpus` as a kernel CPU mask; `None` for the empty set.
+fn affinity_mask(cpus: &std::collections::BTreeSet<u32>) -> Option<Vec<libc::c_ulong>> {
+    let top = *cpus.last()? as usize;
+    let mut mask: Vec<libc::c_ulong> = vec![0; top / MASK_WORD + 1];
+    for &c in cpus {
+        let c = c as usize;
+        mask[c / MASK_WORD] |= 1 << (c % MASK_WORD);
+    }
+    Some(mask)
 }
 
 fn resolve(cwd: Option<&str>, path: &str) -> PathBuf {
@@ -415,6 +466,41 @@ mod tests {
         // A walltime too large for an Instant means no walltime, and 0 means already past.
         assert_eq!(run_command(&sh("true"), Some(u64::MAX)), Outcome::Done(vec![]));
         assert_eq!(run_command(&sh("sleep 30"), Some(0)), Outcome::Failed(Failure::Timeout { walltime_ms: 0 }));
+    }
+
+    /// The CPUs a command run from `spec` may use, as it reports them.
+    fn cpus_seen(env: &[(&str, &str)]) -> String {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let spec = CommandSpec { env, ..sh("grep Cpus_allowed_list /proc/self/status | cut -f2") };
+        match run_command(&spec, Some(20_000)) {
+            Outcome::Done(out) => String::from_utf8_lossy(&out).trim().to_string(),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn strand_cpus_sets_the_commands_affinity() {
+        let inherited = cpus_seen(&[]);
+        let mine = placement::parse_list(&inherited).expect("a CPU list");
+        let last = mine.last().copied().expect("some CPU");
+        // One CPU of ours (the last, so not simply the first of the inherited list).
+        assert_eq!(cpus_seen(&[("STRAND_CPUS", "0"), ("STRAND_CPUS", &last.to_string())]), last.to_string());
+        // The whole set again, written as the manager writes it.
+        assert_eq!(cpus_seen(&[("STRAND_CPUS", &placement::list_string(&mine))]), inherited);
+        // Not a list, empty, or only CPUs this process may not use: the inherited binding.
+        assert_eq!(cpus_seen(&[("STRAND_CPUS", "0-1:junk")]), inherited);
+        assert_eq!(cpus_seen(&[("STRAND_CPUS", "")]), inherited);
+        assert_eq!(cpus_seen(&[("STRAND_CPUS", &placement::MAX_CPU.to_string())]), inherited);
+    }
+
+    #[test]
+    fn cpu_masks_have_the_kernels_layout() {
+        assert_eq!(affinity_mask(&[0, 2, 3].into()), Some(vec![0b1101]));
+        let wide = affinity_mask(&[1, MASK_WORD as u32 + 1, 3000].into()).expect("a mask");
+        assert_eq!(wide.len(), 3000 / MASK_WORD + 1);
+        assert_eq!((wide[0], wide[1]), (0b10, 0b10));
+        assert_eq!(wide[3000 / MASK_WORD], 1 << (3000 % MASK_WORD));
+        assert_eq!(affinity_mask(&Default::default()), None);
     }
 
     #[test]
