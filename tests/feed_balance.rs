@@ -19,7 +19,7 @@ fn tries_that_arrive_together_run_on_different_idle_workers() {
     for round in 0..5 {
         let pair: Vec<TaskFuture> = (0..2)
             .map(|i| {
-                dfk.submit(Call::shell(&format!("sleep 0.2; echo {round}-{i} $OMPI_COMM_WORLD_RANK")).memoize(false))
+                dfk.submit(Call::shell(format!("sleep 0.2; echo {round}-{i} $OMPI_COMM_WORLD_RANK")).memoize(false))
             })
             .collect();
         let ranks: Vec<String> = pair

@@ -13,7 +13,7 @@ pub const TAG_TRIES: i32 = 11;
 pub const TAG_RESULTS: i32 = 12;
 /// Manager -> worker: stop (empty body).
 pub const TAG_STOP: i32 = 13;
-/// Worker -> manager: alive (body: the worker's host name, UTF-8).
+/// Worker -> manager: alive (body: the worker's host name, then `\n` and its cpu list, UTF-8).
 pub const TAG_HEARTBEAT: i32 = 14;
 
 fn config() -> impl bincode::config::Config {
