@@ -95,6 +95,13 @@ struct Target {
     /// The strand-launcher binary for the local block (default: next to `strand`).
     #[arg(long, value_name = "PATH")]
     launcher: Option<PathBuf>,
+    /// Executor configuration (TOML; see docs/executors.md): start an interchange here and let
+    /// the strategy submit blocks through the executor's provider, instead of one local block.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["connection", "workers"])]
+    config: Option<PathBuf>,
+    /// The executor of --config to use, by label (default: the first in the file).
+    #[arg(long, value_name = "LABEL", requires = "config")]
+    executor: Option<String>,
 }
 
 #[derive(Args)]
@@ -109,13 +116,6 @@ struct RunArgs {
     /// When completed tasks reach RUN_DIR/checkpoint.jsonl: task-exit, at-exit, or periodic:SECONDS.
     #[arg(long, default_value = "task-exit", value_name = "MODE")]
     checkpoint: strand::dfk::memo::CheckpointMode,
-    /// Executor configuration (TOML; see docs/executors.md): start an interchange here and let
-    /// the strategy submit blocks through the executor's provider, instead of one local block.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["connection", "workers"])]
-    config: Option<PathBuf>,
-    /// The executor of --config to use, by label (default: the first in the file).
-    #[arg(long, value_name = "LABEL", requires = "config")]
-    executor: Option<String>,
 }
 
 #[derive(Args)]
@@ -394,16 +394,28 @@ struct Session {
     run_dir: PathBuf,
     /// With `--config`: the interchange started here and the scaler that submits its blocks.
     scaled: Option<(strand::local::LocalInterchange, strand::executor::scaler::Scaler)>,
+    /// With `--config`: the executor, for what benchmarks wait for.
+    executor: Option<strand::executor::config::ExecutorConfig>,
 }
 
 impl Session {
     /// `default_prefetch`: deep for benchmarks of no-op tasks, shallow for real work.
     fn open(t: &Target, default_prefetch: u32) -> Result<Session> {
+        if let Some(config) = &t.config {
+            return Session::open_config(t, config, t.executor.as_deref(), default_prefetch);
+        }
         let run_dir = t.run_dir.clone().unwrap_or_else(default_run_dir);
         if let Some(path) = &t.connection {
             let conn = ConnectionInfo::load(path)?;
             std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-            return Ok(Session { conn, local: None, workers: t.workers.unwrap_or(0), run_dir, scaled: None });
+            return Ok(Session {
+                conn,
+                local: None,
+                workers: t.workers.unwrap_or(0),
+                run_dir,
+                scaled: None,
+                executor: None,
+            });
         }
         let mut opts = LocalOptions::new(run_dir.clone());
         if let Some(w) = t.workers {
@@ -421,12 +433,24 @@ impl Session {
         if got == 0 {
             bail!("the local block did not register within 60 s; see {}/block-local-0.log", opts.run_dir.display());
         }
-        Ok(Session { conn: local.conn.clone(), local: Some(local), workers: opts.workers, run_dir, scaled: None })
+        Ok(Session {
+            conn: local.conn.clone(),
+            local: Some(local),
+            workers: opts.workers,
+            run_dir,
+            scaled: None,
+            executor: None,
+        })
     }
 
     /// An interchange here with no block of its own; executor `label` of the `config` file
     /// submits blocks to it through its provider as the strategy asks.
-    fn open_config(t: &Target, config: &std::path::Path, label: Option<&str>) -> Result<Session> {
+    fn open_config(
+        t: &Target,
+        config: &std::path::Path,
+        label: Option<&str>,
+        default_prefetch: u32,
+    ) -> Result<Session> {
         use strand::executor::config::{Config, ProviderKind};
         // Parse before starting anything: a bad file must not leave processes behind.
         let file = Config::from_file(config)?;
@@ -434,7 +458,11 @@ impl Session {
         if let Some(l) = &t.launcher {
             exe.launcher_path = l.display().to_string();
         }
-        if let Some(p) = t.prefetch {
+        // --prefetch on the command line wins over launcher_args; a benchmark's deeper default
+        // applies only when the config says nothing.
+        let says_prefetch = exe.launcher_args.iter().any(|a| a == "--prefetch" || a.starts_with("--prefetch="));
+        if let Some(p) = t.prefetch.or((!says_prefetch && default_prefetch != 1).then_some(default_prefetch)) {
+            remove_option(&mut exe.launcher_args, "--prefetch");
             exe.launcher_args.extend(["--prefetch".to_string(), p.to_string()]);
         }
         if exe.provider == ProviderKind::Local && !std::path::Path::new(&exe.launcher_path).is_file() {
@@ -474,7 +502,46 @@ impl Session {
             workers: exe.slots_per_block(),
             run_dir,
             scaled: Some((ix, scaler)),
+            executor: Some(exe),
         })
+    }
+
+    /// Benchmarks measure warm blocks: with `--config`, wait until each of the executor's
+    /// `init_blocks` has a registered manager (bounded by its `block_connect_timeout`).
+    fn wait_warm(&self) -> Result<()> {
+        let Some(exe) = &self.executor else { return Ok(()) };
+        if exe.init_blocks == 0 {
+            bail!(
+                "executor {:?} has init_blocks = 0: a benchmark measures warm blocks, so set init_blocks to the \
+                 number of blocks to measure",
+                exe.label
+            );
+        }
+        let mut client = Client::connect(&self.conn)?;
+        let deadline = std::time::Instant::now() + exe.block_connect_timeout + exe.strategy_period * 2;
+        loop {
+            let blocks: std::collections::HashSet<String> = client
+                .status(Duration::from_secs(10))
+                .map(|s| s.managers.into_iter().map(|m| m.block.0).collect())
+                .unwrap_or_default();
+            if blocks.len() >= exe.init_blocks as usize {
+                return Ok(());
+            }
+            if let Some(why) = self.failure() {
+                bail!("{why}");
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "{} of executor {:?}'s {} initial blocks connected within {:?}; see {}",
+                    blocks.len(),
+                    exe.label,
+                    exe.init_blocks,
+                    exe.block_connect_timeout,
+                    self.run_dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Why the run cannot go on: the scaler gave up (every block failed, none ever connected).
@@ -495,6 +562,38 @@ impl Session {
     }
 }
 
+/// Drop `name` and its value (`name VALUE` or `name=VALUE`) from an argument list.
+fn remove_option(args: &mut Vec<String>, name: &str) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = std::mem::take(args).into_iter();
+    while let Some(a) = it.next() {
+        if a == name {
+            it.next();
+        } else if !a.starts_with(&format!("{name}=")) {
+            out.push(a);
+        }
+    }
+    *args = out;
+}
+
+/// Wait for every task (or until `timeout`), in slices, so that an executor whose every block
+/// failed ends the wait with its reason instead of leaving it waiting for blocks that will
+/// never come. Returns the tasks not finished.
+fn wait_all_or_fail(dfk: &Dfk, timeout: Option<Duration>, failure: &dyn Fn() -> Option<String>) -> Result<usize> {
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let slice = Duration::from_millis(500);
+        let wait = deadline.map_or(slice, |d| d.saturating_duration_since(std::time::Instant::now()).min(slice));
+        let left = dfk.wait_all(Some(wait));
+        if left == 0 || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(left);
+        }
+        if let Some(why) = failure() {
+            bail!("{why}");
+        }
+    }
+}
+
 fn default_run_dir() -> PathBuf {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     PathBuf::from("runs").join(format!("{t}-{}", std::process::id()))
@@ -504,10 +603,7 @@ fn run(a: RunArgs) -> Result<i32> {
     // Parse before starting anything: a bad file must not leave processes behind.
     let wf = Workflow::from_file(&a.workflow)?;
     let timeout = a.timeout.map(|s| seconds("--timeout", s)).transpose()?;
-    let session = match &a.config {
-        Some(config) => Session::open_config(&a.target, config, a.executor.as_deref())?,
-        None => Session::open(&a.target, 1)?,
-    };
+    let session = Session::open(&a.target, 1)?;
     let result = run_workflow(&wf, &session.conn, &session.run_dir, timeout, a.checkpoint, &|| session.failure());
     session.close();
     result
@@ -565,20 +661,12 @@ fn run_workflow(
         futures[i] = Some(dfk.submit(call));
     }
     let progress = strand::progress::Progress::start(dfk.monitor(), Some(wf.tasks.len() as u64));
-    // Wait in slices, so that an executor whose every block failed ends the run with its
-    // reason instead of leaving it waiting for blocks that will never come.
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
-    let left = loop {
-        let slice = Duration::from_millis(500);
-        let wait = deadline.map_or(slice, |d| d.saturating_duration_since(std::time::Instant::now()).min(slice));
-        let left = dfk.wait_all(Some(wait));
-        if left == 0 || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-            break left;
-        }
-        if let Some(why) = failure() {
+    let left = match wait_all_or_fail(&dfk, timeout, failure) {
+        Ok(left) => left,
+        Err(e) => {
             drop(progress);
             dfk.shutdown();
-            bail!("{why}");
+            return Err(e);
         }
     };
     drop(progress);
@@ -770,6 +858,7 @@ fn bench(a: BenchArgs) -> Result<i32> {
         bail!("--tasks must be at least 1");
     }
     let session = Session::open(&target, 64)?;
+    session.wait_warm()?;
     let dfk = Dfk::connect(&session.conn, DfkConfig::default())?;
     let line = match which {
         "throughput" => serde_json::to_string(&strand::bench::throughput(&dfk, tasks, session.workers))?,
@@ -788,7 +877,12 @@ fn bench_load(tasks: u64, window: u64, sample_every: u64, target: &Target) -> Re
         bail!("--tasks, --window and --sample-every must each be at least 1");
     }
     let session = Session::open(target, 64)?;
-    let ix_pid = session.local.as_ref().and_then(LocalRun::interchange_pid);
+    session.wait_warm()?;
+    let ix_pid = session
+        .local
+        .as_ref()
+        .and_then(LocalRun::interchange_pid)
+        .or_else(|| session.scaled.as_ref().map(|(ix, _)| ix.pid()));
     let dfk = Dfk::connect(&session.conn, DfkConfig::default())?;
     let report = strand::bench::load(&dfk, tasks, window, sample_every, session.workers, ix_pid);
     println!("{}", serde_json::to_string(&report)?);
@@ -1027,7 +1121,12 @@ fn map(a: MapArgs) -> Result<i32> {
         }
     }
     input_done.store(true, Ordering::Release);
-    dfk.wait_all(None);
+    if let Err(e) = wait_all_or_fail(&dfk, None, &|| session.failure()) {
+        drop(progress);
+        dfk.shutdown();
+        session.close();
+        return Err(e);
+    }
     let _ = printer.join();
     drop(progress);
     let n_failed = failed.load(Ordering::Relaxed) + bad_lines;

@@ -360,3 +360,64 @@ fn strand_run_with_a_slurm_config_runs_job_steps_on_a_real_slurm() {
     let script = std::fs::read_to_string(run_dir.join("cluster-1.sbatch")).expect("block script");
     assert_eq!(script.matches("srun --mpi=pmix --kill-on-bad-exit=0 --exact").count(), 2, "{script}");
 }
+
+/// Longest a `strand` command of these tests may take.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `strand ARGS` (bounded): exit code, stdout, stderr.
+fn strand(dir: &Path, args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
+    let (out_path, err_path) = (dir.join("cmd.stdout"), dir.join("cmd.stderr"));
+    let mut g = Guard::spawn(
+        "strand",
+        Command::new(bin("strand"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+            .stderr(std::fs::File::create(&err_path).expect("stderr file")),
+    );
+    let status = g.wait(limit);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    (status.code(), read(&out_path), read(&err_path))
+}
+
+/// `--config` serves `strand map` and `strand bench` as it serves `strand run`.
+#[test]
+fn map_and_bench_take_a_config_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config =
+        write_config(dir.path(), "ranks_per_node = 3\ninit_blocks = 1\nmax_blocks = 1\nstrategy_period = 0.2\n");
+    let config = config.to_str().expect("utf-8 path");
+    let run = dir.path().join("map-run");
+    let run = run.to_str().expect("utf-8 path");
+    let (code, out, err) =
+        strand(dir.path(), &["map", "--config", config, "--run-dir", run, "echo m{}", ":::", "1", "2", "3"], LIMIT);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["m1", "m2", "m3"], "stderr:\n{err}");
+    let blocks = std::fs::read_to_string(Path::new(run).join("blocks.jsonl")).unwrap_or_default();
+    assert!(blocks.contains("\"block\":\"laptop-1\""), "the map ran on the executor's block:\n{blocks}");
+
+    let run = dir.path().join("bench-run");
+    let run = run.to_str().expect("utf-8 path");
+    let (code, out, err) =
+        strand(dir.path(), &["bench", "throughput", "--tasks", "2000", "--config", config, "--run-dir", run], LIMIT);
+    assert_eq!(code, Some(0), "stdout:\n{out}\nstderr:\n{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!((v["tasks"].as_u64(), v["failed"].as_u64()), (Some(2000), Some(0)), "{v}");
+    assert_eq!(v["workers"].as_u64(), Some(2), "a block of 3 ranks: a manager and 2 workers: {v}");
+}
+
+#[test]
+fn a_benchmark_refuses_an_executor_with_no_initial_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), "init_blocks = 0\nmax_blocks = 1\n");
+    let run = dir.path().join("run");
+    let (code, _, err) = strand(
+        dir.path(),
+        &["bench", "latency", "--config", config.to_str().expect("utf-8"), "--run-dir", run.to_str().expect("utf-8")],
+        LIMIT,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("init_blocks = 0") && err.contains("warm blocks"), "{err}");
+}
