@@ -186,7 +186,10 @@ impl WidePlanner {
     /// leader; prefer one node (fewest hops for an MPI app), then the least loaded. `None`: wait.
     fn choose(&self, workers: &[WorkerView], need: usize, gpus: usize) -> Option<Vec<i32>> {
         let lent: HashSet<i32> = self.running.values().flat_map(|a| a.ranks.iter().copied()).collect();
-        let mut free: Vec<&WorkerView> = workers.iter().filter(|w| !w.lost && !lent.contains(&w.rank)).collect();
+        // A rank not heard from yet has no known host or cores: it could not be placed with the
+        // others or lend its cores, so it waits for its first heartbeat (well under a second).
+        let mut free: Vec<&WorkerView> =
+            workers.iter().filter(|w| !w.lost && !w.host.is_empty() && !lent.contains(&w.rank)).collect();
         if free.len() < need {
             return None;
         }
@@ -328,6 +331,19 @@ mod tests {
         let Action::Launch { try_, .. } = &acts[0] else { unreachable!() };
         p.finished(&try_.id);
         assert!(w.iter().all(|x| !p.is_blocked(x.rank)));
+    }
+
+    #[test]
+    fn ranks_not_heard_from_yet_are_not_reserved() {
+        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        p.push(wide(1, 2, 0, 1));
+        // Rank 2 has sent no heartbeat: its host and cores are unknown.
+        let mut w = workers(&[("a", 0), ("", 0)]);
+        assert!(p.step(&w).is_empty(), "it waits rather than lend a rank of unknown place");
+        w[1].host = "a".into();
+        let acts = p.step(&w);
+        assert_eq!(acts.len(), 1, "{acts:?}");
+        assert_eq!(env(&acts[0], "STRAND_HOSTS").as_deref(), Some("a"));
     }
 
     #[test]
