@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::cpus::*;
 use common::*;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strand::dfk::{Call, Dfk, DfkConfig};
 use strand::task::Resources;
 
@@ -15,65 +16,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// What the task runs: its CPU list, and what it was told (for the failure message).
 const SHOW_CPUS: &str = "grep Cpus_allowed_list /proc/self/status; echo \"STRAND_CPUS=${STRAND_CPUS:-unset}\"";
-
-/// Parse a kernel CPU list (`0-3,8,10-11`).
-fn parse_list(s: &str) -> BTreeSet<u32> {
-    let mut out = BTreeSet::new();
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
-        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
-        let (lo, hi): (u32, u32) = (lo.parse().expect("cpu number"), hi.parse().expect("cpu number"));
-        out.extend(lo..=hi);
-    }
-    out
-}
-
-/// The `Cpus_allowed_list` line of a `/proc/.../status` text.
-fn allowed_in(status: &str) -> Option<BTreeSet<u32>> {
-    status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(parse_list)
-}
-
-/// The CPUs `pid` may run on.
-fn allowed_of(pid: i32) -> Option<BTreeSet<u32>> {
-    allowed_in(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
-}
-
-/// The cores this process may use, each as the set of its hardware threads (from sysfs).
-fn my_cores() -> Vec<BTreeSet<u32>> {
-    let mine = allowed_of(std::process::id() as i32).expect("own status");
-    let mut cores: Vec<BTreeSet<u32>> = vec![];
-    for cpu in &mine {
-        let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list");
-        let siblings = std::fs::read_to_string(&path).map(|s| parse_list(&s)).unwrap_or_else(|_| [*cpu].into());
-        let core: BTreeSet<u32> = siblings.intersection(&mine).copied().collect();
-        if !cores.contains(&core) {
-            cores.push(core);
-        }
-    }
-    cores
-}
-
-/// Each world rank's CPU set once every one is on a single core (a rank binds itself a few
-/// milliseconds after MPI_Init), or as they are at the deadline, for the assertions to report.
-fn rank_sets(mpirun: &Guard, n: u32, cores: &[BTreeSet<u32>]) -> Vec<BTreeSet<u32>> {
-    let deadline = Instant::now() + WAIT;
-    let pids: Vec<i32> = (0..n)
-        .map(|r| loop {
-            if let Some(p) = rank_pid(mpirun.pid(), r) {
-                break p;
-            }
-            assert!(Instant::now() < deadline, "rank {r} not found under mpirun");
-            std::thread::sleep(Duration::from_millis(20));
-        })
-        .collect();
-    let settled = Instant::now() + Duration::from_secs(10);
-    loop {
-        let sets: Vec<BTreeSet<u32>> = pids.iter().map(|&p| allowed_of(p).expect("rank status")).collect();
-        if sets.iter().all(|s| cores.contains(s)) || Instant::now() >= settled {
-            return sets;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The CPU set a task reports, and its whole output.
 fn seen(out: Vec<u8>) -> (BTreeSet<u32>, String) {
@@ -92,7 +34,7 @@ fn a_wide_try_runs_on_the_cores_of_all_its_ranks() {
     wait_managers(&conn, 1, WAIT);
     let log = dir.path().join("block.log");
     let cores = my_cores();
-    let sets = rank_sets(&block, 3, &cores);
+    let sets = settled_sets(&rank_pids(&block, 3, WAIT), |s| cores.contains(s));
     for (rank, set) in sets.iter().enumerate() {
         assert!(cores.contains(set), "rank {rank} is on {set:?}, not one core of {cores:?}\n{}", tail(&log));
     }

@@ -1,6 +1,7 @@
 //! Shared harness for integration tests: real binaries, bounded waits, everything killed on drop.
 #![allow(dead_code)]
 
+pub mod cpus;
 pub mod slurm;
 
 use std::path::{Path, PathBuf};
