@@ -151,7 +151,9 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
     let log = root_log.new(o!("rank" => world.rank()));
     // Before any thread of ours starts (executor, ZeroMQ), so each inherits the binding;
     // MPI's own threads exist already and are bound with the process.
-    placement::place(args.bind, node_rank(&world), &log);
+    let placed = placement::place(args.bind, node_rank(&world), &log);
+    // Workers tell their manager where they run, so a wide try gets all its ranks' cores.
+    let cpus = placed.map(|p| p.pus).or_else(placement::current_cpus);
     let Some(pool) = split_pools(&world, args.pool_size) else {
         error!(log, "MPI_Comm_split returned no communicator");
         return 2;
@@ -162,7 +164,7 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
         run_as_manager(&args, &pool, registry, &stop, &log)
     } else {
         let exec = Executor::new(args.slots_per_worker as usize, registry);
-        worker::run_worker(&pool, exec, secs(args.worker_heartbeat), &stop, &log);
+        worker::run_worker(&pool, exec, secs(args.worker_heartbeat), cpus.as_ref(), &stop, &log);
         0
     };
     drop(pool);

@@ -296,6 +296,53 @@ pub fn parse_list(s: &str) -> Option<BTreeSet<u32>> {
     Some(out)
 }
 
+/// Bits per word of a kernel CPU mask (an array of unsigned longs, the layout
+/// `sched_setaffinity`/`sched_getaffinity` use whatever glibc's `cpu_set_t` size).
+pub const MASK_WORD: usize = 8 * std::mem::size_of::<libc::c_ulong>();
+
+/// `cpus` as a kernel CPU mask sized to the highest CPU rather than to glibc's fixed
+/// 1024-CPU `cpu_set_t`; `None` for the empty set.
+pub fn cpu_mask(cpus: &BTreeSet<u32>) -> Option<Vec<libc::c_ulong>> {
+    let top = *cpus.last()? as usize;
+    let mut mask: Vec<libc::c_ulong> = vec![0; top / MASK_WORD + 1];
+    for &c in cpus {
+        let c = c as usize;
+        mask[c / MASK_WORD] |= 1 << (c % MASK_WORD);
+    }
+    Some(mask)
+}
+
+/// The CPUs set in a kernel CPU mask.
+fn mask_cpus(mask: &[libc::c_ulong]) -> BTreeSet<u32> {
+    (0..mask.len() * MASK_WORD)
+        .filter(|&i| mask[i / MASK_WORD] & (1 << (i % MASK_WORD)) != 0)
+        .filter_map(|i| u32::try_from(i).ok())
+        .collect()
+}
+
+/// The CPUs this thread may run on (`sched_getaffinity`): the rank's binding when [`place`]
+/// did not report one (`--bind none`, hwloc unusable). `None` if the kernel will not say.
+pub fn current_cpus() -> Option<BTreeSet<u32>> {
+    // Start at glibc's cpu_set_t size; a kernel built for more CPUs answers EINVAL, so grow.
+    let mut words = 1024 / MASK_WORD;
+    while words * MASK_WORD <= 1 << 20 {
+        let mut mask: Vec<libc::c_ulong> = vec![0; words];
+        let bytes = std::mem::size_of_val(mask.as_slice());
+        // SAFETY: `mask` is a writable buffer of `bytes` bytes; glibc and the kernel treat the
+        // pointer as an array of unsigned longs of that size, whatever cpu_set_t's own size.
+        let rc = unsafe { libc::sched_getaffinity(0, bytes, mask.as_mut_ptr().cast::<libc::cpu_set_t>()) };
+        if rc == 0 {
+            let set = mask_cpus(&mask);
+            return (!set.is_empty()).then_some(set);
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return None;
+        }
+        words *= 2;
+    }
+    None
+}
+
 fn range_string((lo, hi): (u32, u32)) -> String {
     if lo == hi {
         lo.to_string()
@@ -413,7 +460,7 @@ fn bind(topology: &Topology, pus: &[u32]) -> Result<(), PlacementError> {
         .map_err(|source| PlacementError::SetBinding { cpuset: list_string(pus), source })
 }
 
-/// What [`place`] did, for the log line and for sizing thread pools.
+/// What [`place`] did: the log line, and the cpuset a worker reports to its manager.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placed {
     /// The PUs this rank runs on now.
@@ -467,6 +514,26 @@ pub fn place(policy: BindPolicy, rank: NodeRank, log: &Logger) -> Option<Placed>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_masks_have_the_kernels_layout() {
+        assert_eq!(cpu_mask(&[0, 2, 3].into()), Some(vec![0b1101]));
+        let wide = cpu_mask(&[1, MASK_WORD as u32 + 1, 3000].into()).expect("a mask");
+        assert_eq!(wide.len(), 3000 / MASK_WORD + 1);
+        assert_eq!((wide[0], wide[1]), (0b10, 0b10));
+        assert_eq!(wide[3000 / MASK_WORD], 1 << (3000 % MASK_WORD));
+        assert_eq!(mask_cpus(&wide), [1, MASK_WORD as u32 + 1, 3000].into());
+        assert_eq!(cpu_mask(&Default::default()), None);
+    }
+
+    #[test]
+    fn this_process_has_an_affinity() {
+        let mine = current_cpus().expect("sched_getaffinity works here");
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let line = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("line");
+        // This thread's mask; the test harness does not bind threads, so it is the process's.
+        assert_eq!(Some(mine), parse_list(line));
+    }
 
     /// `domains` NUMA domains of `cores` cores each, `smt` PUs per core, numbered like Linux
     /// numbers them on x86 (first PU of every core, then the siblings).

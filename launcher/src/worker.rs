@@ -21,21 +21,21 @@ pub enum WorkerExit {
 }
 
 /// Run the worker loop on `pool` (this rank is not rank 0) until stopped, telling the
-/// manager every `heartbeat` that this rank is alive (so a hung rank can be told apart).
+/// manager every `heartbeat` that this rank is alive (so a hung rank can be told apart) and
+/// where it runs: its host and `cpus`, the rank's binding (`None`: unknown).
 pub fn run_worker(
     pool: &SimpleCommunicator,
     executor: Executor,
     heartbeat: std::time::Duration,
+    cpus: Option<&BTreeSet<u32>>,
     stop: &StopFlag,
     log: &Logger,
 ) -> WorkerExit {
     let manager = pool.process_at_rank(0);
-    // Read once: placement ran before this loop and nothing rebinds the rank afterwards.
-    let cpus = current_cpus();
     if cpus.is_none() {
         warn!(log, "cannot read this rank's CPU affinity; wide tries here keep their leader's binding");
     }
-    let host = heartbeat_payload(&strand::host::hostname(), cpus.as_ref());
+    let host = heartbeat_payload(&strand::host::hostname(), cpus);
     let mut next_heartbeat = std::time::Instant::now();
     let mut backoff = Backoff::default();
     let mut running = 0usize;
@@ -120,33 +120,6 @@ pub fn parse_heartbeat(bytes: &[u8]) -> (String, Option<BTreeSet<u32>>) {
     }
 }
 
-/// The CPUs this thread may run on (`sched_getaffinity`), i.e. the rank's binding: placement
-/// binds every thread of the process. `None` if the kernel will not say.
-pub fn current_cpus() -> Option<BTreeSet<u32>> {
-    const WORD: usize = 8 * std::mem::size_of::<libc::c_ulong>();
-    // Start at glibc's cpu_set_t size; a kernel built for more CPUs answers EINVAL, so grow.
-    let mut words = 1024 / WORD;
-    while words * WORD <= 1 << 20 {
-        let mut mask: Vec<libc::c_ulong> = vec![0; words];
-        let bytes = words * std::mem::size_of::<libc::c_ulong>();
-        // SAFETY: `mask` is a writable buffer of `bytes` bytes; glibc and the kernel treat the
-        // pointer as an array of unsigned longs of that size, whatever cpu_set_t's own size.
-        let rc = unsafe { libc::sched_getaffinity(0, bytes, mask.as_mut_ptr().cast::<libc::cpu_set_t>()) };
-        if rc == 0 {
-            let set: BTreeSet<u32> = (0..words * WORD)
-                .filter(|&i| mask[i / WORD] & (1 << (i % WORD)) != 0)
-                .filter_map(|i| u32::try_from(i).ok())
-                .collect();
-            return (!set.is_empty()).then_some(set);
-        }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
-            return None;
-        }
-        words *= 2;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,14 +140,5 @@ mod tests {
         assert_eq!(parse_heartbeat(b"node7\nnot a list"), ("node7".to_string(), None));
         assert_eq!(parse_heartbeat(b"node7\n"), ("node7".to_string(), None));
         assert_eq!(parse_heartbeat(b""), (String::new(), None));
-    }
-
-    #[test]
-    fn this_process_has_an_affinity() {
-        let mine = current_cpus().expect("sched_getaffinity works here");
-        let status = std::fs::read_to_string("/proc/self/status").expect("status");
-        let line = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("line");
-        // This thread's mask; the test harness does not bind threads, so it is the process's.
-        assert_eq!(Some(mine), placement::parse_list(line));
     }
 }

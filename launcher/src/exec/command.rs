@@ -161,13 +161,9 @@ fn build(spec: &CommandSpec) -> Result<Command, String> {
     Ok(cmd)
 }
 
-/// Bits per word of a kernel CPU mask.
-const MASK_WORD: usize = 8 * std::mem::size_of::<libc::c_ulong>();
-
 /// The CPU mask a command's `STRAND_CPUS` asks for (its last setting wins, as in the child's
-/// environment), in the kernel's layout: an array of unsigned longs, sized to the highest CPU
-/// rather than to glibc's fixed 1024-CPU `cpu_set_t`. `None` when unset or empty (an empty
-/// setting is how a wide task keeps its leader's binding on purpose), or when it is not a CPU
+/// environment), in the kernel's layout ([`placement::cpu_mask`]). `None` when unset or empty
+/// (an empty setting is how a wide task keeps its leader's binding on purpose), or when it is not a CPU
 /// list: that is warned about and the command runs as it would have without it.
 fn requested_affinity(spec: &CommandSpec) -> Option<Vec<libc::c_ulong>> {
     let (_, value) = spec.env.iter().rev().find(|(k, _)| k == "STRAND_CPUS")?;
@@ -181,18 +177,7 @@ fn requested_affinity(spec: &CommandSpec) -> Option<Vec<libc::c_ulong>> {
         );
         return None;
     };
-    affinity_mask(&cpus)
-}
-
-/// `cpus` as a kernel CPU mask; `None` for the empty set.
-fn affinity_mask(cpus: &std::collections::BTreeSet<u32>) -> Option<Vec<libc::c_ulong>> {
-    let top = *cpus.last()? as usize;
-    let mut mask: Vec<libc::c_ulong> = vec![0; top / MASK_WORD + 1];
-    for &c in cpus {
-        let c = c as usize;
-        mask[c / MASK_WORD] |= 1 << (c % MASK_WORD);
-    }
-    Some(mask)
+    placement::cpu_mask(&cpus)
 }
 
 fn resolve(cwd: Option<&str>, path: &str) -> PathBuf {
@@ -491,16 +476,6 @@ mod tests {
         assert_eq!(cpus_seen(&[("STRAND_CPUS", "0-1:junk")]), inherited);
         assert_eq!(cpus_seen(&[("STRAND_CPUS", "")]), inherited);
         assert_eq!(cpus_seen(&[("STRAND_CPUS", &placement::MAX_CPU.to_string())]), inherited);
-    }
-
-    #[test]
-    fn cpu_masks_have_the_kernels_layout() {
-        assert_eq!(affinity_mask(&[0, 2, 3].into()), Some(vec![0b1101]));
-        let wide = affinity_mask(&[1, MASK_WORD as u32 + 1, 3000].into()).expect("a mask");
-        assert_eq!(wide.len(), 3000 / MASK_WORD + 1);
-        assert_eq!((wide[0], wide[1]), (0b10, 0b10));
-        assert_eq!(wide[3000 / MASK_WORD], 1 << (3000 % MASK_WORD));
-        assert_eq!(affinity_mask(&Default::default()), None);
     }
 
     #[test]
