@@ -58,8 +58,7 @@ pub fn raise_fd_limit(need: u64, what: &str) -> Result<u64, FdLimitError> {
 
 /// Peak resident memory (VmHWM) and CPU seconds (user + system) of a process, from /proc.
 pub fn proc_usage(pid: u32) -> Option<(u64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kib: u64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let hwm = status_bytes(pid, "VmHWM:")?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -67,13 +66,18 @@ pub fn proc_usage(pid: u32) -> Option<(u64, f64)> {
     let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some((hwm_kib * 1024, ticks as f64 / hz))
+    Some((hwm, ticks as f64 / hz))
 }
 
 /// Resident memory now (VmRSS) of a process, in bytes, from /proc.
 pub fn current_rss(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// A memory field (`VmRSS:`, `VmHWM:` ..., given in kB) of `/proc/PID/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kib: u64 = status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
 

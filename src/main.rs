@@ -1138,16 +1138,6 @@ fn map(a: MapArgs) -> Result<i32> {
     Ok(if n_failed > 0 { 1 } else { 0 })
 }
 
-/// Resident memory of this process, from /proc/self/status (VmRSS), in bytes.
-fn own_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .map_or(0, |kib: u64| kib * 1024)
-}
-
 /// `strand bench memory`: bytes per pending task in the DFK, with the interchange pushing back.
 fn bench_memory(tasks: u64, max_queue: u64) -> Result<i32> {
     if tasks == 0 {
@@ -1157,13 +1147,13 @@ fn bench_memory(tasks: u64, max_queue: u64) -> Result<i32> {
     opts.interchange_args = vec!["--max-queue".into(), max_queue.to_string()];
     let ix = strand::local::LocalInterchange::start(&opts)?;
     let dfk = Dfk::connect(&ix.conn, DfkConfig::default())?;
-    let before = own_rss();
+    let before = strand::host::current_rss(std::process::id()).unwrap_or(0);
     let started = std::time::Instant::now();
     let futures: Vec<TaskFuture> = (0..tasks).map(|_| dfk.submit(Call::function("noop", Vec::new()))).collect();
     let submit_s = started.elapsed().as_secs_f64();
     // Let the I/O thread push what the interchange will take (it refuses the rest).
     std::thread::sleep(Duration::from_secs(2));
-    let after = own_rss();
+    let after = strand::host::current_rss(std::process::id()).unwrap_or(0);
     let mut c = Client::connect(&ix.conn)?;
     let report = c.status(Duration::from_secs(10))?;
     let (ix_rss, _) = strand::host::proc_usage(ix.pid()).unwrap_or((0, 0.0));
