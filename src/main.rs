@@ -393,9 +393,15 @@ struct Session {
     /// Run directory: the local block's files and the checkpoint.
     run_dir: PathBuf,
     /// With `--config`: the interchange started here and the scaler that submits its blocks.
-    scaled: Option<(strand::local::LocalInterchange, strand::executor::scaler::Scaler)>,
-    /// With `--config`: the executor, for what benchmarks wait for.
-    executor: Option<strand::executor::config::ExecutorConfig>,
+    scaled: Option<Scaled>,
+}
+
+/// What `--config` starts: an interchange here, and the scaler submitting the executor's blocks.
+struct Scaled {
+    interchange: strand::local::LocalInterchange,
+    scaler: strand::executor::scaler::Scaler,
+    /// The executor (what benchmarks wait for).
+    executor: strand::executor::config::ExecutorConfig,
 }
 
 impl Session {
@@ -408,14 +414,7 @@ impl Session {
         if let Some(path) = &t.connection {
             let conn = ConnectionInfo::load(path)?;
             std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-            return Ok(Session {
-                conn,
-                local: None,
-                workers: t.workers.unwrap_or(0),
-                run_dir,
-                scaled: None,
-                executor: None,
-            });
+            return Ok(Session { conn, local: None, workers: t.workers.unwrap_or(0), run_dir, scaled: None });
         }
         let mut opts = LocalOptions::new(run_dir.clone());
         if let Some(w) = t.workers {
@@ -433,14 +432,7 @@ impl Session {
         if got == 0 {
             bail!("the local block did not register within 60 s; see {}/block-local-0.log", opts.run_dir.display());
         }
-        Ok(Session {
-            conn: local.conn.clone(),
-            local: Some(local),
-            workers: opts.workers,
-            run_dir,
-            scaled: None,
-            executor: None,
-        })
+        Ok(Session { conn: local.conn.clone(), local: Some(local), workers: opts.workers, run_dir, scaled: None })
     }
 
     /// An interchange here with no block of its own; executor `label` of the `config` file
@@ -501,15 +493,14 @@ impl Session {
             local: None,
             workers: exe.slots_per_block(),
             run_dir,
-            scaled: Some((ix, scaler)),
-            executor: Some(exe),
+            scaled: Some(Scaled { interchange: ix, scaler, executor: exe }),
         })
     }
 
     /// Benchmarks measure warm blocks: with `--config`, wait until each of the executor's
     /// `init_blocks` has a registered manager (bounded by its `block_connect_timeout`).
     fn wait_warm(&self) -> Result<()> {
-        let Some(exe) = &self.executor else { return Ok(()) };
+        let Some(Scaled { executor: exe, .. }) = &self.scaled else { return Ok(()) };
         if exe.init_blocks == 0 {
             bail!(
                 "executor {:?} has init_blocks = 0: a benchmark measures warm blocks, so set init_blocks to the \
@@ -546,7 +537,7 @@ impl Session {
 
     /// Why the run cannot go on: the scaler gave up (every block failed, none ever connected).
     fn failure(&self) -> Option<String> {
-        let why = self.scaled.as_ref().and_then(|(_, scaler)| scaler.state().error)?;
+        let why = self.scaled.as_ref().and_then(|s| s.scaler.state().error)?;
         Some(format!("{why}; the block scripts and their output are in {}", self.run_dir.display()))
     }
 
@@ -554,10 +545,10 @@ impl Session {
         if let Some(l) = self.local {
             l.stop(Duration::from_secs(20));
         }
-        if let Some((ix, scaler)) = self.scaled {
+        if let Some(s) = self.scaled {
             // Cancel the blocks first (the scaler waits, bounded, for their jobs to end).
-            scaler.stop();
-            ix.stop(Duration::from_secs(20));
+            s.scaler.stop();
+            s.interchange.stop(Duration::from_secs(20));
         }
     }
 }
@@ -882,7 +873,7 @@ fn bench_load(tasks: u64, window: u64, sample_every: u64, target: &Target) -> Re
         .local
         .as_ref()
         .and_then(LocalRun::interchange_pid)
-        .or_else(|| session.scaled.as_ref().map(|(ix, _)| ix.pid()));
+        .or_else(|| session.scaled.as_ref().map(|s| s.interchange.pid()));
     let dfk = Dfk::connect(&session.conn, DfkConfig::default())?;
     let report = strand::bench::load(&dfk, tasks, window, sample_every, session.workers, ix_pid);
     println!("{}", serde_json::to_string(&report)?);
