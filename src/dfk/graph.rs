@@ -481,9 +481,10 @@ impl Graph {
         out
     }
 
-    /// Whether input files wait to be hashed.
-    pub fn has_hashing(&self) -> bool {
-        !self.to_hash.is_empty()
+    /// Whether the I/O thread has work of its own to start: join bodies to run, input files to
+    /// hash (outside the lock).
+    pub fn has_local_work(&self) -> bool {
+        !self.joins.is_empty() || !self.to_hash.is_empty()
     }
 
     /// Tasks whose input files must be hashed (outside the lock) before their memo key is known.
@@ -497,11 +498,6 @@ impl Graph {
             node.input_hashes = Some(hashes);
             self.ready.push_front(id);
         }
-    }
-
-    /// Whether join bodies are waiting to run.
-    pub fn has_joins(&self) -> bool {
-        !self.joins.is_empty()
     }
 
     /// Join bodies whose inputs are done; run each, then `link_join` its future.

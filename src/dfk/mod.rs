@@ -384,8 +384,9 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
             g.flush_events();
             g.checkpoint(false);
         }
-        // Joins that became ready while sending run before we sleep: nothing else would wake us.
-        if client.readable() || shared.graph().has_joins() || shared.graph().has_hashing() {
+        // Joins and hashing that became due while sending start before we sleep: nothing else
+        // would wake us.
+        if client.readable() || shared.graph().has_local_work() {
             continue;
         }
         let wait = if ready > 0 && refused_until.is_some() { Duration::from_millis(5) } else { ping_every };
