@@ -9,17 +9,17 @@
 //! over 100 tasks, an `increment` chain of depth 100 and fib(15) through join tasks,
 //! prints what each took, and tears everything down.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use strand::bench::programs::{double, fib, increment};
 use strand::dfk::{Dfk, DfkConfig};
-use strand::local::{LocalOptions, LocalRun};
-use strand::programs::{double, fib, increment};
+use strand::executor::local_block::LocalBlockOptions;
+use strand::executor::Executor;
+use strand::run_dir::RunDir;
 
 fn main() -> anyhow::Result<()> {
-    let mut opts = LocalOptions::new(std::env::temp_dir().join(format!("strand-example-{}", std::process::id())));
-    opts.workers = 2;
-    let run = LocalRun::start(&opts)?;
-    run.wait_for_managers(1, Duration::from_secs(60));
-    let dfk = Dfk::connect(&run.conn, DfkConfig::default())?;
+    let run_dir = RunDir::create(Some(&std::env::temp_dir().join(format!("strand-example-{}", std::process::id()))))?;
+    let exe = Executor::local(run_dir, &LocalBlockOptions { workers: 2, ..LocalBlockOptions::default() })?;
+    let dfk = Dfk::connect(exe.connection(), DfkConfig::default())?;
     let h = dfk.handle();
 
     let t = Instant::now();
@@ -43,6 +43,6 @@ fn main() -> anyhow::Result<()> {
     );
 
     dfk.shutdown();
-    run.stop(Duration::from_secs(20));
+    exe.stop();
     Ok(())
 }

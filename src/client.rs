@@ -168,6 +168,19 @@ impl Client {
         })
     }
 
+    /// Put a manager in `mode` (held, active, draining); returns whether it was done and what happened.
+    pub fn set_mode(
+        &mut self,
+        manager: crate::task::ManagerId,
+        mode: crate::wire::ManagerMode,
+        timeout: Duration,
+    ) -> Result<(bool, String), ClientError> {
+        self.request(&ClientMsg::SetMode { manager, mode }, timeout, |r| match r {
+            ToClientMsg::Ack { ok, message } => Some((ok, message)),
+            _ => None,
+        })
+    }
+
     /// Say hello and wait for the welcome: proves the interchange is there and has our key.
     /// Returns the managers connected and the interchange's incarnation.
     pub fn hello(&mut self, timeout: Duration) -> Result<(u32, u64), ClientError> {

@@ -12,9 +12,6 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// File name of the connection file inside a run directory.
-pub const CONNECTION_FILE: &str = "connection.json";
-
 /// What a client or launcher needs to reach the interchange.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionInfo {
@@ -118,6 +115,7 @@ impl ConnectionInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run_dir::CONNECTION_FILE;
 
     fn info() -> ConnectionInfo {
         ConnectionInfo {

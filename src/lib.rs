@@ -1,25 +1,30 @@
 //! Strand: an MPI-native many-task launcher for extreme-scale HPC.
 //!
-//! This crate is the login-node side: the wire protocol, the interchange, the
-//! DFK and the `strand` CLI. It never links MPI; the `strand-launcher` crate in
-//! `launcher/` is the only one that does.
+//! This crate is the login-node side: the wire protocol, the interchange, the DFK, the
+//! executors (strategy, scaler, providers, launch commands) and the `strand` CLI. It never
+//! links MPI; the `strand-launcher` crate in `launcher/` is the only one that does.
+//!
+//! Layout, by the concepts of the Parsl paper: [`task`] and [`block`] name things;
+//! [`wire`] and [`connection`] are how processes talk; [`interchange`] brokers tries;
+//! [`dfk`] holds the task graph of a driver; [`executor`] starts an interchange and its
+//! blocks through a [`provider`]; [`run_dir`] is where a run keeps its files;
+//! [`monitoring`] is what a run records and shows; [`bench`] measures all of it.
 
 pub mod bench;
+pub mod block;
 pub mod client;
 pub mod connection;
 pub mod dfk;
-pub mod elasticity;
 pub mod executor;
 pub mod host;
 pub mod interchange;
-pub mod local;
 pub mod log;
 pub mod map;
-pub mod programs;
-pub mod progress;
+pub mod monitoring;
+pub mod process;
 pub mod provider;
-pub mod sim;
+pub mod run_dir;
 pub mod task;
-pub mod waker;
+pub(crate) mod waker;
 pub mod wire;
 pub mod workflow;

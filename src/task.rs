@@ -4,6 +4,7 @@
 //! The interchange, managers and workers only ever see tries; the DFK maps
 //! tries back to tasks and decides retries.
 
+use crate::block::BlockId;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
@@ -30,10 +31,6 @@ pub struct TryId {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ManagerId(pub u64);
 
-/// Identifies a block (one batch job); the provider's job id or a local name.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BlockId(pub String);
-
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "client-{:016x}", self.0)
@@ -52,11 +49,6 @@ impl fmt::Display for TryId {
 impl fmt::Display for ManagerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "manager-{:016x}", self.0)
-    }
-}
-impl fmt::Display for BlockId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

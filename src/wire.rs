@@ -12,7 +12,8 @@
 //! results (in the spirit of Jupyter's signed messages). A frame that fails any
 //! check is dropped and counted by the receiver; decoding never panics.
 
-use crate::task::{BlockId, ManagerId, Try, TryId, TryResult};
+use crate::block::BlockId;
+use crate::task::{ManagerId, Try, TryId, TryResult};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -585,6 +585,36 @@ impl Workflow {
         Ok(wf)
     }
 
+    /// Submit every task to `dfk`, each after its dependencies; the futures in file order.
+    pub fn submit(&self, dfk: &crate::dfk::Dfk) -> Vec<crate::dfk::TaskFuture> {
+        use crate::dfk::Call;
+        let mut futures: Vec<Option<crate::dfk::TaskFuture>> = vec![None; self.tasks.len()];
+        for i in self.topological_order() {
+            let t = &self.tasks[i];
+            let mut call = Call::app(t.spec.app.clone())
+                .named(&t.name)
+                .retries(t.retries)
+                .priority(t.spec.priority)
+                .resources(t.spec.resources);
+            call.walltime_ms = t.spec.walltime_ms;
+            // File dependencies were resolved when the file was parsed; outputs are still checked.
+            call.output_files = t.spec.outputs.clone();
+            if t.hash_inputs {
+                // Their content joins the memo key (hashed off the DFK's lock when the task is ready).
+                call.input_files = t.input_files.clone();
+                call = call.hash_inputs(true);
+            }
+            for &d in &t.after {
+                if let Some(f) = &futures[d] {
+                    call = call.after(f);
+                }
+            }
+            futures[i] = Some(dfk.submit(call));
+        }
+        // A topological order visits every task once, so every slot is filled.
+        futures.into_iter().flatten().collect()
+    }
+
     /// A launch order in which every task comes after its dependencies (Kahn's algorithm, O(n + e)).
     pub fn topological_order(&self) -> Vec<usize> {
         self.order().unwrap_or_default()

@@ -8,10 +8,12 @@ use common::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use strand::dfk::{Call, Dfk, DfkConfig, TaskFuture};
-use strand::executor::scaler::{Scaler, ScalerConfig, BLOCKS_FILE};
+use strand::executor::local_block::mpirun_args;
+use strand::executor::scaler::ScalerConfig;
 use strand::executor::strategy::StrategyParams;
-use strand::local::mpirun_args;
+use strand::executor::Executor;
 use strand::provider::local::LocalProvider;
+use strand::run_dir::{RunDir, BLOCKS_FILE};
 
 const PERIOD: Duration = Duration::from_millis(500);
 const IDLE: Duration = Duration::from_secs(2);
@@ -24,7 +26,7 @@ fn scales_out_to_max_blocks_and_back_to_min_blocks() {
     let launcher = bin("strand-launcher");
     let mpirun = mpirun_args(1).join(" ");
     // A block is one rank running 8 sleeps at once: 3 blocks bring 24 slots.
-    let script = move |id: &strand::task::BlockId| {
+    let script = move |id: &strand::block::BlockId| {
         format!(
             "exec mpirun {mpirun} {} --connection {} --block-id {} --pool-size 1 --local-slots 8 --prefetch 0\n",
             launcher.display(),
@@ -42,18 +44,14 @@ fn scales_out_to_max_blocks_and_back_to_min_blocks() {
         block_connect_timeout: Duration::from_secs(60),
         slots_per_block: 8,
     };
-    let scaler = Scaler::start(
+    let run_dir = RunDir::create(Some(dir.path())).expect("run dir");
+    let exe = Executor::attach_scaled(
+        run_dir.clone(),
         &conn,
         Box::new(LocalProvider::new()),
-        ScalerConfig {
-            params,
-            period: PERIOD,
-            nodes_per_block: 1,
-            walltime_s: 0,
-            run_dir: dir.path().to_path_buf(),
-            script: Box::new(script),
-        },
+        ScalerConfig { params, period: PERIOD, nodes_per_block: 1, walltime_s: 0, run_dir, script: Box::new(script) },
     );
+    let scaler = exe.scaler().expect("a scaled executor has a scaler");
     let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
     let tasks: Vec<TaskFuture> = (0..500).map(|_| dfk.submit(Call::shell("sleep 0.5").memoize(false))).collect();
 
@@ -96,7 +94,7 @@ fn scales_out_to_max_blocks_and_back_to_min_blocks() {
     }
     eprintln!("scaled in {held_after:?} after the queue emptied; jobs ended after {:?}", emptied.elapsed());
     dfk.shutdown();
-    scaler.stop();
+    exe.stop();
     let log = std::fs::read_to_string(dir.path().join(BLOCKS_FILE)).expect("blocks.jsonl");
     for event in ["submitted", "connected", "hold", "stop", "ended"] {
         assert_eq!(log.matches(&format!("\"event\":\"{event}\"")).count(), 3, "{event} x3 in\n{log}");

@@ -8,9 +8,9 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use strand::block::BlockId;
 use strand::executor::config::{Config, ConfigError};
 use strand::executor::script::block_script;
-use strand::task::BlockId;
 
 fn parse(body: &str) -> Result<Config, ConfigError> {
     Config::parse(body, "bad.toml")

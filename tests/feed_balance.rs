@@ -11,7 +11,7 @@ use strand::dfk::{Call, Dfk, DfkConfig, TaskFuture};
 fn tries_that_arrive_together_run_on_different_idle_workers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
-    let conn_file = dir.path().join(strand::connection::CONNECTION_FILE);
+    let conn_file = dir.path().join(strand::run_dir::CONNECTION_FILE);
     // One manager and two workers, each allowed one prefetched try beyond the one it runs.
     let _block = launcher(dir.path(), "block", 3, &conn_file, &["--pool-size", "3", "--prefetch", "1"]);
     wait_managers(&conn, 1, Duration::from_secs(60));

@@ -66,12 +66,13 @@ fn killing_a_whole_launcher_loses_nothing_and_the_other_keeps_serving() {
     assert_eq!(report.managers[0].block.0, "survivor");
 }
 
-fn strand_status(conn_file: &std::path::Path, args: &[&str]) -> (bool, String) {
+/// `strand COMMAND MANAGER --connection FILE` (hold, release, drain).
+fn strand_manager(conn_file: &std::path::Path, command: &str, manager: &str) -> (bool, String) {
     let out = Command::new(bin("strand"))
-        .arg("status")
+        .arg(command)
+        .arg(manager)
         .arg("--connection")
         .arg(conn_file)
-        .args(args)
         .output()
         .expect("status");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
@@ -87,7 +88,7 @@ fn hold_release_and_drain_a_manager() {
     let mut client = Client::connect(&conn).expect("client");
     let id = client.status(Duration::from_secs(10)).expect("status").managers[0].id;
 
-    let (ok, out) = strand_status(&conn_file, &["--hold", &id.to_string()]);
+    let (ok, out) = strand_manager(&conn_file, "hold", &id.to_string());
     assert!(ok, "{out}");
     let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
     let f = dfk.submit(Call::function("echo", b"x".to_vec()));
@@ -104,18 +105,18 @@ fn hold_release_and_drain_a_manager() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(!f.is_done());
-    let (ok, out) = strand_status(&conn_file, &["--release", &id.to_string()]);
+    let (ok, out) = strand_manager(&conn_file, "release", &id.to_string());
     assert!(ok, "{out}");
     assert_eq!(f.wait_timeout(Duration::from_secs(30)), Some(Ok(b"x".to_vec())));
     dfk.shutdown();
 
-    let (ok, out) = strand_status(&conn_file, &["--hold", "manager-00000000000000ff"]);
+    let (ok, out) = strand_manager(&conn_file, "hold", "manager-00000000000000ff");
     assert!(!ok && out.contains("no manager"), "{out}");
-    let (ok, out) = strand_status(&conn_file, &["--hold", "not-an-id"]);
+    let (ok, out) = strand_manager(&conn_file, "hold", "not-an-id");
     assert!(!ok && out.contains("not a manager id"), "{out}");
 
     // Drain: it holds nothing, so the interchange stops it at once and every rank exits 0.
-    let (ok, out) = strand_status(&conn_file, &["--drain", &id.to_string()]);
+    let (ok, out) = strand_manager(&conn_file, "drain", &id.to_string());
     assert!(ok, "{out}");
     let st = block.wait(Duration::from_secs(30));
     assert!(st.success(), "drained launcher exits 0: {st}\n{}", tail(&dir.path().join("block.log")));

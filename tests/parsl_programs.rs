@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use std::time::Duration;
+use strand::bench::programs::{double, fib, increment};
 use strand::dfk::{Call, Dfk, DfkConfig, TaskError};
-use strand::programs::{double, fib, increment};
 
 fn text(b: Vec<u8>) -> String {
     String::from_utf8_lossy(&b).trim().to_string()

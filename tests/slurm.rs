@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use strand::client::Client;
-use strand::connection::{ConnectionInfo, CONNECTION_FILE};
+use strand::connection::ConnectionInfo;
 use strand::dfk::{retry_on, Call, Dfk, DfkConfig, RetryHandler, TaskFuture};
 use strand::provider::slurm::{parse_sbatch, parse_squeue, SlurmProvider};
 use strand::provider::{BlockRequest, JobId, JobState, Provider};
+use strand::run_dir::CONNECTION_FILE;
 use strand::task::Failure;
 use strand::wire::StatusReport;
 
@@ -528,15 +529,17 @@ fn cray_ex_script_runs_one_step_per_node() {
 /// themselves (no `scancel`), which `squeue` agrees with.
 #[test]
 fn strategy_scales_slurm_blocks_out_to_max_and_back() {
-    use strand::executor::scaler::{Scaler, ScalerConfig, BLOCKS_FILE};
+    use strand::executor::scaler::ScalerConfig;
     use strand::executor::strategy::StrategyParams;
+    use strand::executor::Executor;
+    use strand::run_dir::{RunDir, BLOCKS_FILE};
     const PERIOD: Duration = Duration::from_millis(500);
     const IDLE: Duration = Duration::from_secs(2);
     let Some(c) = Cluster::start(SlurmOptions::default()) else { return };
     let out = c.run.path().join("block-%j.out");
     let (launcher, script, conn) = (bin("strand-launcher"), repo().join("job-scripts/slurm.sbatch"), c.conn_file());
     // One rank per block running 8 sleeps at once: 3 blocks bring 24 slots.
-    let block_script = move |id: &strand::task::BlockId| {
+    let block_script = move |id: &strand::block::BlockId| {
         format!(
             "#!/bin/bash\n#SBATCH --job-name=strand-{id}\n#SBATCH --ntasks=1\n#SBATCH --output={out}\n\
              export STRAND_LAUNCHER={launcher} STRAND_BLOCK_ID={id}\n\
@@ -558,7 +561,9 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
         block_connect_timeout: START,
         slots_per_block: 8,
     };
-    let scaler = Scaler::start(
+    let run_dir = RunDir::create(Some(c.run.path())).expect("run dir");
+    let exe = Executor::attach_scaled(
+        run_dir.clone(),
         &c.conn,
         Box::new(c.slurm.provider()),
         ScalerConfig {
@@ -566,10 +571,11 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
             period: PERIOD,
             nodes_per_block: 1,
             walltime_s: 600,
-            run_dir: c.run.path().to_path_buf(),
+            run_dir,
             script: Box::new(block_script),
         },
     );
+    let scaler = exe.scaler().expect("a scaled executor has a scaler");
     let our_jobs = || -> Vec<(String, String)> {
         let out = c.slurm.ok("squeue", &["-h", "-o", "%i %T %j"]);
         out.lines()
@@ -609,7 +615,7 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
     let left = our_jobs();
     assert!(left.is_empty(), "squeue still lists {left:?}");
     dfk.shutdown();
-    scaler.stop();
+    exe.stop();
     let log = std::fs::read_to_string(c.run.path().join(BLOCKS_FILE)).expect("blocks.jsonl");
     for event in ["submitted", "connected", "hold", "ended"] {
         assert_eq!(log.matches(&format!("\"event\":\"{event}\"")).count(), 3, "{event} x3 in\n{log}");

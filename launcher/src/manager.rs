@@ -280,7 +280,7 @@ impl Manager<'_> {
         self.advertised = (slots, prefetch);
         let reg = Registration {
             manager: self.cfg.id,
-            block: strand::task::BlockId(self.cfg.block.clone()),
+            block: strand::block::BlockId(self.cfg.block.clone()),
             host: strand::host::hostname(),
             pool_size: self.pool.size() as u32,
             slots,

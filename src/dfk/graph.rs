@@ -3,9 +3,9 @@
 //! Driven by `add` (a new task) and `on_result` (a try came back); what should be
 //! sent comes out of `take_ready`. No sockets, no threads: unit-tested directly.
 
-use super::events::{EventLog, State};
 use super::future::{TaskError, TaskFuture, TaskOutcome};
 use super::memo::{Memo, MemoKey};
+use crate::monitoring::events::{EventLog, State};
 use crate::task::{App, ClientId, Failure, Outcome, Program, TaskId, TaskSpec, Try, TryId, TryResult};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -18,9 +18,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// File name of the checkpoint inside a run directory.
-pub const CHECKPOINT_FILE: &str = "checkpoint.jsonl";
-
 /// What identifies a task's result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MemoKey(pub [u8; 32]);
@@ -278,6 +275,7 @@ impl Drop for Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run_dir::CHECKPOINT_FILE;
     use crate::task::{CommandSpec, FunctionCall, Program};
 
     #[test]

@@ -14,7 +14,6 @@
 //! dfk.shutdown();
 //! ```
 
-pub mod events;
 pub mod future;
 pub mod graph;
 pub mod memo;
@@ -178,7 +177,10 @@ impl Dfk {
             None => Memo::in_memory(),
         };
         let events = match &cfg.events {
-            Some(p) => Some(events::EventLog::open(p).map_err(|source| DfkError::Events { path: p.clone(), source })?),
+            Some(p) => Some(
+                crate::monitoring::events::EventLog::open(p)
+                    .map_err(|source| DfkError::Events { path: p.clone(), source })?,
+            ),
             None => None,
         };
         let mut client = Client::connect(conn)?;

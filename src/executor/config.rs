@@ -653,7 +653,7 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
         }
         Some(p) => p,
         // The one built next to `strand` on this machine; on a cluster, the one in PATH there.
-        None if local => crate::local::sibling_binary("strand-launcher").display().to_string(),
+        None if local => crate::process::sibling_binary("strand-launcher").display().to_string(),
         None => "strand-launcher".into(),
     };
     let launcher_args = raw.launcher_args.unwrap_or_default();
@@ -836,19 +836,39 @@ impl ExecutorConfig {
     }
 
     /// What [`super::scaler::Scaler::start`] needs: blocks from [`super::script::block_script`]
-    /// for the interchange whose connection file is `conn_file` (an absolute path that the
-    /// compute nodes can read), with their files in `run_dir`.
-    pub fn scaler_config(&self, run_dir: &Path, conn_file: &Path) -> ScalerConfig {
+    /// for the interchange of `run_dir` (its connection file, an absolute path that the
+    /// compute nodes can read), with their files there too.
+    pub fn scaler_config(&self, run_dir: &crate::run_dir::RunDir) -> ScalerConfig {
         let cfg = self.clone();
-        let conn_file = conn_file.to_path_buf();
+        let conn_file = run_dir.connection_file();
         ScalerConfig {
             params: self.strategy_params(),
             period: self.strategy_period,
             nodes_per_block: self.nodes_per_block,
             walltime_s: self.walltime_s,
-            run_dir: run_dir.to_path_buf(),
+            run_dir: run_dir.clone(),
             script: Box::new(move |id| super::script::block_script(&cfg, &conn_file, id)),
         }
+    }
+
+    /// Whether `launcher_args` sets the launcher's `--prefetch` itself.
+    pub fn says_prefetch(&self) -> bool {
+        self.launcher_args.iter().any(|a| a == "--prefetch" || a.starts_with("--prefetch="))
+    }
+
+    /// Set the launcher's `--prefetch` (replacing any in `launcher_args`).
+    pub fn set_prefetch(&mut self, prefetch: u32) {
+        let mut out = Vec::with_capacity(self.launcher_args.len() + 2);
+        let mut it = std::mem::take(&mut self.launcher_args).into_iter();
+        while let Some(a) = it.next() {
+            if a == "--prefetch" {
+                it.next();
+            } else if !a.starts_with("--prefetch=") {
+                out.push(a);
+            }
+        }
+        out.extend(["--prefetch".to_string(), prefetch.to_string()]);
+        self.launcher_args = out;
     }
 
     /// The provider that runs this executor's blocks.

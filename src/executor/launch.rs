@@ -179,7 +179,7 @@ pub fn launch_command(spec: &LaunchSpec, launcher: &[Word]) -> Vec<Word> {
             }
             if spec.local {
                 // The same options as the local default's block.
-                w.extend(lits(&crate::local::LOCAL_MPIRUN_OPTIONS));
+                w.extend(lits(&super::local_block::LOCAL_MPIRUN_OPTIONS));
             } else {
                 // Open MPI reads the nodes from Slurm or PBS itself; place the ranks per node.
                 w.extend(lits(&["--map-by".to_string(), format!("ppr:{}:node", spec.ranks_per_node)]));

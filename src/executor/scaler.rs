@@ -7,21 +7,16 @@
 //! utilization figures. Stopping it cancels every block it started.
 
 use super::strategy::{BlockPhase, Decision, Observation, Strategy, StrategyParams};
+use crate::block::{BlockEventKind, BlockId, BlockLog, JobId};
 use crate::client::Client;
 use crate::connection::ConnectionInfo;
-use crate::provider::{BlockRequest, JobId, JobState, Provider};
-use crate::task::BlockId;
-use crate::wire::{ClientMsg, ManagerMode, ToClientMsg};
-use serde::Serialize;
-use std::io::Write;
-use std::path::PathBuf;
+use crate::provider::{BlockRequest, JobState, Provider};
+use crate::run_dir::{RunDir, BLOCKS_FILE};
+use crate::wire::ManagerMode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// Name of the block event log in a run directory.
-pub const BLOCKS_FILE: &str = "blocks.jsonl";
+use std::time::{Duration, Instant};
 
 /// Writes the batch script of one block, given its id.
 pub type ScriptFn = Box<dyn Fn(&BlockId) -> String + Send>;
@@ -37,65 +32,9 @@ pub struct ScalerConfig {
     /// Walltime per block, in seconds (the local provider enforces it).
     pub walltime_s: u64,
     /// Where scripts, block output and `blocks.jsonl` go.
-    pub run_dir: PathBuf,
+    pub run_dir: RunDir,
     /// The batch script of a block.
     pub script: ScriptFn,
-}
-
-/// One line of `blocks.jsonl`.
-#[derive(Serialize)]
-struct BlockEvent<'a> {
-    /// Seconds since the Unix epoch.
-    t: f64,
-    block: &'a str,
-    job: &'a str,
-    event: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-}
-
-/// One block's history as `blocks.jsonl` tells it (for `strand status RUN_DIR`).
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct BlockSummary {
-    /// The block id its managers registered under.
-    pub block: String,
-    /// The scheduler's job id.
-    pub job: String,
-    /// Its last event: submitted, connected, hold, stop, cancel, ended, submit-failed.
-    pub last_event: String,
-    /// The last event's detail (the job's end state, an error).
-    pub detail: Option<String>,
-    /// Seconds from its submission to its end (or to its last event while live).
-    pub lifetime_s: f64,
-}
-
-/// Read `blocks.jsonl`: one summary per block in submission order; torn lines are skipped.
-pub fn summarize_blocks(path: &std::path::Path) -> std::io::Result<Vec<BlockSummary>> {
-    let text = std::fs::read_to_string(path)?;
-    let mut out: Vec<(f64, BlockSummary)> = vec![];
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let (Some(t), Some(block), Some(event)) = (v["t"].as_f64(), v["block"].as_str(), v["event"].as_str()) else {
-            continue;
-        };
-        let detail = v["detail"].as_str().map(str::to_string);
-        let job = v["job"].as_str().unwrap_or_default().to_string();
-        match out.iter_mut().find(|(_, b)| b.block == block) {
-            Some((start, b)) => {
-                b.last_event = event.to_string();
-                b.detail = detail;
-                b.lifetime_s = t - *start;
-                if !job.is_empty() {
-                    b.job = job;
-                }
-            }
-            None => out.push((
-                t,
-                BlockSummary { block: block.into(), job, last_event: event.into(), detail, lifetime_s: 0.0 },
-            )),
-        }
-    }
-    Ok(out.into_iter().map(|(_, b)| b).collect())
 }
 
 /// What the scaler reports while it runs.
@@ -176,7 +115,7 @@ struct Runner {
     provider: Box<dyn Provider>,
     cfg: ScalerConfig,
     strategy: Strategy,
-    log: Option<std::fs::File>,
+    log: BlockLog,
     /// Blocks asked to stop, cancelled if still live at the deadline.
     backstop: Vec<(BlockId, JobId, Instant)>,
 }
@@ -198,14 +137,8 @@ impl Runner {
         }
     }
 
-    fn event(&mut self, block: &BlockId, job: &JobId, event: &str, detail: Option<String>) {
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        if let Some(f) = &mut self.log {
-            let e = BlockEvent { t, block: &block.0, job: &job.0, event, detail };
-            if let Ok(line) = serde_json::to_string(&e) {
-                let _ = writeln!(f, "{line}");
-            }
-        }
+    fn event(&mut self, block: &BlockId, job: &JobId, event: BlockEventKind, detail: Option<String>) {
+        self.log.record(block, job, event, detail);
     }
 
     fn submit(&mut self, n: u32) {
@@ -216,16 +149,16 @@ impl Runner {
                 script: (self.cfg.script)(&id),
                 nodes: self.cfg.nodes_per_block,
                 walltime_s: self.cfg.walltime_s,
-                run_dir: self.cfg.run_dir.clone(),
+                run_dir: self.cfg.run_dir.path().to_path_buf(),
             };
             match self.provider.submit(&req) {
                 Ok(job) => {
-                    self.event(&id, &job, "submitted", None);
+                    self.event(&id, &job, BlockEventKind::Submitted, None);
                     self.strategy.submitted(id, job, Instant::now());
                 }
                 Err(e) => {
                     let msg = format!("submitting block {id} to {}: {e}", self.provider.name());
-                    self.event(&id, &JobId(String::new()), "submit-failed", Some(msg.clone()));
+                    self.event(&id, &JobId::default(), BlockEventKind::SubmitFailed, Some(msg.clone()));
                     self.strategy.submit_failed(msg);
                 }
             }
@@ -237,7 +170,7 @@ impl Runner {
         let result = self.provider.cancel(&jobs);
         let detail = result.err().map(|e| e.to_string());
         for (b, j) in blocks {
-            self.event(b, j, "cancel", detail.clone());
+            self.event(b, j, BlockEventKind::Cancel, detail.clone());
         }
     }
 
@@ -248,13 +181,13 @@ impl Runner {
         for (id, job, f, phase) in now {
             let was = before.iter().find(|(b, _)| *b == id).map(|(_, f)| *f).unwrap_or_default();
             if f.connected && !was.connected {
-                self.event(&id, &job, "connected", None);
+                self.event(&id, &job, BlockEventKind::Connected, None);
             }
             if f.holding && !was.holding {
-                self.event(&id, &job, "hold", None);
+                self.event(&id, &job, BlockEventKind::Hold, None);
             }
             if f.ended && !was.ended {
-                self.event(&id, &job, "ended", Some(phase));
+                self.event(&id, &job, BlockEventKind::Ended, Some(phase));
             }
         }
     }
@@ -291,11 +224,7 @@ fn phase_text(p: &BlockPhase) -> String {
 
 /// Put a manager in `mode` through the interchange (an unknown manager is not an error: it left).
 fn set_mode(client: &mut Client, manager: crate::task::ManagerId, mode: ManagerMode) {
-    let msg = ClientMsg::SetMode { manager, mode };
-    let _ = client.request(&msg, Duration::from_secs(10), |m| match m {
-        ToClientMsg::Ack { ok, .. } => Some(ok),
-        _ => None,
-    });
+    let _ = client.set_mode(manager, mode, Duration::from_secs(10));
 }
 
 fn run(
@@ -306,7 +235,7 @@ fn run(
     state: &Mutex<ScalerState>,
     limits: &Mutex<Option<(u32, u32)>>,
 ) {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(cfg.run_dir.join(BLOCKS_FILE)).ok();
+    let log = BlockLog::open(&cfg.run_dir.file(BLOCKS_FILE));
     let strategy = Strategy::new(cfg.params.clone());
     let mut r = Runner { provider, cfg, strategy, log, backstop: vec![] };
     let mut client = match Client::connect(&conn) {
@@ -367,7 +296,7 @@ fn run(
                         for m in ms {
                             set_mode(&mut client, m, ManagerMode::Draining);
                         }
-                        r.event(&b, &j, "stop", None);
+                        r.event(&b, &j, BlockEventKind::Stop, None);
                         r.backstop.push((b, j, Instant::now() + CANCEL_GRACE));
                     }
                     if !now_cancel.is_empty() {
@@ -398,7 +327,7 @@ fn run(
                 .partition(|(_, j)| states.get(j).is_none_or(|s| s.is_terminal() || *s == JobState::Missing));
             for (b, j) in gone {
                 let how = states.get(&j).map_or_else(|| "gone".to_string(), |s| s.to_string());
-                r.event(&b, &j, "ended", Some(how));
+                r.event(&b, &j, BlockEventKind::Ended, Some(how));
             }
             live = still;
             if !live.is_empty() {
@@ -406,32 +335,7 @@ fn run(
             }
         }
         for (b, j) in &live {
-            r.event(b, j, "still-live", Some("did not end within 30 s of its cancel".into()));
+            r.event(b, j, BlockEventKind::StillLive, Some("did not end within 30 s of its cancel".into()));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn block_history_is_summarized_per_block() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join(BLOCKS_FILE);
-        let lines = [
-            r#"{"t":10.0,"block":"a-1","job":"7","event":"submitted"}"#,
-            r#"{"t":11.0,"block":"a-2","job":"8","event":"submitted"}"#,
-            r#"{"t":12.0,"block":"a-1","job":"7","event":"connected"}"#,
-            r#"{"t":30.5,"block":"a-1","job":"7","event":"ended","detail":"completed"}"#,
-            "{torn",
-        ];
-        std::fs::write(&p, lines.join("\n")).expect("write");
-        let b = summarize_blocks(&p).expect("read");
-        assert_eq!(b.len(), 2);
-        assert_eq!((b[0].block.as_str(), b[0].last_event.as_str()), ("a-1", "ended"));
-        assert_eq!(b[0].detail.as_deref(), Some("completed"));
-        assert!((b[0].lifetime_s - 20.5).abs() < 1e-9);
-        assert_eq!((b[1].job.as_str(), b[1].last_event.as_str()), ("8", "submitted"));
     }
 }

@@ -10,8 +10,8 @@
 
 use super::config::{format_walltime, ExecutorConfig, ProviderKind};
 use super::launch::{launch_command, lits, render, shell_quote, srun_step, step_layout, LaunchKind, LaunchSpec, Word};
+use crate::block::BlockId;
 use crate::provider::safe_file_stem;
-use crate::task::BlockId;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -69,7 +69,7 @@ fn spec<'a>(cfg: &'a ExecutorConfig, hostfile: Option<&'a str>) -> LaunchSpec<'a
         ranks_per_node: cfg.ranks_per_node,
         local: cfg.provider == ProviderKind::Local,
         // The same user submits and runs the block, so this process tells.
-        as_root: crate::local::is_root(),
+        as_root: crate::process::is_root(),
         srun_mpi: &cfg.scheduler.mpi,
         hostfile,
         extra: &cfg.launch_args,

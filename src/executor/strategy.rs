@@ -12,8 +12,9 @@
 //! This is plain data driven by [`Observation`]s, so every rule is tested without a scheduler;
 //! [`super::scaler`] runs it against a real provider and interchange.
 
-use crate::provider::{JobId, JobState};
-use crate::task::{BlockId, ManagerId};
+use crate::block::{BlockId, JobId};
+use crate::provider::JobState;
+use crate::task::ManagerId;
 use crate::wire::{ManagerMode, ManagerStatus};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

@@ -401,6 +401,7 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::BlockId;
     use crate::task::*;
 
     #[derive(Default)]

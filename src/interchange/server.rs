@@ -5,7 +5,8 @@
 //! before connecting.
 
 use super::dispatch::{Comm, DispatchConfig, Dispatcher};
-use crate::connection::{ConnectionInfo, CONNECTION_FILE};
+use crate::connection::ConnectionInfo;
+use crate::run_dir::CONNECTION_FILE;
 use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
 use crate::wire::{
     random_id, ClientMsg, Codec, Key, ManagerMode, ManagerMsg, Message, ReplayGuard, ToClientMsg, ToManagerMsg,

@@ -88,7 +88,7 @@ impl Provider for LocalProvider {
         cmd.arg(&script).current_dir(&req.run_dir).stdin(Stdio::null()).stdout(out).stderr(err);
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
-        crate::local::die_with_parent(&mut cmd);
+        crate::process::die_with_parent(&mut cmd);
         let child = cmd
             .spawn()
             .map_err(|source| ProviderError::Io { command: format!("bash {}", display(&script)), source })?;

@@ -20,7 +20,7 @@ pub mod local;
 pub mod pbs;
 pub mod slurm;
 
-use crate::task::BlockId;
+pub use crate::block::JobId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -30,28 +30,6 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-
-/// The scheduler's id for a submitted job (Slurm: `12345`; PBS: `1234.server.domain`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobId(pub String);
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<JobId> for BlockId {
-    fn from(id: JobId) -> BlockId {
-        BlockId(id.0)
-    }
-}
-
-impl From<BlockId> for JobId {
-    fn from(id: BlockId) -> JobId {
-        JobId(id.0)
-    }
-}
 
 /// The state of a job, mapped from the scheduler's own vocabulary.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
@@ -399,7 +377,9 @@ pub fn safe_file_stem(name: &str) -> String {
 pub fn write_script(req: &BlockRequest, ext: &str) -> Result<PathBuf, ProviderError> {
     std::fs::create_dir_all(&req.run_dir)
         .map_err(|source| ProviderError::Io { command: format!("create {}", req.run_dir.display()), source })?;
-    let path = req.run_dir.join(format!("{}.{ext}", safe_file_stem(&req.name)));
+    // Absolute: the script runs in another directory (the provider's or the scheduler's).
+    let path = std::path::absolute(req.run_dir.join(format!("{}.{ext}", safe_file_stem(&req.name))))
+        .map_err(|source| ProviderError::Io { command: format!("resolve {}", req.run_dir.display()), source })?;
     std::fs::write(&path, &req.script)
         .map_err(|source| ProviderError::Io { command: format!("write {}", path.display()), source })?;
     Ok(path)
@@ -600,9 +580,6 @@ mod tests {
         assert!(!JobState::Missing.is_terminal() && !JobState::Pending.is_terminal());
         assert!(JobState::Held.is_active() && !JobState::Failed.is_active());
         assert_eq!(JobState::Unknown("Z".into()).to_string(), "unknown (Z)");
-        let b: BlockId = JobId("42".into()).into();
-        assert_eq!(b, BlockId("42".into()));
-        assert_eq!(JobId::from(b).to_string(), "42");
         let jobs = [JobId("1".into()), JobId("2".into())];
         let m = fill_missing(&jobs, HashMap::from([(JobId("2".into()), JobState::Running)]));
         assert_eq!(m[&jobs[0]], JobState::Missing);

@@ -7,8 +7,10 @@ pub mod slurm;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use strand::connection::{ConnectionInfo, CONNECTION_FILE};
-use strand::local::{mpirun_args, sibling_binary};
+use strand::connection::ConnectionInfo;
+use strand::executor::local_block::mpirun_args;
+use strand::process::sibling_binary;
+use strand::run_dir::CONNECTION_FILE;
 
 /// A workspace binary built next to the test executable.
 pub fn bin(name: &str) -> PathBuf {

@@ -9,17 +9,18 @@
 //! scaler sees its job end (or the workload ends): start-up, idling and tear-down all count
 //! against it.
 
-use crate::connection::CONNECTION_FILE;
-use crate::dfk::{Call, Dfk, DfkConfig, DfkError, TaskFuture};
-use crate::executor::scaler::{Scaler, ScalerConfig, BLOCKS_FILE};
+use super::BenchError;
+use crate::block::{allocated_block_seconds, read_events, unix_now, BlockId};
+use crate::dfk::{Call, Dfk, DfkConfig, TaskFuture};
+use crate::executor::local_block::{mpirun_args, LocalBlockOptions};
+use crate::executor::scaler::ScalerConfig;
 use crate::executor::strategy::StrategyParams;
-use crate::local::{mpirun_args, LocalError, LocalInterchange, LocalOptions};
+use crate::executor::Executor;
+use crate::interchange::process::InterchangeOptions;
 use crate::provider::local::LocalProvider;
+use crate::run_dir::{RunDir, BLOCKS_FILE};
 use serde::Serialize;
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use thiserror::Error;
+use std::time::{Duration, Instant};
 
 /// The stages: (tasks, seconds each).
 pub const STAGES: [(u32, f64); 4] = [(20, 10.0), (1, 10.0), (20, 5.0), (1, 5.0)];
@@ -36,12 +37,14 @@ pub struct ElasticityOptions {
     /// A block idle this long is scaled in.
     pub max_idletime: Duration,
     /// Run directory (interchange, block scripts and output, `blocks.jsonl`).
-    pub run_dir: PathBuf,
+    pub run_dir: RunDir,
 }
 
 /// What one run measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct ElasticityReport {
+    /// Always "elasticity".
+    pub bench: &'static str,
     /// "static" or "elastic".
     pub mode: &'static str,
     /// Wall time from the first submission to the last result.
@@ -58,37 +61,26 @@ pub struct ElasticityReport {
     pub failed: usize,
 }
 
-/// Why the experiment could not run.
-#[derive(Debug, Error)]
-pub enum ElasticityError {
-    /// The interchange did not start.
-    #[error("starting the interchange: {0}")]
-    Local(#[from] LocalError),
-    /// The DFK could not connect.
-    #[error("connecting the DFK: {0}")]
-    Dfk(#[from] DfkError),
-    /// Blocks did not come up or the workload did not finish in time.
-    #[error("{0}")]
-    Stalled(String),
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
-
 /// Run the four stages once.
-pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, ElasticityError> {
+pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, BenchError> {
+    for (name, v) in [
+        ("--time-scale", opts.time_scale),
+        ("--period", opts.period.as_secs_f64()),
+        ("--max-idletime", opts.max_idletime.as_secs_f64()),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(BenchError::Invalid(format!("{name} must be a positive number, got {v}")));
+        }
+    }
     let widest = STAGES.iter().map(|s| s.0).max().unwrap_or(1);
-    let mut lo = LocalOptions::new(opts.run_dir.clone());
-    lo.log_to_files = true;
-    let ix = LocalInterchange::start(&lo)?;
-    let _ = std::fs::remove_file(opts.run_dir.join(BLOCKS_FILE));
-    let conn_file = opts.run_dir.join(CONNECTION_FILE);
-    let launcher = lo.launcher.clone();
+    let run_dir = &opts.run_dir;
+    let _ = std::fs::remove_file(run_dir.file(BLOCKS_FILE));
+    let conn_file = run_dir.connection_file();
+    let launcher = LocalBlockOptions::default().launcher;
     let mpirun: Vec<String> = mpirun_args(1);
     // One rank per block: a pool of one runs its one task slot itself. No prefetch: a try
     // queued behind a 10 s task would wait while another block sits idle.
-    let script = move |id: &crate::task::BlockId| {
+    let script = move |id: &BlockId| {
         format!(
             "#!/bin/bash\nexec mpirun {} {} --connection {} --block-id {} --pool-size 1 --local-slots 1 --prefetch 0\n",
             mpirun.join(" "),
@@ -109,20 +101,17 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, ElasticityError
         block_connect_timeout: Duration::from_secs(60),
         slots_per_block: 1,
     };
-    let scaler = Scaler::start(
-        &ix.conn,
-        Box::new(LocalProvider::new()),
-        ScalerConfig {
-            params,
-            period: opts.period,
-            nodes_per_block: 1,
-            walltime_s: 0,
-            run_dir: opts.run_dir.clone(),
-            script: Box::new(script),
-        },
-    );
-    let mut client = crate::client::Client::connect(&ix.conn)
-        .map_err(|e| ElasticityError::Stalled(format!("cannot reach the interchange: {e}")))?;
+    let cfg = ScalerConfig {
+        params,
+        period: opts.period,
+        nodes_per_block: 1,
+        walltime_s: 0,
+        run_dir: run_dir.clone(),
+        script: Box::new(script),
+    };
+    let exe = Executor::scaled(run_dir.clone(), &InterchangeOptions::local(), Box::new(LocalProvider::new()), cfg)?;
+    let scaler = exe.scaler().ok_or_else(|| BenchError::Stalled("no scaler".into()))?;
+    let mut client = crate::client::Client::connect(exe.connection())?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let up = client.status(Duration::from_secs(5)).map(|s| s.managers.len()).unwrap_or(0);
@@ -130,14 +119,14 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, ElasticityError
             break;
         }
         if let Some(e) = scaler.state().error {
-            return Err(ElasticityError::Stalled(e));
+            return Err(BenchError::Stalled(e));
         }
         if Instant::now() > deadline {
-            return Err(ElasticityError::Stalled(format!("only {up} of {widest} blocks connected within 120 s")));
+            return Err(BenchError::Stalled(format!("only {up} of {widest} blocks connected within 120 s")));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let dfk = Dfk::connect(&ix.conn, DfkConfig::default())?;
+    let dfk = Dfk::connect(exe.connection(), DfkConfig::default())?;
     if opts.elastic {
         scaler.set_limits(0, widest);
     }
@@ -167,65 +156,22 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, ElasticityError
     let t_end = unix_now();
     let failed = all.iter().filter(|f| !matches!(f.peek(), Some(Ok(_)))).count();
     dfk.shutdown();
-    let state = scaler.stop();
-    ix.stop(Duration::from_secs(10));
+    let submitted = scaler.state().submitted;
+    exe.stop();
     if left > 0 {
-        return Err(ElasticityError::Stalled(format!("{left} tasks did not finish within {limit:?}")));
+        return Err(BenchError::Stalled(format!("{left} tasks did not finish within {limit:?}")));
     }
-    let allocated_worker_s = allocated(&opts.run_dir.join(BLOCKS_FILE), t0, t_end);
+    // One worker per block.
+    let events = read_events(&run_dir.file(BLOCKS_FILE)).unwrap_or_default();
+    let allocated_worker_s = allocated_block_seconds(&events, t0, t_end);
     Ok(ElasticityReport {
+        bench: "elasticity",
         mode: if opts.elastic { "elastic" } else { "static" },
         makespan_s,
         task_s,
         allocated_worker_s,
         utilization: task_s / allocated_worker_s.max(f64::MIN_POSITIVE),
-        blocks_submitted: state.submitted,
+        blocks_submitted: submitted,
         failed,
     })
-}
-
-/// Worker-seconds (one worker per block) allocated within `[t0, t_end]`, from `blocks.jsonl`.
-pub fn allocated(path: &std::path::Path, t0: f64, t_end: f64) -> f64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut spans: HashMap<String, (f64, f64)> = HashMap::new();
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let (Some(t), Some(block), Some(event)) = (v["t"].as_f64(), v["block"].as_str(), v["event"].as_str()) else {
-            continue;
-        };
-        match event {
-            "submitted" => {
-                spans.insert(block.to_string(), (t, f64::INFINITY));
-            }
-            "ended" => {
-                if let Some(s) = spans.get_mut(block) {
-                    s.1 = t;
-                }
-            }
-            _ => {}
-        }
-    }
-    spans.values().map(|(a, b)| (b.min(t_end) - a.max(t0)).max(0.0)).sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allocation_is_clipped_to_the_workload() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join(BLOCKS_FILE);
-        let lines = [
-            r#"{"t":0.0,"block":"a","job":"1","event":"submitted"}"#,
-            r#"{"t":5.0,"block":"b","job":"2","event":"submitted"}"#,
-            r#"{"t":6.0,"block":"b","job":"2","event":"connected"}"#,
-            r#"{"t":8.0,"block":"b","job":"2","event":"ended","detail":"cancelled"}"#,
-            r#"{"t":9.0,"block":"c","job":"3","event":"submitted"}"#,
-            "torn",
-        ];
-        std::fs::write(&p, lines.join("\n")).expect("write");
-        // a: 2..10 = 8; b: 5..8 = 3; c: 9..10 = 1.
-        assert!((allocated(&p, 2.0, 10.0) - 12.0).abs() < 1e-9);
-    }
 }

@@ -13,9 +13,6 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// File name of the event log inside a run directory.
-pub const EVENTS_FILE: &str = "events.jsonl";
-
 /// One state a task passes through.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -183,6 +180,7 @@ pub fn summarize(path: &Path) -> std::io::Result<(Vec<TaskSummary>, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run_dir::EVENTS_FILE;
 
     #[test]
     fn log_and_summary() {

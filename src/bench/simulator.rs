@@ -4,8 +4,9 @@
 //! once with an empty success, so the interchange (a separate process) is the
 //! only thing measured. All managers live in one thread of this process.
 
+use crate::block::BlockId;
 use crate::connection::ConnectionInfo;
-use crate::task::{BlockId, ManagerId, Outcome, TryResult};
+use crate::task::{ManagerId, Outcome, TryResult};
 use crate::wire::{Codec, ManagerMsg, Registration, ToManagerMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub struct Simulator {
     workers_per_manager: u32,
     _contexts: Vec<zmq::Context>,
 }
+
+/// The sequence number of a sender's first frame (see [`crate::wire::ReplayGuard`]).
+pub const FIRST_SEQ: u64 = 1;
 
 /// libzmq caps one context at 1,023 sockets by default; use a context per this many.
 const SOCKETS_PER_CONTEXT: usize = 1000;
@@ -69,10 +73,14 @@ impl Simulator {
                 launcher_version: "sim".into(),
                 mpi_version: "none".into(),
             };
-            let _ = s.send(self.codec.encode(&ManagerMsg::Register(reg), 0), 0);
+            // Each manager numbers its frames from 1: the interchange refuses a frame that does
+            // not number above the sender's last (0 before it has heard anything) as a replay.
+            let _ = s.send(self.codec.encode(&ManagerMsg::Register(reg), FIRST_SEQ), 0);
         }
         let mut report = SimReport::default();
-        let mut seq = 0u64;
+        // One counter for all managers: it rises for each of them, which is all replay
+        // protection asks.
+        let mut seq = FIRST_SEQ;
         let mut last_hb = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             let mut items: Vec<zmq::PollItem> = self.sockets.iter().map(|s| s.as_poll_item(zmq::POLLIN)).collect();

@@ -1,0 +1,210 @@
+//! `strand bench`: benchmarks through the whole path, one JSON line each (the reports of
+//! `strand::bench`). Each kind runs in the test suite at a small size (tests/bench_cli.rs).
+
+use super::{open, TargetArgs};
+use anyhow::Result;
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::time::Duration;
+use strand::bench::{self, elasticity::ElasticityOptions, sim::SimOptions, BenchError};
+use strand::dfk::{Dfk, DfkConfig};
+use strand::executor::Executor;
+use strand::run_dir::RunDir;
+
+/// `strand bench` arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    which: BenchKind,
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// No-op tasks per second, all submitted at once.
+    Throughput {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Round trip of one no-op task at a time (mean, p50, p99 in microseconds).
+    Latency {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 1_000)]
+        tasks: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Per-link overhead of a chain of no-op tasks, each waiting for the previous one.
+    Chain {
+        /// Links in the chain.
+        #[arg(long, default_value_t = 1000)]
+        depth: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// A million no-op tasks streamed through the whole path, with at most --window in flight;
+    /// the driver's and the interchange's resident memory sampled every --sample-every tasks.
+    Load {
+        /// Number of tasks.
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: u64,
+        /// Most tasks in flight (submitted, not yet ended) at a time.
+        #[arg(long, default_value_t = 100_000)]
+        window: u64,
+        /// Tasks between memory samples.
+        #[arg(long, default_value_t = 100_000)]
+        sample_every: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Memory of the DFK (this process) and the interchange with N tasks pending and no workers.
+    Memory {
+        /// Tasks to submit.
+        #[arg(long, default_value_t = 1_000_000)]
+        tasks: u64,
+        /// The interchange's queue limit (past it, it refuses and the DFK holds the rest).
+        #[arg(long, default_value_t = 100_000)]
+        max_queue: u64,
+    },
+    /// The Parsl paper's elasticity experiment, scaled down: stages of 20, 1, 20, 1 tasks of
+    /// 10, 10, 5, 5 s on local blocks, static and elastic; makespan and worker utilization.
+    Elasticity {
+        /// Run only the elastic configuration.
+        #[arg(long, conflicts_with = "static_only")]
+        elastic_only: bool,
+        /// Run only the static configuration.
+        #[arg(long)]
+        static_only: bool,
+        /// Multiply every task's duration (e.g. 0.2 for a quick check, 6 for minute-long tasks).
+        #[arg(long, default_value_t = 1.0, value_name = "X")]
+        time_scale: f64,
+        /// Seconds between strategy rounds.
+        #[arg(long, default_value_t = 0.1, value_name = "SECONDS")]
+        period: f64,
+        /// Seconds a block must be idle before it is scaled in.
+        #[arg(long, default_value_t = 0.2, value_name = "SECONDS")]
+        max_idletime: f64,
+        /// Run directory (default: a fresh one under runs/).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+    },
+    /// The interchange alone: simulated managers (no MPI) answer every task at once.
+    Sim {
+        /// Simulated managers (each a real ZeroMQ connection).
+        #[arg(long, default_value_t = 64)]
+        managers: usize,
+        /// Workers (task slots) each simulated manager advertises.
+        #[arg(long, default_value_t = 128)]
+        workers_per_manager: u32,
+        /// Number of no-op tasks.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: u64,
+        /// Run directory of the interchange (default: a fresh one under runs/).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+        /// Pin the interchange to CPU 0 and this process (client and simulator) to the other CPUs.
+        #[arg(long)]
+        pin: bool,
+    },
+}
+
+/// Print one JSON line; exit 0, or 1 if a task failed (`load`, `elasticity`, `sim`).
+pub fn exec(a: Args) -> Result<i32> {
+    match a.which {
+        BenchKind::Throughput { tasks, target } => {
+            on_executor(&target, tasks, |dfk, w| print(&bench::throughput::run(dfk, tasks, w)))
+        }
+        BenchKind::Latency { tasks, target } => {
+            on_executor(&target, tasks, |dfk, w| print(&bench::latency::run(dfk, tasks, w)))
+        }
+        BenchKind::Chain { depth, target } => {
+            on_executor(&target, depth, |dfk, w| print(&bench::chain::run(dfk, depth, w)))
+        }
+        BenchKind::Load { tasks, window, sample_every, target } => {
+            for (name, v) in [("--window", window), ("--sample-every", sample_every)] {
+                if v == 0 {
+                    return Err(BenchError::Invalid(format!("{name} must be at least 1")).into());
+                }
+            }
+            let exe = open(&target, 64)?;
+            let ix_pid = exe.interchange_pid();
+            on_open(exe, tasks, |dfk, w| {
+                let r = bench::load::run(dfk, tasks, window, sample_every, w, ix_pid);
+                print(&r)?;
+                Ok(if r.failed == 0 { 0 } else { 1 })
+            })
+        }
+        BenchKind::Memory { tasks, max_queue } => {
+            let run_dir = RunDir::create(None)?;
+            print(&bench::memory::run(&run_dir, tasks, max_queue)?)?;
+            Ok(0)
+        }
+        BenchKind::Elasticity { elastic_only, static_only, time_scale, period, max_idletime, run_dir } => {
+            let modes: &[bool] = match (elastic_only, static_only) {
+                (true, _) => &[true],
+                (_, true) => &[false],
+                _ => &[false, true],
+            };
+            let positive = |name: &str, v: f64| {
+                if v.is_finite() && v > 0.0 {
+                    Ok(Duration::from_secs_f64(v))
+                } else {
+                    Err(BenchError::Invalid(format!("{name} must be a positive number, got {v}")))
+                }
+            };
+            let (period, max_idletime) = (positive("--period", period)?, positive("--max-idletime", max_idletime)?);
+            let run_dir = RunDir::create(run_dir.as_deref())?;
+            let mut failed = 0;
+            for &elastic in modes {
+                let opts = ElasticityOptions {
+                    elastic,
+                    time_scale,
+                    period,
+                    max_idletime,
+                    run_dir: run_dir.child(if elastic { "elastic" } else { "static" })?,
+                };
+                let report = bench::elasticity::run(&opts)?;
+                failed += report.failed;
+                print(&report)?;
+            }
+            Ok(if failed == 0 { 0 } else { 1 })
+        }
+        BenchKind::Sim { managers, workers_per_manager, tasks, run_dir, pin } => {
+            let run_dir = RunDir::create(run_dir.as_deref())?;
+            let opts = SimOptions {
+                managers,
+                workers_per_manager,
+                tasks,
+                pin,
+                registration_timeout: Duration::from_secs(300),
+            };
+            let r = bench::sim::run(&run_dir, &opts)?;
+            print(&r)?;
+            Ok(if r.done == tasks && r.answered_by_managers == tasks { 0 } else { 1 })
+        }
+    }
+}
+
+/// Print a report as one JSON line; exit code 0.
+fn print<T: serde::Serialize>(report: &T) -> Result<i32> {
+    println!("{}", serde_json::to_string(report)?);
+    Ok(0)
+}
+
+/// Run `f` on a DFK connected to warm blocks of the target's executor, then tear it down.
+fn on_executor(target: &TargetArgs, tasks: u64, f: impl FnOnce(&Dfk, u32) -> Result<i32>) -> Result<i32> {
+    bench::at_least_one("--tasks", tasks)?;
+    on_open(open(target, 64)?, tasks, f)
+}
+
+fn on_open(exe: Executor, tasks: u64, f: impl FnOnce(&Dfk, u32) -> Result<i32>) -> Result<i32> {
+    bench::at_least_one("--tasks", tasks)?;
+    exe.wait_warm()?;
+    let dfk = Dfk::connect(exe.connection(), DfkConfig::default())?;
+    let code = f(&dfk, exe.slots());
+    dfk.shutdown();
+    exe.stop();
+    code
+}

@@ -1,0 +1,112 @@
+//! Every `strand bench` kind end to end at a small size, with its defaults (its default run
+//! directory included, under a fresh current directory), checking the JSON line's fields and
+//! that the counts add up. A change that breaks a benchmark fails here. (`bench load` has
+//! its own file, tests/bench_load.rs.)
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Run `strand bench ARGS...` in `cwd`, bounded; its JSON lines, after checking it exited 0.
+fn bench(cwd: &Path, args: &[&str], limit: Duration) -> Vec<Value> {
+    let out = cwd.join("bench.out");
+    let err = cwd.join("bench.err");
+    let mut g = Guard::spawn(
+        "strand bench",
+        Command::new(bin("strand"))
+            .arg("bench")
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file")),
+    );
+    let status = g.wait(limit);
+    let text = std::fs::read_to_string(&out).expect("stdout");
+    assert!(status.success(), "strand bench {args:?}: exit {status}\n{text}\n{}", tail(&err));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+}
+
+/// The one run directory a benchmark made under `cwd/runs/`.
+fn default_run_dir(cwd: &Path) -> std::path::PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(cwd.join("runs")).expect("runs/ made under the current directory").collect();
+    assert_eq!(runs.len(), 1, "one fresh run directory");
+    runs.into_iter().next().expect("one").expect("entry").path()
+}
+
+/// Regression: simulated managers sent `Register` with sequence number 0, which replay
+/// protection refuses, so none ever registered and the benchmark gave up after 300 s.
+#[test]
+fn bench_sim_registers_every_manager_and_answers_every_task_once() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let v = bench(cwd.path(), &["sim", "--managers", "64", "--tasks", "20000"], Duration::from_secs(120));
+    assert_eq!(v.len(), 1);
+    let r = &v[0];
+    assert_eq!(r["bench"], "sim");
+    assert_eq!((r["managers"].as_u64(), r["workers_per_manager"].as_u64()), (Some(64), Some(128)));
+    assert_eq!(r["workers"], 64 * 128);
+    assert_eq!((r["tasks"].as_u64(), r["done"].as_u64()), (Some(20_000), Some(20_000)));
+    assert_eq!(r["not_finished"], 0);
+    assert_eq!(r["answered_by_managers"], 20_000, "every task answered exactly once");
+    assert!(r["registration_s"].as_f64().expect("registration_s") < 60.0, "{r}");
+    assert!(r["tasks_per_s"].as_f64().expect("rate") > 0.0);
+    assert!(default_run_dir(cwd.path()).join("connection.json").is_file());
+}
+
+/// Regression: with its default (relative) run directory every block failed at once, since
+/// the local provider ran `bash runs/<id>/static/static-1.sh` from inside the run directory.
+#[test]
+fn bench_elasticity_runs_with_its_default_run_directory() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let v = bench(cwd.path(), &["elasticity", "--time-scale", "0.05"], Duration::from_secs(300));
+    let modes: Vec<&str> = v.iter().map(|r| r["mode"].as_str().expect("mode")).collect();
+    assert_eq!(modes, ["static", "elastic"]);
+    for r in &v {
+        assert_eq!(r["bench"], "elasticity");
+        assert_eq!(r["failed"], 0, "{r}");
+        // 20 + 1 + 20 + 1 tasks of 10, 10, 5, 5 s, scaled.
+        assert!((r["task_s"].as_f64().expect("task_s") - 0.05 * 315.0).abs() < 1e-6, "{r}");
+        assert!(r["blocks_submitted"].as_u64().expect("blocks") >= 20, "{r}");
+        let u = r["utilization"].as_f64().expect("utilization");
+        assert!(u > 0.0 && u <= 1.0, "{r}");
+    }
+    let run_dir = default_run_dir(cwd.path());
+    let script = run_dir.join("static").join("static-1.sh");
+    assert!(script.is_file(), "{} (the first static block's script)", script.display());
+}
+
+#[test]
+fn bench_throughput_latency_and_chain_on_the_local_default() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let t = &bench(cwd.path(), &["throughput", "--tasks", "2000", "--workers", "2"], Duration::from_secs(120))[0];
+    assert_eq!(
+        (t["bench"].as_str(), t["tasks"].as_u64(), t["workers"].as_u64()),
+        (Some("throughput"), Some(2000), Some(2))
+    );
+    assert_eq!(t["failed"], 0);
+    assert!(t["tasks_per_s"].as_f64().expect("rate") > 0.0);
+    let l = &bench(cwd.path(), &["latency", "--tasks", "200", "--workers", "1"], Duration::from_secs(120))[0];
+    assert_eq!((l["bench"].as_str(), l["tasks"].as_u64(), l["failed"].as_u64()), (Some("latency"), Some(200), Some(0)));
+    let (p50, p99) = (l["p50_us"].as_f64().expect("p50"), l["p99_us"].as_f64().expect("p99"));
+    assert!(0.0 < p50 && p50 <= p99, "{l}");
+    let c = &bench(cwd.path(), &["chain", "--depth", "100", "--workers", "1"], Duration::from_secs(120))[0];
+    assert_eq!((c["bench"].as_str(), c["depth"].as_u64(), c["ok"].as_bool()), (Some("chain"), Some(100), Some(true)));
+    assert!(c["per_link_us"].as_f64().expect("per link") > 0.0);
+    let runs = std::fs::read_dir(cwd.path().join("runs")).expect("runs").count();
+    assert_eq!(runs, 3, "one default run directory each");
+}
+
+#[test]
+fn bench_memory_holds_the_rest_when_the_interchange_is_full() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let args = ["memory", "--tasks", "20000", "--max-queue", "5000"];
+    let r = &bench(cwd.path(), &args, Duration::from_secs(120))[0];
+    assert_eq!((r["bench"].as_str(), r["tasks"].as_u64()), (Some("memory"), Some(20_000)));
+    assert_eq!(r["interchange_max_queue"], 5000);
+    assert_eq!(r["interchange_queued"], 5000, "the interchange takes exactly its queue limit: {r}");
+    assert!(r["dfk_bytes_per_pending_task"].as_f64().expect("bytes per task") > 0.0, "{r}");
+}
