@@ -125,6 +125,18 @@ fn registration(slots: u32, prefetch: u32, pool_size: u32) -> ManagerMsg {
     })
 }
 
+/// Two workers (on `hosts`, one CPU each) registered at `t0` and fed tries 1 to `n` (at least
+/// 4): two each, level by level; the rest wait in the backlog.
+fn two_fed_workers(hosts: [&str; 2], n: u64, t0: Instant) -> (ManagerState, Recorder) {
+    let (mut m, mut c) = registered(2, config(), t0);
+    m.worker_hello(WorkerRank(1), hello(hosts[0], &[0]), t0);
+    m.worker_hello(WorkerRank(2), hello(hosts[1], &[1]), t0);
+    m.interchange(tasks(1..=n), t0, &mut c);
+    assert!(m.step(t0, &mut c));
+    assert_eq!(c.fed(), [(1, vec![1, 3]), (2, vec![2, 4])]);
+    (m, c)
+}
+
 #[test]
 fn registration_advertises_slots_and_prefetch() {
     let t0 = Instant::now();
@@ -202,12 +214,7 @@ fn a_suspended_manager_checks_in_instead_of_judging_the_interchange_gone() {
 #[test]
 fn heartbeats_keep_a_worker_and_silence_past_the_threshold_loses_it() {
     let t0 = Instant::now();
-    let (mut m, mut c) = registered(2, config(), t0);
-    m.worker_hello(WorkerRank(1), hello("h1", &[0]), t0);
-    m.worker_hello(WorkerRank(2), hello("h2", &[1]), t0);
-    m.interchange(tasks(1..=4), t0, &mut c);
-    m.step(t0, &mut c);
-    assert_eq!(c.fed(), [(1, vec![1, 3]), (2, vec![2, 4])]);
+    let (mut m, mut c) = two_fed_workers(["h1", "h2"], 4, t0);
     // Rank 1 beats every second; rank 2 falls silent. Three seconds is not past the threshold.
     for s in 1..=3 {
         let now = t0 + Duration::from_secs(s);
@@ -285,11 +292,8 @@ fn multi_slot_workers_fill_their_slots_level_by_level() {
 #[test]
 fn tries_go_out_level_by_level_and_the_backlog_refills_workers_without_asking() {
     let t0 = Instant::now();
-    let (mut m, mut c) = registered(2, config(), t0);
-    m.interchange(tasks(1..=6), t0, &mut c);
-    assert!(m.step(t0, &mut c));
     // One batch per worker: 1 and 2 run at once, 3 and 4 wait in prefetch, 5 and 6 here.
-    assert_eq!(c.fed(), [(1, vec![1, 3]), (2, vec![2, 4])]);
+    let (mut m, mut c) = two_fed_workers(["h", "h"], 6, t0);
     assert!(!m.step(t0, &mut c), "everyone is full");
     assert_eq!(c.fed(), []);
     // A result is sent on and its worker refilled from the backlog: no request to the interchange.
@@ -348,12 +352,7 @@ fn wide_command(n: u64, cores: u32) -> Try {
 #[test]
 fn reregister_drops_what_has_not_started_and_registers_again() {
     let t0 = Instant::now();
-    let (mut m, mut c) = registered(2, config(), t0);
-    m.worker_hello(WorkerRank(1), hello("h", &[0]), t0);
-    m.worker_hello(WorkerRank(2), hello("h", &[1]), t0);
-    m.interchange(tasks(1..=6), t0, &mut c);
-    m.step(t0, &mut c);
-    assert_eq!(c.fed(), [(1, vec![1, 3]), (2, vec![2, 4])]);
+    let (mut m, mut c) = two_fed_workers(["h", "h"], 6, t0);
     // A wide try waits for both (busy) ranks.
     m.interchange(ToManagerMsg::Tasks(vec![wide_command(9, 2)]), t0, &mut c);
     m.step(t0, &mut c);
