@@ -4,17 +4,74 @@
 //! same bincode encoding as the wire and a tag per message kind.
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
 use strand::task::{Try, TryResult};
 
-/// Manager -> worker: a batch of tries (`Vec<Try>`).
+/// Manager -> worker: a batch of tries (`Vec<WorkerTry>`).
 pub const TAG_TRIES: i32 = 11;
 /// Worker -> manager: a batch of results (`Vec<TryResult>`).
 pub const TAG_RESULTS: i32 = 12;
 /// Manager -> worker: stop (empty body).
 pub const TAG_STOP: i32 = 13;
-/// Worker -> manager: alive (body: the worker's host name, then `\n` and its cpu list, UTF-8).
+/// Worker -> manager: alive (body: a [`WorkerHello`]).
 pub const TAG_HEARTBEAT: i32 = 14;
+
+/// A worker's rank in its pool communicator (the manager is rank 0).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerRank(pub i32);
+
+impl fmt::Display for WorkerRank {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rank-{}", self.0)
+    }
+}
+
+/// A worker's heartbeat: it is alive, and where it runs, so a wide try can be given the
+/// cores of every rank it reserves.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct WorkerHello {
+    /// The worker's host name.
+    pub host: String,
+    /// The CPUs the rank is bound to; `None` when it could not read its affinity.
+    pub cpus: Option<BTreeSet<u32>>,
+}
+
+/// A try as a manager hands it to a worker, with where its command must run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct WorkerTry {
+    /// The try itself, as the interchange sent it (a wide one with its environment added).
+    pub try_: Try,
+    /// CPUs to bind the command to (a wide try's reserved cores); `None`: the worker's own binding.
+    pub cpus: Option<BTreeSet<u32>>,
+}
+
+impl WorkerTry {
+    /// A try that runs where its worker is bound.
+    pub fn plain(try_: Try) -> WorkerTry {
+        WorkerTry { try_, cpus: None }
+    }
+}
+
+/// What a manager tells one worker.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToWorker {
+    /// Run these (tag [`TAG_TRIES`]).
+    Tries(Vec<WorkerTry>),
+    /// Stop (tag [`TAG_STOP`]).
+    Stop,
+}
+
+impl ToWorker {
+    /// The MPI tag and body this message travels as.
+    pub fn encode(&self) -> (i32, Vec<u8>) {
+        match self {
+            ToWorker::Tries(tries) => (TAG_TRIES, encode(tries)),
+            ToWorker::Stop => (TAG_STOP, Vec::new()),
+        }
+    }
+}
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard()
@@ -33,12 +90,25 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     bincode::serde::decode_from_slice(bytes, config()).ok().map(|(v, _)| v)
 }
 
-/// Encode tries for a worker.
-pub fn encode_tries(tries: &[Try]) -> Vec<u8> {
-    encode(&tries)
-}
-
 /// Encode results for the manager.
 pub fn encode_results(results: &[TryResult]) -> Vec<u8> {
     encode(&results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hellos_and_tries_round_trip() {
+        let hello = WorkerHello { host: "node7".into(), cpus: Some([0, 1, 2, 3, 8].into()) };
+        assert_eq!(decode::<WorkerHello>(&encode(&hello)), Some(hello));
+        let unbound = WorkerHello { host: "node7".into(), cpus: None };
+        assert_eq!(decode::<WorkerHello>(&encode(&unbound)), Some(unbound));
+        // Garbage is refused, not misread.
+        assert_eq!(decode::<WorkerHello>(b"node7\n0-3"), None);
+        assert_eq!(ToWorker::Stop.encode(), (TAG_STOP, vec![]));
+        let (tag, body) = ToWorker::Tries(vec![]).encode();
+        assert_eq!((tag, decode::<Vec<WorkerTry>>(&body)), (TAG_TRIES, Some(vec![])));
+    }
 }

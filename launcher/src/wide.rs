@@ -9,11 +9,13 @@
 //! the least-loaded live workers; reserved workers get no new plain tries, so the
 //! head launches as soon as they finish what they hold and plain tries cannot
 //! starve it. The command runs on the union of the cpusets of its reserved ranks on the
-//! leader's node (`STRAND_CPUS`, applied by the worker when it starts the command), so a
-//! `cores = 4` try is not confined to its leader's own share. This module is plain data: the manager shows it its workers and
+//! leader's node (sent to the leader with the try, [`WorkerTry::cpus`], and applied when it
+//! starts the command; `STRAND_CPUS` tells the command), so a `cores = 4` try is not confined
+//! to its leader's own share. This module is plain data: the manager shows it its workers and
 //! does the MPI sends it asks for, so it is tested without MPI.
 
-use crate::placement::list_string;
+use crate::placement::{list_string, parse_list};
+use crate::pool_msg::{WorkerRank, WorkerTry};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use strand::task::{App, Failure, ManagerId, Outcome, Try, TryId, TryResult};
 
@@ -21,7 +23,7 @@ use strand::task::{App, Failure, ManagerId, Outcome, Try, TryId, TryResult};
 #[derive(Clone, Debug)]
 pub struct WorkerView {
     /// Its rank in the pool.
-    pub rank: i32,
+    pub rank: WorkerRank,
     /// Its host ("" until its first heartbeat).
     pub host: String,
     /// Tries it holds now.
@@ -36,12 +38,12 @@ pub struct WorkerView {
 /// What the manager must do for the planner.
 #[derive(Debug, PartialEq)]
 pub enum Action {
-    /// Send this try (its environment already says what it got) to the leader rank.
+    /// Send this try (its environment already says what it got, its cpuset is set) to the leader rank.
     Launch {
         /// Rank that runs it.
-        leader: i32,
-        /// The try.
-        try_: Box<Try>,
+        leader: WorkerRank,
+        /// The try, with the CPUs its command runs on.
+        job: Box<WorkerTry>,
     },
     /// Report this result: the try can never run in this pool.
     Fail(TryResult),
@@ -50,7 +52,7 @@ pub enum Action {
 /// Worker ranks and GPUs held by one running wide try.
 #[derive(Debug)]
 struct Alloc {
-    ranks: Vec<i32>,
+    ranks: Vec<WorkerRank>,
     host: String,
     gpus: Vec<String>,
 }
@@ -61,10 +63,10 @@ pub struct WidePlanner {
     manager: ManagerId,
     queue: VecDeque<Try>,
     /// Ranks reserved for the head of `queue` (leader first).
-    reserved: Vec<i32>,
+    reserved: Vec<WorkerRank>,
     running: HashMap<TryId, Alloc>,
     /// Ranks lent to running tries or reserved for the head: they get no plain tries.
-    blocked: HashSet<i32>,
+    blocked: HashSet<WorkerRank>,
     /// GPU ids each node offers (the same list on every node).
     gpu_ids: Vec<String>,
     /// GPU ids in use, per host.
@@ -101,7 +103,7 @@ impl WidePlanner {
     }
 
     /// Whether this rank must not get plain tries (lent to a wide try or reserved for one).
-    pub fn is_blocked(&self, rank: i32) -> bool {
+    pub fn is_blocked(&self, rank: WorkerRank) -> bool {
         self.blocked.contains(&rank)
     }
 
@@ -160,32 +162,35 @@ impl WidePlanner {
                     None => break,
                 }
             }
-            let idle = |r: &i32| workers.iter().any(|w| w.rank == *r && w.held == 0 && !w.lost);
+            let idle = |r: &WorkerRank| workers.iter().any(|w| w.rank == *r && w.held == 0 && !w.lost);
             if !self.reserved.iter().all(idle) {
                 break;
             }
             let Some(mut t) = self.queue.pop_front() else { break };
             let ranks = std::mem::take(&mut self.reserved);
             let leader = ranks[0];
-            let host_of = |r: i32| workers.iter().find(|w| w.rank == r).map(|w| w.host.clone()).unwrap_or_default();
+            let host_of =
+                |r: WorkerRank| workers.iter().find(|w| w.rank == r).map(|w| w.host.clone()).unwrap_or_default();
             let host = host_of(leader);
             let used = self.gpus_in_use.entry(host.clone()).or_default();
             let got: Vec<String> = self.gpu_ids.iter().filter(|g| !used.contains(g)).take(gpus).cloned().collect();
             used.extend(got.iter().cloned());
             let cores = t.spec.resources.cores.max(1) as usize;
             let rank_hosts: Vec<String> = ranks.iter().step_by(cores).map(|r| host_of(*r)).collect();
-            let cpus = local_cpus(workers, &ranks, &host);
-            set_environment(&mut t, &rank_hosts, &got, cpus.as_ref());
+            let planned = local_cpus(workers, &ranks, &host);
+            // Before the environment gets the planned list: only the task's own setting counts.
+            let cpus = binding(&t, planned.clone());
+            set_environment(&mut t, &rank_hosts, &got, planned.as_ref());
             self.running.insert(t.id, Alloc { ranks, host, gpus: got });
-            out.push(Action::Launch { leader, try_: Box::new(t) });
+            out.push(Action::Launch { leader, job: Box::new(WorkerTry { try_: t, cpus }) });
         }
         out
     }
 
     /// Pick `need` live ranks not lent to a running try, on a node with `gpus` free GPUs for the
     /// leader; prefer one node (fewest hops for an MPI app), then the least loaded. `None`: wait.
-    fn choose(&self, workers: &[WorkerView], need: usize, gpus: usize) -> Option<Vec<i32>> {
-        let lent: HashSet<i32> = self.running.values().flat_map(|a| a.ranks.iter().copied()).collect();
+    fn choose(&self, workers: &[WorkerView], need: usize, gpus: usize) -> Option<Vec<WorkerRank>> {
+        let lent: HashSet<WorkerRank> = self.running.values().flat_map(|a| a.ranks.iter().copied()).collect();
         // A rank not heard from yet has no known host or cores: it could not be placed with the
         // others or lend its cores, so it waits for its first heartbeat (well under a second).
         let mut free: Vec<&WorkerView> =
@@ -215,7 +220,7 @@ impl WidePlanner {
 /// The union of the cpusets of the `ranks` on `host` (the leader's node: only its CPUs can run
 /// the command); `None` when any of them is unknown, since a partial union would confine the
 /// command to fewer cores than it reserved.
-fn local_cpus(workers: &[WorkerView], ranks: &[i32], host: &str) -> Option<BTreeSet<u32>> {
+fn local_cpus(workers: &[WorkerView], ranks: &[WorkerRank], host: &str) -> Option<BTreeSet<u32>> {
     let mut union = BTreeSet::new();
     for r in ranks {
         let w = workers.iter().find(|w| w.rank == *r)?;
@@ -226,6 +231,18 @@ fn local_cpus(workers: &[WorkerView], ranks: &[i32], host: &str) -> Option<BTree
     }
     // Nothing to run on is no affinity at all (the command keeps its worker's binding).
     (!union.is_empty()).then_some(union)
+}
+
+/// The CPUs a wide command binds to: those it was `planned`, unless the task sets `STRAND_CPUS`
+/// itself (its last setting, as the child sees it): then that list, or none (its leader's
+/// binding) when empty or not a list. Read here, once, so the worker gets a typed cpuset and
+/// never reads an environment variable.
+fn binding(t: &Try, planned: Option<BTreeSet<u32>>) -> Option<BTreeSet<u32>> {
+    let App::Command(cmd) = &t.spec.app else { return None };
+    match cmd.env.iter().rev().find(|(k, _)| k == "STRAND_CPUS") {
+        Some((_, own)) => parse_list(own).filter(|c| !c.is_empty()),
+        None => planned,
+    }
 }
 
 /// Tell a command what it got: `STRAND_CORES`, `STRAND_RANKS`, `STRAND_HOSTS` (one host per rank),
@@ -296,7 +313,7 @@ mod tests {
         spec.iter()
             .enumerate()
             .map(|(i, (h, held))| WorkerView {
-                rank: i as i32 + 1,
+                rank: WorkerRank(i as i32 + 1),
                 host: h.to_string(),
                 held: *held,
                 lost: false,
@@ -306,9 +323,19 @@ mod tests {
     }
 
     fn env(a: &Action, k: &str) -> Option<String> {
-        let Action::Launch { try_, .. } = a else { return None };
-        let App::Command(c) = &try_.spec.app else { return None };
+        let Action::Launch { job, .. } = a else { return None };
+        let App::Command(c) = &job.try_.spec.app else { return None };
         c.env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone())
+    }
+
+    /// The cpuset a launch binds its command to.
+    fn bound(a: &Action) -> Option<BTreeSet<u32>> {
+        let Action::Launch { job, .. } = a else { return None };
+        job.cpus.clone()
+    }
+
+    fn ranks(r: &[i32]) -> Vec<WorkerRank> {
+        r.iter().map(|&r| WorkerRank(r)).collect()
     }
 
     #[test]
@@ -318,7 +345,7 @@ mod tests {
         let mut w = workers(&[("a", 1), ("b", 0), ("b", 1), ("a", 1)]);
         assert!(p.step(&w).is_empty(), "no node has two idle ranks yet");
         // Reserved ranks get no plain tries, so the reservation cannot starve.
-        let blocked: Vec<i32> = w.iter().map(|x| x.rank).filter(|r| p.is_blocked(*r)).collect();
+        let blocked: Vec<WorkerRank> = w.iter().map(|x| x.rank).filter(|r| p.is_blocked(*r)).collect();
         assert_eq!(blocked.len(), 2);
         for x in w.iter_mut() {
             x.held = 0;
@@ -328,8 +355,8 @@ mod tests {
         assert_eq!(env(&acts[0], "STRAND_CORES").as_deref(), Some("2"));
         assert_eq!(env(&acts[0], "OMP_NUM_THREADS").as_deref(), Some("7"), "the task's own setting wins");
         assert_eq!(p.running(), 1);
-        let Action::Launch { try_, .. } = &acts[0] else { unreachable!() };
-        p.finished(&try_.id);
+        let Action::Launch { job, .. } = &acts[0] else { unreachable!() };
+        p.finished(&job.try_.id);
         assert!(w.iter().all(|x| !p.is_blocked(x.rank)));
     }
 
@@ -410,7 +437,7 @@ mod tests {
         spec.iter()
             .enumerate()
             .map(|(i, (h, cpus))| WorkerView {
-                rank: i as i32 + 1,
+                rank: WorkerRank(i as i32 + 1),
                 host: h.to_string(),
                 held: 0,
                 lost: false,
@@ -419,9 +446,9 @@ mod tests {
             .collect()
     }
 
-    fn launched_ranks(p: &WidePlanner, a: &Action) -> Vec<i32> {
-        let Action::Launch { try_, .. } = a else { return vec![] };
-        p.running.get(&try_.id).map(|al| al.ranks.clone()).unwrap_or_default()
+    fn launched_ranks(p: &WidePlanner, a: &Action) -> Vec<WorkerRank> {
+        let Action::Launch { job, .. } = a else { return vec![] };
+        p.running.get(&job.try_.id).map(|al| al.ranks.clone()).unwrap_or_default()
     }
 
     #[test]
@@ -432,8 +459,9 @@ mod tests {
             placed(&[("a", Some(&[0, 1])), ("a", Some(&[2])), ("a", Some(&[3, 8])), ("a", Some(&[4])), ("b", None)]);
         let acts = p.step(&w);
         assert_eq!(acts.len(), 1, "{acts:?}");
-        assert_eq!(launched_ranks(&p, &acts[0]), vec![1, 2, 3, 4]);
-        assert_eq!(env(&acts[0], "STRAND_CPUS").as_deref(), Some("0-4,8"));
+        assert_eq!(launched_ranks(&p, &acts[0]), ranks(&[1, 2, 3, 4]));
+        assert_eq!(bound(&acts[0]), Some([0, 1, 2, 3, 4, 8].into()));
+        assert_eq!(env(&acts[0], "STRAND_CPUS").as_deref(), Some("0-4,8"), "and the command is told");
     }
 
     #[test]
@@ -444,7 +472,8 @@ mod tests {
         let w = placed(&[("a", Some(&[0])), ("b", Some(&[5])), ("a", Some(&[1]))]);
         let acts = p.step(&w);
         let Some(Action::Launch { leader, .. }) = acts.first() else { panic!("{acts:?}") };
-        assert_eq!(w[(*leader - 1) as usize].host, "a");
+        assert_eq!(w[(leader.0 - 1) as usize].host, "a");
+        assert_eq!(bound(&acts[0]), Some([0, 1].into()));
         assert_eq!(env(&acts[0], "STRAND_CPUS").as_deref(), Some("0-1"));
     }
 
@@ -460,10 +489,12 @@ mod tests {
         let w = placed(&[("a", Some(&[0])), ("a", None), ("b", Some(&[1])), ("c", None)]);
         let acts = p.step(&w);
         assert_eq!(acts.len(), 2, "{acts:?}");
-        assert_eq!(launched_ranks(&p, &acts[0]), vec![1, 2]);
-        assert_eq!(env(&acts[0], "STRAND_CPUS"), None, "a partial union would confine it");
+        assert_eq!(launched_ranks(&p, &acts[0]), ranks(&[1, 2]));
+        assert_eq!(bound(&acts[0]), None, "a partial union would confine it");
+        assert_eq!(env(&acts[0], "STRAND_CPUS"), None);
         assert_eq!(env(&acts[0], "STRAND_CORES").as_deref(), Some("2"));
-        assert_eq!(launched_ranks(&p, &acts[1]), vec![3, 4]);
+        assert_eq!(launched_ranks(&p, &acts[1]), ranks(&[3, 4]));
+        assert_eq!(bound(&acts[1]), Some([1].into()));
         assert_eq!(env(&acts[1], "STRAND_CPUS").as_deref(), Some("1"));
     }
 
@@ -477,9 +508,26 @@ mod tests {
         p.push(t);
         let acts = p.step(&placed(&[("a", Some(&[0])), ("a", Some(&[1]))]));
         assert_eq!(env(&acts[0], "STRAND_CPUS").as_deref(), Some("7"));
-        let Action::Launch { try_, .. } = &acts[0] else { unreachable!() };
-        let App::Command(c) = &try_.spec.app else { unreachable!() };
+        assert_eq!(bound(&acts[0]), Some([7].into()), "its list is what the command is bound to");
+        let Action::Launch { job, .. } = &acts[0] else { unreachable!() };
+        let App::Command(c) = &job.try_.spec.app else { unreachable!() };
         assert_eq!(c.env.iter().filter(|(k, _)| k == "STRAND_CPUS").count(), 1);
+    }
+
+    #[test]
+    fn an_empty_or_bad_own_strand_cpus_keeps_the_leaders_binding() {
+        for own in ["", "0-1:junk"] {
+            let mut p = WidePlanner::new(ManagerId(1), vec![]);
+            let mut t = wide(1, 2, 0, 1);
+            if let App::Command(c) = &mut t.spec.app {
+                c.env.push(("STRAND_CPUS".into(), own.into()));
+            }
+            p.push(t);
+            let acts = p.step(&placed(&[("a", Some(&[0])), ("a", Some(&[1]))]));
+            assert_eq!(acts.len(), 1, "{acts:?}");
+            assert_eq!(bound(&acts[0]), None, "{own:?}");
+            assert_eq!(env(&acts[0], "STRAND_CPUS").as_deref(), Some(own));
+        }
     }
 
     #[test]

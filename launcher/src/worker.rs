@@ -2,14 +2,13 @@
 
 use crate::backoff::Backoff;
 use crate::exec::Executor;
-use crate::placement;
-use crate::pool_msg::{self, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES};
+use crate::pool_msg::{self, WorkerHello, WorkerTry, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES};
 use crate::stop::StopFlag;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{debug, warn, Logger};
 use std::collections::BTreeSet;
-use strand::task::{Try, TryResult};
+use strand::task::TryResult;
 
 /// Why a worker loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -35,7 +34,7 @@ pub fn run_worker(
     if cpus.is_none() {
         warn!(log, "cannot read this rank's CPU affinity; wide tries here keep their leader's binding");
     }
-    let host = heartbeat_payload(&strand::host::hostname(), cpus);
+    let hello = pool_msg::encode(&WorkerHello { host: strand::host::hostname(), cpus: cpus.cloned() });
     let mut next_heartbeat = std::time::Instant::now();
     let mut backoff = Backoff::default();
     let mut running = 0usize;
@@ -48,11 +47,11 @@ pub fn run_worker(
             active = true;
             let (bytes, status) = probed.matched_receive_vec::<u8>();
             match status.tag() {
-                TAG_TRIES => match pool_msg::decode::<Vec<Try>>(&bytes) {
+                TAG_TRIES => match pool_msg::decode::<Vec<WorkerTry>>(&bytes) {
                     Some(tries) => {
                         running += tries.len();
                         for t in tries {
-                            executor.submit(t);
+                            executor.submit_on(t.try_, t.cpus);
                         }
                     }
                     None => warn!(log, "undecodable tries from the manager"; "bytes" => bytes.len()),
@@ -65,7 +64,7 @@ pub fn run_worker(
             break WorkerExit::Stopped;
         }
         if std::time::Instant::now() >= next_heartbeat {
-            manager.send_with_tag(&host[..], TAG_HEARTBEAT);
+            manager.send_with_tag(&hello[..], TAG_HEARTBEAT);
             next_heartbeat = std::time::Instant::now() + heartbeat;
         }
         if stop.is_set() {
@@ -98,47 +97,4 @@ pub fn run_worker(
     executor.kill_running();
     executor.shutdown();
     exit
-}
-
-/// The heartbeat body: the host name, then (after a newline, which no host name contains) the
-/// rank's cpuset as a kernel CPU list, so the manager can give a wide try the cores of every
-/// rank it reserved. A manager that knows only host names would read the whole body as one.
-pub fn heartbeat_payload(host: &str, cpus: Option<&BTreeSet<u32>>) -> Vec<u8> {
-    match cpus {
-        Some(c) => format!("{host}\n{}", placement::list_string(c)).into_bytes(),
-        None => host.as_bytes().to_vec(),
-    }
-}
-
-/// Read a heartbeat body: the host, and the cpuset when the worker sent a valid one (a bare
-/// host name, from an older worker, or an unreadable list give `None`: cpus unknown).
-pub fn parse_heartbeat(bytes: &[u8]) -> (String, Option<BTreeSet<u32>>) {
-    let text = String::from_utf8_lossy(bytes);
-    match text.split_once('\n') {
-        Some((host, cpus)) => (host.to_string(), placement::parse_list(cpus).filter(|c| !c.is_empty())),
-        None => (text.into_owned(), None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heartbeats_carry_the_host_and_the_cpuset() {
-        let cpus: BTreeSet<u32> = [0, 1, 2, 3, 8].into();
-        let body = heartbeat_payload("node7", Some(&cpus));
-        assert_eq!(body, b"node7\n0-3,8");
-        assert_eq!(parse_heartbeat(&body), ("node7".to_string(), Some(cpus)));
-        assert_eq!(parse_heartbeat(&heartbeat_payload("node7", None)), ("node7".to_string(), None));
-    }
-
-    #[test]
-    fn old_or_odd_heartbeats_still_give_the_host() {
-        // An older worker sends its host name only.
-        assert_eq!(parse_heartbeat(b"node7"), ("node7".to_string(), None));
-        assert_eq!(parse_heartbeat(b"node7\nnot a list"), ("node7".to_string(), None));
-        assert_eq!(parse_heartbeat(b"node7\n"), ("node7".to_string(), None));
-        assert_eq!(parse_heartbeat(b""), (String::new(), None));
-    }
 }

@@ -5,13 +5,15 @@
 //! fixed sleeps. The whole process group is SIGKILLed at the walltime, and again after a
 //! normal exit so background children never outlive their task.
 //!
-//! A command whose environment sets `STRAND_CPUS` (a wide try's cores, from its manager, or a
-//! user's own list) starts with that CPU affinity instead of its worker's binding.
+//! A command given a cpuset (a wide try's cores, chosen by its manager and sent with the try)
+//! starts with that CPU affinity instead of its worker's binding. Its environment is not read
+//! for this: `STRAND_CPUS` there only tells the command what it got.
 
 use super::capture::{Capture, Keep};
 use super::exit_watch::ExitWatch;
 use super::groups::{kill_group, RunningGroups, Spawned};
 use crate::placement;
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
@@ -31,13 +33,19 @@ pub const STDERR_TAIL: usize = 4096;
 /// Relative `stdout`/`stderr` paths are taken relative to `cwd` when one is given, as a
 /// shell redirection after `cd` would be (and as declared outputs are).
 pub fn run_command(spec: &CommandSpec, walltime_ms: Option<u64>) -> Outcome {
-    run_command_tracked(spec, walltime_ms, &RunningGroups::new())
+    run_command_tracked(spec, walltime_ms, None, &RunningGroups::new())
 }
 
-/// As [`run_command`], registering the child's process group in `groups` while it runs,
-/// so [`RunningGroups::kill_all`] can end it (the try then fails as `Shutdown`).
-pub fn run_command_tracked(spec: &CommandSpec, walltime_ms: Option<u64>, groups: &RunningGroups) -> Outcome {
-    run(spec, walltime_ms, groups, ExitWatch::open)
+/// As [`run_command`], bound to `cpus` when given (else the worker's binding), and registering
+/// the child's process group in `groups` while it runs, so [`RunningGroups::kill_all`] can end
+/// it (the try then fails as `Shutdown`).
+pub fn run_command_tracked(
+    spec: &CommandSpec,
+    walltime_ms: Option<u64>,
+    cpus: Option<&BTreeSet<u32>>,
+    groups: &RunningGroups,
+) -> Outcome {
+    run(spec, walltime_ms, cpus, groups, ExitWatch::open)
 }
 
 /// How supervision ended.
@@ -53,13 +61,14 @@ enum End {
 fn run(
     spec: &CommandSpec,
     walltime_ms: Option<u64>,
+    cpus: Option<&BTreeSet<u32>>,
     groups: &RunningGroups,
     open_watch: fn(i32) -> io::Result<ExitWatch>,
 ) -> Outcome {
     // The walltime counts from here: a slow spawn (a binary on a loaded parallel file
     // system) is part of the task's time.
     let deadline = walltime_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-    let mut cmd = match build(spec) {
+    let mut cmd = match build(spec, cpus) {
         Ok(c) => c,
         Err(message) => return Outcome::Failed(Failure::SpawnError { message }),
     };
@@ -101,8 +110,9 @@ fn run(
     }
 }
 
-/// The `Command` for a spec, with its stdio set up; a message naming the problem if not.
-fn build(spec: &CommandSpec) -> Result<Command, String> {
+/// The `Command` for a spec, bound to `cpus` when given, with its stdio set up; a message
+/// naming the problem if not.
+fn build(spec: &CommandSpec, cpus: Option<&BTreeSet<u32>>) -> Result<Command, String> {
     let mut cmd = match &spec.program {
         Program::Argv(argv) => {
             let Some((program, args)) = argv.split_first() else {
@@ -130,7 +140,7 @@ fn build(spec: &CommandSpec) -> Result<Command, String> {
     }
     // Its own process group: a timeout or a stop kills the task's whole tree and nothing else.
     cmd.stdin(Stdio::null()).process_group(0);
-    if let Some(mask) = requested_affinity(spec) {
+    if let Some(mask) = cpus.and_then(affinity_mask) {
         let bytes = std::mem::size_of_val(mask.as_slice());
         // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
         // allowed: it makes one system call on a mask built before the fork and allocates
@@ -161,23 +171,12 @@ fn build(spec: &CommandSpec) -> Result<Command, String> {
     Ok(cmd)
 }
 
-/// The CPU mask a command's `STRAND_CPUS` asks for (its last setting wins, as in the child's
-/// environment), in the kernel's layout ([`placement::cpu_mask`]). `None` when unset or empty
-/// (an empty setting is how a wide task keeps its leader's binding on purpose), or when it is not a CPU
-/// list: that is warned about and the command runs as it would have without it.
-fn requested_affinity(spec: &CommandSpec) -> Option<Vec<libc::c_ulong>> {
-    let (_, value) = spec.env.iter().rev().find(|(k, _)| k == "STRAND_CPUS")?;
-    let Some(cpus) = placement::parse_list(value) else {
-        // No logger reaches this deep; the launcher's stderr is its log.
-        let shown: String = value.chars().take(80).collect();
-        eprintln!(
-            "strand-launcher: ignoring STRAND_CPUS={shown:?} of {}: not a CPU list like 0-3,8; \
-             the command keeps its worker's binding",
-            describe(&spec.program)
-        );
-        return None;
-    };
-    placement::cpu_mask(&cpus)
+/// `cpus` as the kernel's mask ([`placement::cpu_mask`]); `None` (the worker's binding) when
+/// empty. CPUs past [`placement::MAX_CPU`] cannot exist and are left out, so a corrupt set
+/// cannot make the mask huge.
+fn affinity_mask(cpus: &BTreeSet<u32>) -> Option<Vec<libc::c_ulong>> {
+    let real: BTreeSet<u32> = cpus.range(..=placement::MAX_CPU).copied().collect();
+    placement::cpu_mask(&real)
 }
 
 fn resolve(cwd: Option<&str>, path: &str) -> PathBuf {
@@ -377,7 +376,7 @@ mod tests {
         let pidfile = dir.path().join("pid");
         let spec = sh(&format!("sleep 30 & echo $! > {}; wait", pidfile.display()));
         let t = Instant::now();
-        let o = run(&spec, Some(200), &RunningGroups::new(), open_watch);
+        let o = run(&spec, Some(200), None, &RunningGroups::new(), open_watch);
         let took = t.elapsed();
         assert_eq!(o, Outcome::Failed(Failure::Timeout { walltime_ms: 200 }));
         assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(5), "took {took:?}");
@@ -396,7 +395,7 @@ mod tests {
 
     #[test]
     fn without_pidfd_exit_codes_and_output_still_arrive() {
-        let r = |s: &str| run(&sh(s), Some(20_000), &RunningGroups::new(), ExitWatch::with_thread);
+        let r = |s: &str| run(&sh(s), Some(20_000), None, &RunningGroups::new(), ExitWatch::with_thread);
         assert_eq!(r("echo hi"), Outcome::Done(b"hi\n".to_vec()));
         assert_eq!(r("echo no >&2; exit 4"), Outcome::Failed(Failure::ExitCode { code: 4, stderr: "no\n".into() }));
     }
@@ -453,29 +452,31 @@ mod tests {
         assert_eq!(run_command(&sh("sleep 30"), Some(0)), Outcome::Failed(Failure::Timeout { walltime_ms: 0 }));
     }
 
-    /// The CPUs a command run from `spec` may use, as it reports them.
-    fn cpus_seen(env: &[(&str, &str)]) -> String {
+    /// The CPUs a command bound to `cpus` (with `env`) may use, as it reports them.
+    fn cpus_seen(cpus: Option<&BTreeSet<u32>>, env: &[(&str, &str)]) -> String {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let spec = CommandSpec { env, ..sh("grep Cpus_allowed_list /proc/self/status | cut -f2") };
-        match run_command(&spec, Some(20_000)) {
+        match run_command_tracked(&spec, Some(20_000), cpus, &RunningGroups::new()) {
             Outcome::Done(out) => String::from_utf8_lossy(&out).trim().to_string(),
             o => panic!("{o:?}"),
         }
     }
 
     #[test]
-    fn strand_cpus_sets_the_commands_affinity() {
-        let inherited = cpus_seen(&[]);
+    fn a_cpuset_sets_the_commands_affinity() {
+        let inherited = cpus_seen(None, &[]);
         let mine = placement::parse_list(&inherited).expect("a CPU list");
         let last = mine.last().copied().expect("some CPU");
         // One CPU of ours (the last, so not simply the first of the inherited list).
-        assert_eq!(cpus_seen(&[("STRAND_CPUS", "0"), ("STRAND_CPUS", &last.to_string())]), last.to_string());
-        // The whole set again, written as the manager writes it.
-        assert_eq!(cpus_seen(&[("STRAND_CPUS", &placement::list_string(&mine))]), inherited);
-        // Not a list, empty, or only CPUs this process may not use: the inherited binding.
-        assert_eq!(cpus_seen(&[("STRAND_CPUS", "0-1:junk")]), inherited);
-        assert_eq!(cpus_seen(&[("STRAND_CPUS", "")]), inherited);
-        assert_eq!(cpus_seen(&[("STRAND_CPUS", &placement::MAX_CPU.to_string())]), inherited);
+        assert_eq!(cpus_seen(Some(&[last].into()), &[]), last.to_string());
+        // The whole set again.
+        assert_eq!(cpus_seen(Some(&mine), &[]), inherited);
+        // Empty, or only CPUs this process may not use (or that cannot exist): the inherited binding.
+        assert_eq!(cpus_seen(Some(&BTreeSet::new()), &[]), inherited);
+        assert_eq!(cpus_seen(Some(&[placement::MAX_CPU].into()), &[]), inherited);
+        assert_eq!(cpus_seen(Some(&[u32::MAX].into()), &[]), inherited);
+        // A list in the environment does not bind: it only tells the command.
+        assert_eq!(cpus_seen(None, &[("STRAND_CPUS", &last.to_string())]), inherited);
     }
 
     #[test]
@@ -540,7 +541,7 @@ mod tests {
         let groups = RunningGroups::new();
         let g2 = groups.clone();
         let t = Instant::now();
-        let h = std::thread::spawn(move || run_command_tracked(&sh("sleep 30"), None, &g2));
+        let h = std::thread::spawn(move || run_command_tracked(&sh("sleep 30"), None, None, &g2));
         // Wait (bounded) for the child to be registered: nothing to block on here.
         while groups.is_empty() {
             assert!(t.elapsed() < Duration::from_secs(10), "command never started");
@@ -553,7 +554,7 @@ mod tests {
         // Closed: nothing more starts.
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("ran");
-        let o = run_command_tracked(&sh(&format!("touch {}", marker.display())), None, &groups);
+        let o = run_command_tracked(&sh(&format!("touch {}", marker.display())), None, None, &groups);
         assert_eq!(o, Outcome::Failed(Failure::Shutdown));
         assert!(!marker.exists());
     }

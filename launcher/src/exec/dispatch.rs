@@ -4,18 +4,25 @@ use super::command::run_command_tracked;
 use super::function::run_function_within;
 use super::groups::RunningGroups;
 use super::registry::Registry;
+use std::collections::BTreeSet;
 use std::path::Path;
 use strand::task::{App, Failure, Outcome, TaskSpec};
 
 /// Run one task to completion on this thread.
 pub fn execute(registry: &Registry, spec: &TaskSpec) -> Outcome {
-    execute_tracked(registry, spec, &RunningGroups::new())
+    execute_tracked(registry, spec, None, &RunningGroups::new())
 }
 
-/// As [`execute`], with a command's process group registered in `groups` while it runs.
-pub fn execute_tracked(registry: &Registry, spec: &TaskSpec, groups: &RunningGroups) -> Outcome {
+/// As [`execute`], a command bound to `cpus` when given, its process group registered in
+/// `groups` while it runs. Functions run on the slot thread, whose binding they keep.
+pub fn execute_tracked(
+    registry: &Registry,
+    spec: &TaskSpec,
+    cpus: Option<&BTreeSet<u32>>,
+    groups: &RunningGroups,
+) -> Outcome {
     let (outcome, cwd) = match &spec.app {
-        App::Command(c) => (run_command_tracked(c, spec.walltime_ms, groups), c.cwd.as_deref()),
+        App::Command(c) => (run_command_tracked(c, spec.walltime_ms, cpus, groups), c.cwd.as_deref()),
         App::Function(f) => (run_function_within(registry, f, spec.walltime_ms), None),
     };
     match outcome {

@@ -19,6 +19,7 @@ pub use groups::RunningGroups;
 pub use registry::{Registry, TaskFn};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use strand::task::{Failure, Outcome, Try, TryResult};
 
 /// `slots` threads that run tries off the caller's thread; each try yields exactly one result.
 pub struct Executor {
-    submit: Sender<Try>,
+    submit: Sender<Job>,
     /// Kept to answer tries directly when no slot thread could be started.
     done_tx: Sender<TryResult>,
     done: Receiver<TryResult>,
@@ -35,6 +36,12 @@ pub struct Executor {
     threads: Vec<JoinHandle<()>>,
     /// Why no slot thread could be started, if none could.
     no_threads: Option<String>,
+}
+
+/// A try queued for a slot, with the CPUs its command must run on (`None`: the rank's own).
+struct Job {
+    t: Try,
+    cpus: Option<BTreeSet<u32>>,
 }
 
 /// State the slot threads share with the executor.
@@ -55,7 +62,7 @@ impl Shared {
 impl Executor {
     /// Start `slots` execution threads (at least one), named `strand-exec-N`.
     pub fn new(slots: usize, registry: Arc<Registry>) -> Executor {
-        let (submit, inbox) = unbounded::<Try>();
+        let (submit, inbox) = unbounded::<Job>();
         let (done_tx, done) = unbounded::<TryResult>();
         let shared = Arc::new(Shared::default());
         let mut threads = Vec::with_capacity(slots.max(1));
@@ -78,6 +85,11 @@ impl Executor {
 
     /// Queue a try; never blocks (the caller bounds what it hands over).
     pub fn submit(&self, t: Try) {
+        self.submit_on(t, None);
+    }
+
+    /// Queue a try whose command must run on `cpus` (a wide try's cores); `None`: as [`Executor::submit`].
+    pub fn submit_on(&self, t: Try, cpus: Option<BTreeSet<u32>>) {
         if let Some(why) = &self.no_threads {
             // Still exactly one result per try, so the caller's accounting holds.
             let message = format!("no executor thread could be started: {why}");
@@ -87,7 +99,7 @@ impl Executor {
         }
         // Cannot fail: the slot threads hold receivers until the executor is dropped, and
         // one that died would have had to panic outside catch_unwind.
-        let _ = self.submit.send(t);
+        let _ = self.submit.send(Job { t, cpus });
     }
 
     /// Results as tries finish; `recv_timeout` on it is the caller's idle wait.
@@ -129,16 +141,19 @@ impl Drop for Executor {
 }
 
 /// One slot thread: run tries until the executor goes away.
-fn slot(inbox: &Receiver<Try>, done: &Sender<TryResult>, registry: &Registry, shared: &Shared) {
-    for t in inbox.iter() {
+fn slot(inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: &Registry, shared: &Shared) {
+    for Job { t, cpus } in inbox.iter() {
         let outcome = if shared.stopping() {
             Outcome::Failed(Failure::Shutdown)
         } else {
             shared.running.fetch_add(1, Ordering::AcqRel);
             // Function panics are caught inside; this catches bugs in the launcher's own
             // code, so that even then the try gets its one result and the slot survives.
-            let o = catch_unwind(AssertUnwindSafe(|| execute_tracked(registry, &t.spec, &shared.groups)))
-                .unwrap_or_else(|p| Outcome::Failed(Failure::Panic { message: function::panic_message(p.as_ref()) }));
+            let o =
+                catch_unwind(AssertUnwindSafe(|| execute_tracked(registry, &t.spec, cpus.as_ref(), &shared.groups)))
+                    .unwrap_or_else(|p| {
+                        Outcome::Failed(Failure::Panic { message: function::panic_message(p.as_ref()) })
+                    });
             shared.running.fetch_sub(1, Ordering::AcqRel);
             o
         };

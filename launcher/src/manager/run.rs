@@ -1,0 +1,260 @@
+//! The manager's loop: the ZeroMQ socket, the pool communicator and the waiting.
+//!
+//! It turns frames and MPI messages into events for [`ManagerState`] and carries out what
+//! the state asks through [`ManagerComm`]. It sleeps on the socket's fd with `ppoll` when the
+//! pool is idle and polls MPI with a backoff only while ranks hold tries.
+
+use super::comm::ManagerComm;
+use super::state::{ManagerState, PoolInfo};
+use super::{ManagerConfig, ManagerError, ManagerExit};
+use crate::backoff::Backoff;
+use crate::exec::Executor;
+use crate::pool_msg::{self, ToWorker, WorkerHello, WorkerRank, TAG_HEARTBEAT, TAG_RESULTS};
+use crate::stop::StopFlag;
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::request::{Request, StaticScope};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use slog::{warn, Logger};
+use std::time::{Duration, Instant};
+use strand::connection::ConnectionInfo;
+use strand::task::{Try, TryResult};
+use strand::wire::{Codec, ManagerMsg, ToManagerMsg};
+
+/// How long stopping waits for workers to take their stop before abandoning the sends.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// A send to a worker still in progress. Sends are non-blocking so that a hung worker (one
+/// that stopped receiving) can never block the manager: a large batch goes by rendezvous,
+/// which waits for the receiver.
+struct PendingSend {
+    rank: WorkerRank,
+    req: Request<'static, [u8]>,
+    /// The leaked buffer the request reads from; freed when the request completes.
+    buf: *mut [u8],
+}
+
+/// Complete the sends that have finished and free their buffers; returns how many are left.
+fn reap_sends(sends: &mut Vec<PendingSend>) -> usize {
+    let mut left = Vec::with_capacity(sends.len());
+    for p in sends.drain(..) {
+        match p.req.test() {
+            Ok(_) => {
+                // SAFETY: `buf` came from Box::leak in `to_worker`, and the only borrow of it was
+                // the request, which has just completed and been consumed.
+                drop(unsafe { Box::from_raw(p.buf) });
+            }
+            Err(req) => left.push(PendingSend { req, ..p }),
+        }
+    }
+    *sends = left;
+    sends.len()
+}
+
+/// The manager's side of the world: what [`ManagerComm`] acts on.
+struct Transport<'a> {
+    pool: &'a SimpleCommunicator,
+    socket: zmq::Socket,
+    codec: Codec,
+    seq: u64,
+    /// Highest sequence number accepted from the interchange (replays are dropped).
+    last_seen_seq: u64,
+    /// Sends to workers not yet completed.
+    sends: Vec<PendingSend>,
+    local: Option<Executor>,
+    log: &'a Logger,
+}
+
+impl ManagerComm for Transport<'_> {
+    fn to_interchange(&mut self, msg: ManagerMsg) {
+        self.seq += 1;
+        let frame = self.codec.encode(&msg, self.seq);
+        if let Err(e) = self.socket.send(frame, 0) {
+            warn!(self.log, "send to the interchange failed"; "error" => %e);
+        }
+    }
+
+    fn to_worker(&mut self, rank: WorkerRank, msg: ToWorker) {
+        let (tag, bytes) = msg.encode();
+        // The buffer must outlive the non-blocking send; `reap_sends` frees it.
+        let buf: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let ptr = buf as *const [u8] as *mut [u8];
+        let req = self.pool.process_at_rank(rank.0).immediate_send_with_tag(StaticScope, buf, tag);
+        self.sends.push(PendingSend { rank, req, buf: ptr });
+    }
+
+    fn run_locally(&mut self, t: Try) {
+        if let Some(exec) = &self.local {
+            exec.submit(t);
+        }
+    }
+}
+
+impl Transport<'_> {
+    /// Hand every frame that has arrived to `m`; returns whether any did, or why to stop.
+    fn drain_interchange(&mut self, m: &mut ManagerState) -> Result<bool, ManagerExit> {
+        let mut got = false;
+        while let Ok(frame) = self.socket.recv_bytes(zmq::DONTWAIT) {
+            got = true;
+            let msg = match self.codec.decode::<ToManagerMsg>(&frame) {
+                Ok((h, _)) if h.seq <= self.last_seen_seq => {
+                    warn!(self.log, "dropped a replayed frame from the interchange"; "seq" => h.seq);
+                    continue;
+                }
+                Ok((h, msg)) => {
+                    self.last_seen_seq = h.seq;
+                    msg
+                }
+                Err(e) => {
+                    warn!(self.log, "dropped a frame from the interchange"; "reason" => %e);
+                    continue;
+                }
+            };
+            if let Some(exit) = m.interchange(msg, Instant::now(), self) {
+                return Err(exit);
+            }
+        }
+        Ok(got)
+    }
+
+    /// Hand every heartbeat and result the workers have sent to `m`; returns whether results came.
+    fn drain_workers(&mut self, m: &mut ManagerState) -> bool {
+        let mut got = false;
+        while let Some(probed) = self.pool.any_process().immediate_matched_probe_with_tag(TAG_HEARTBEAT) {
+            let (bytes, status) = probed.matched_receive_vec::<u8>();
+            let rank = WorkerRank(status.source_rank());
+            let hello = pool_msg::decode::<WorkerHello>(&bytes);
+            if hello.is_none() {
+                warn!(self.log, "undecodable heartbeat from a worker"; "rank" => rank.0);
+            }
+            m.worker_hello(rank, hello, Instant::now());
+        }
+        while let Some(probed) = self.pool.any_process().immediate_matched_probe_with_tag(TAG_RESULTS) {
+            got = true;
+            let (bytes, status) = probed.matched_receive_vec::<u8>();
+            let Some(results) = pool_msg::decode::<Vec<TryResult>>(&bytes) else {
+                warn!(self.log, "undecodable results from a worker"; "rank" => status.source_rank());
+                continue;
+            };
+            m.worker_results(WorkerRank(status.source_rank()), results, Instant::now());
+        }
+        got
+    }
+
+    /// Hand the results of the manager's own slots to `m`; returns whether any came.
+    fn drain_local(&mut self, m: &mut ManagerState) -> bool {
+        let Some(exec) = &self.local else { return false };
+        let mut got = false;
+        while let Ok(r) = exec.completions().try_recv() {
+            m.local_result(r);
+            got = true;
+        }
+        got
+    }
+
+    /// Block on the ZeroMQ socket's file descriptor for at most `wait` (microsecond resolution, unlike zmq_poll).
+    fn wait_for_interchange(&self, wait: Duration) {
+        // ZMQ_FD is edge-triggered: only sleep if nothing is pending right now.
+        if self.socket.get_events().map(|e| e.contains(zmq::POLLIN)).unwrap_or(false) {
+            return;
+        }
+        let Ok(fd) = self.socket.get_fd() else {
+            std::thread::sleep(wait);
+            return;
+        };
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        let ts =
+            libc::timespec { tv_sec: wait.as_secs() as libc::time_t, tv_nsec: wait.subsec_nanos() as libc::c_long };
+        // SAFETY: one valid pollfd, a valid timespec and no signal mask change.
+        unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    }
+
+    /// Wait (bounded) for the workers to take their stop, then shut the local executor down.
+    fn close(&mut self) {
+        // Live workers take their stop at once; a hung or dead one never will, and must not
+        // keep this rank from exiting: its sends are abandoned (and their buffers leaked).
+        let deadline = Instant::now() + STOP_GRACE;
+        while reap_sends(&mut self.sends) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for p in self.sends.drain(..) {
+            warn!(self.log, "abandoning a send to a worker that does not receive"; "rank" => p.rank.0);
+            std::mem::forget(p.req);
+        }
+        if let Some(exec) = self.local.take() {
+            exec.kill_running();
+            exec.shutdown();
+        }
+    }
+}
+
+fn zerr(what: &'static str) -> impl FnOnce(zmq::Error) -> ManagerError {
+    move |source| ManagerError::Zmq { what, source }
+}
+
+/// Run the manager of `pool` until the interchange stops it, a signal arrives,
+/// or the interchange goes silent. Workers are told to stop in every case.
+pub fn run_manager(
+    pool: &SimpleCommunicator,
+    conn: &ConnectionInfo,
+    cfg: ManagerConfig,
+    local: Option<Executor>,
+    stop: &StopFlag,
+    log: &Logger,
+) -> Result<ManagerExit, ManagerError> {
+    let ctx = zmq::Context::new();
+    let socket = ctx.socket(zmq::DEALER).map_err(zerr("create DEALER socket"))?;
+    socket.set_identity(&cfg.id.0.to_le_bytes()).map_err(zerr("set identity"))?;
+    socket.set_sndhwm(0).map_err(zerr("set SNDHWM"))?;
+    socket.set_rcvhwm(0).map_err(zerr("set RCVHWM"))?;
+    socket.set_linger(1000).map_err(zerr("set LINGER"))?;
+    socket.connect(&conn.manager_endpoint()).map_err(zerr("connect to the interchange"))?;
+    let info = PoolInfo {
+        size: pool.size() as u32,
+        local: local.is_some(),
+        host: strand::host::hostname(),
+        mpi_version: mpi::environment::library_version().unwrap_or_default().trim().to_string(),
+    };
+    let mut m = ManagerState::new(cfg, info, Instant::now(), log.clone());
+    let mut t =
+        Transport { pool, socket, codec: conn.codec(), seq: 0, last_seen_seq: 0, sends: Vec::new(), local, log };
+    m.start(&mut t);
+    let exit = serve(&mut m, &mut t, stop);
+    m.finish(exit, &mut t);
+    t.close();
+    Ok(exit)
+}
+
+/// One round after another until the state, the interchange or a signal says stop.
+fn serve(m: &mut ManagerState, t: &mut Transport, stop: &StopFlag) -> ManagerExit {
+    let mut backoff = Backoff::default();
+    loop {
+        let mut active = match t.drain_interchange(m) {
+            Ok(got) => got,
+            Err(exit) => return exit,
+        };
+        active |= t.drain_workers(m);
+        if !t.sends.is_empty() {
+            reap_sends(&mut t.sends);
+        }
+        active |= t.drain_local(m);
+        active |= m.step(Instant::now(), t);
+        if stop.is_set() {
+            return ManagerExit::Signalled;
+        }
+        let now = Instant::now();
+        if let Some(exit) = m.timers(now, t) {
+            return exit;
+        }
+        if active {
+            backoff.reset();
+        }
+        // Only results from ranks doing work need polling; otherwise sleep on the
+        // socket until the next heartbeat.
+        let wait = if m.busy() { backoff.next_wait() } else { m.idle_wait(now) };
+        if wait.is_zero() {
+            std::thread::yield_now();
+        } else {
+            t.wait_for_interchange(wait);
+        }
+    }
+}
