@@ -66,29 +66,23 @@ fn killing_a_whole_launcher_loses_nothing_and_the_other_keeps_serving() {
     assert_eq!(report.managers[0].block.0, "survivor");
 }
 
-/// `strand COMMAND MANAGER --connection FILE` (hold, release, drain).
-fn strand_manager(conn_file: &std::path::Path, command: &str, manager: &str) -> (bool, String) {
-    let out = Command::new(bin("strand"))
-        .arg(command)
-        .arg(manager)
-        .arg("--connection")
-        .arg(conn_file)
-        .output()
-        .expect("status");
+/// `strand ARGS... --connection FILE` (hold, release, drain, shutdown).
+fn strand_cli(conn_file: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin("strand")).args(args).arg("--connection").arg(conn_file).output().expect("status");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
 #[test]
 fn hold_release_and_drain_a_manager() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_ix, conn) = interchange(dir.path(), &[]);
+    let (mut ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");
     let mut block = launcher(dir.path(), "block", 2, &conn_file, &[]);
     wait_managers(&conn, 1, Duration::from_secs(60));
     let mut client = Client::connect(&conn).expect("client");
     let id = client.status(Duration::from_secs(10)).expect("status").managers[0].id;
 
-    let (ok, out) = strand_manager(&conn_file, "hold", &id.to_string());
+    let (ok, out) = strand_cli(&conn_file, &["hold", &id.to_string()]);
     assert!(ok, "{out}");
     let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
     let f = dfk.submit(Call::function("echo", b"x".to_vec()));
@@ -105,21 +99,27 @@ fn hold_release_and_drain_a_manager() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(!f.is_done());
-    let (ok, out) = strand_manager(&conn_file, "release", &id.to_string());
+    let (ok, out) = strand_cli(&conn_file, &["release", &id.to_string()]);
     assert!(ok, "{out}");
     assert_eq!(f.wait_timeout(Duration::from_secs(30)), Some(Ok(b"x".to_vec())));
     dfk.shutdown();
 
-    let (ok, out) = strand_manager(&conn_file, "hold", "manager-00000000000000ff");
+    let (ok, out) = strand_cli(&conn_file, &["hold", "manager-00000000000000ff"]);
     assert!(!ok && out.contains("no manager"), "{out}");
-    let (ok, out) = strand_manager(&conn_file, "hold", "not-an-id");
+    let (ok, out) = strand_cli(&conn_file, &["hold", "not-an-id"]);
     assert!(!ok && out.contains("not a manager id"), "{out}");
 
     // Drain: it holds nothing, so the interchange stops it at once and every rank exits 0.
-    let (ok, out) = strand_manager(&conn_file, "drain", &id.to_string());
+    let (ok, out) = strand_cli(&conn_file, &["drain", &id.to_string()]);
     assert!(ok, "{out}");
     let st = block.wait(Duration::from_secs(30));
     assert!(st.success(), "drained launcher exits 0: {st}\n{}", tail(&dir.path().join("block.log")));
+
+    // Shutdown stops the interchange itself.
+    let (ok, out) = strand_cli(&conn_file, &["shutdown"]);
+    assert!(ok && out.contains("shutdown sent"), "{out}");
+    let st = ix.wait(Duration::from_secs(30));
+    assert!(st.success(), "interchange exits 0 after shutdown: {st}");
 }
 
 #[test]

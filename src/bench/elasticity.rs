@@ -111,20 +111,9 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, BenchError> {
     };
     let exe = Executor::scaled(run_dir.clone(), &InterchangeOptions::local(), Box::new(LocalProvider::new()), cfg)?;
     let scaler = exe.scaler().ok_or_else(|| BenchError::Stalled("no scaler".into()))?;
-    let mut client = crate::client::Client::connect(exe.connection())?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let up = client.status(Duration::from_secs(5)).map(|s| s.managers.len()).unwrap_or(0);
-        if up >= widest as usize {
-            break;
-        }
-        if let Some(e) = scaler.state().error {
-            return Err(BenchError::Stalled(e));
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Stalled(format!("only {up} of {widest} blocks connected within 120 s")));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let up = exe.wait_for_managers(widest as usize, Duration::from_secs(120))?;
+    if up < widest as usize {
+        return Err(BenchError::Stalled(format!("only {up} of {widest} blocks connected within 120 s")));
     }
     let dfk = Dfk::connect(exe.connection(), DfkConfig::default())?;
     if opts.elastic {

@@ -69,9 +69,9 @@ pub fn run(run_dir: &RunDir, o: &SimOptions) -> Result<Sim, BenchError> {
     // ZeroMQ takes about two descriptors per socket here, and the interchange one per peer.
     crate::host::raise_fd_limit(2 * o.managers as u64 + 256, &format!("{} simulated managers", o.managers))
         .map_err(|e| BenchError::Invalid(e.to_string()))?;
-    let ix_opts = InterchangeOptions { max_managers: Some(o.managers as u64), ..InterchangeOptions::local() };
-    // The default heartbeat threshold: simulated managers heartbeat every 10 s.
-    let ix_opts = InterchangeOptions { heartbeat_period: None, heartbeat_threshold: None, ..ix_opts };
+    // The interchange's own heartbeat defaults: simulated managers heartbeat every 10 s.
+    let ix_opts =
+        InterchangeOptions { max_managers: Some(o.managers as u64), ..InterchangeOptions::remote("127.0.0.1".into()) };
     let ix = InterchangeProcess::start(run_dir, &ix_opts)?;
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let pinned = o.pin && cores >= 2;

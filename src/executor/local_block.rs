@@ -110,9 +110,9 @@ impl LocalBlock {
         Ok(())
     }
 
-    /// Start the block under mpirun, reaching the interchange through the run's connection file.
+    /// Start the block under mpirun, reaching the interchange through the run's connection file
+    /// (call [`LocalBlock::check`] first, before starting the interchange it will reach).
     pub fn start(run_dir: &RunDir, opts: &LocalBlockOptions) -> Result<LocalBlock, LocalBlockError> {
-        LocalBlock::check(opts)?;
         let ranks = opts.workers + 1;
         let io = |name: &str| {
             log_stdio(run_dir.path(), name, opts.log_to_files)

@@ -92,6 +92,21 @@ pub enum ExecutorError {
     },
 }
 
+impl ExecutorConfig {
+    /// Refuse a local executor whose `launcher_path` is not a file, naming `origin` (its
+    /// configuration file), before anything is started or created.
+    pub fn check_launcher(&self, origin: &str) -> Result<(), ExecutorError> {
+        if self.provider == ProviderKind::Local && !Path::new(&self.launcher_path).is_file() {
+            return Err(ExecutorError::NoLauncher {
+                origin: origin.into(),
+                label: self.label.clone(),
+                path: self.launcher_path.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// An interchange and the blocks that serve it, torn down by [`Executor::stop`] (or on drop).
 pub struct Executor {
     run_dir: RunDir,
@@ -126,7 +141,7 @@ impl Executor {
             slots: block.workers,
         };
         let wait = Duration::from_secs(60);
-        if exe.wait_for_managers(1, wait) == 0 {
+        if exe.wait_for_managers(1, wait)? == 0 {
             return Err(ExecutorError::NotRegistered {
                 secs: wait.as_secs(),
                 log: exe.run_dir.file(LOCAL_BLOCK_LOG).display().to_string(),
@@ -137,14 +152,9 @@ impl Executor {
 
     /// An interchange here with no block of its own; the scaler submits `config`'s blocks
     /// to it through its provider as the strategy asks.
+    /// Check the configuration with [`ExecutorConfig::check_launcher`] first: blocks of a
+    /// launcher that is not there fail, and the scaler then gives up (see [`Executor::failure`]).
     pub fn from_config(run_dir: RunDir, config: ExecutorConfig) -> Result<Executor, ExecutorError> {
-        if config.provider == ProviderKind::Local && !Path::new(&config.launcher_path).is_file() {
-            return Err(ExecutorError::NoLauncher {
-                origin: "executor configuration".into(),
-                label: config.label.clone(),
-                path: config.launcher_path.clone(),
-            });
-        }
         let ix_opts = match config.provider {
             ProviderKind::Local => {
                 InterchangeOptions { address: config.address.clone(), ..InterchangeOptions::local() }
@@ -154,7 +164,6 @@ impl Executor {
         };
         let scaler_cfg = config.scaler_config(&run_dir);
         let mut exe = Executor::scaled(run_dir, &ix_opts, config.provider(), scaler_cfg)?;
-        exe.slots = config.slots_per_block();
         exe.config = Some(config);
         Ok(exe)
     }
@@ -238,8 +247,9 @@ impl Executor {
     }
 
     /// Wait until `n` managers have registered, or `timeout` passes; returns how many did.
-    pub fn wait_for_managers(&self, n: usize, timeout: Duration) -> usize {
-        let Ok(mut client) = Client::connect(&self.conn) else { return 0 };
+    /// Ends early with the scaler's reason if it gave up (no block will ever connect).
+    pub fn wait_for_managers(&self, n: usize, timeout: Duration) -> Result<usize, ExecutorError> {
+        let mut client = Client::connect(&self.conn)?;
         let deadline = Instant::now() + timeout;
         let mut seen = 0;
         while Instant::now() < deadline {
@@ -249,9 +259,12 @@ impl Executor {
                     break;
                 }
             }
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        seen
+        Ok(seen)
     }
 
     /// Why the run cannot go on: the scaler gave up (every block failed, none ever connected).

@@ -42,14 +42,10 @@ impl Executor {
             if let Some(p) = t.prefetch.or(bench_default) {
                 exe.set_prefetch(p);
             }
+            exe.check_launcher(&file.origin)?;
             let run_dir = RunDir::create(t.run_dir.as_deref())?;
             let label = exe.label.clone();
-            let executor = Executor::from_config(run_dir, exe).map_err(|e| match e {
-                ExecutorError::NoLauncher { label, path, .. } => {
-                    ExecutorError::NoLauncher { origin: file.origin.clone(), label, path }
-                }
-                other => other,
-            })?;
+            let executor = Executor::from_config(run_dir, exe)?;
             eprintln!(
                 "strand: executor {label} ({} blocks of {} node(s), {}): blocks are listed by `strand status {}`",
                 executor.config().map_or("", |c| c.provider.name()),

@@ -1,12 +1,12 @@
 //! `strand bench`: benchmarks through the whole path, one JSON line each (the reports of
 //! `strand::bench`). Each kind runs in the test suite at a small size (tests/bench_cli.rs).
 
-use super::{open, TargetArgs};
+use super::{open, seconds, TargetArgs};
 use anyhow::Result;
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::time::Duration;
-use strand::bench::{self, elasticity::ElasticityOptions, sim::SimOptions, BenchError};
+use strand::bench::{self, elasticity::ElasticityOptions, sim::SimOptions};
 use strand::dfk::{Dfk, DfkConfig};
 use strand::executor::Executor;
 use strand::run_dir::RunDir;
@@ -114,32 +114,26 @@ enum BenchKind {
 pub fn exec(a: Args) -> Result<i32> {
     match a.which {
         BenchKind::Throughput { tasks, target } => {
-            on_executor(&target, tasks, |dfk, w| print(&bench::throughput::run(dfk, tasks, w)))
+            on_executor(&target, tasks, |dfk, exe| print(&bench::throughput::run(dfk, tasks, exe.slots())))
         }
         BenchKind::Latency { tasks, target } => {
-            on_executor(&target, tasks, |dfk, w| print(&bench::latency::run(dfk, tasks, w)))
+            on_executor(&target, tasks, |dfk, exe| print(&bench::latency::run(dfk, tasks, exe.slots())))
         }
         BenchKind::Chain { depth, target } => {
-            on_executor(&target, depth, |dfk, w| print(&bench::chain::run(dfk, depth, w)))
+            on_executor(&target, depth, |dfk, exe| print(&bench::chain::run(dfk, depth, exe.slots())))
         }
         BenchKind::Load { tasks, window, sample_every, target } => {
-            for (name, v) in [("--window", window), ("--sample-every", sample_every)] {
-                if v == 0 {
-                    return Err(BenchError::Invalid(format!("{name} must be at least 1")).into());
-                }
-            }
-            let exe = open(&target, 64)?;
-            let ix_pid = exe.interchange_pid();
-            on_open(exe, tasks, |dfk, w| {
-                let r = bench::load::run(dfk, tasks, window, sample_every, w, ix_pid);
+            bench::at_least_one("--window", window)?;
+            bench::at_least_one("--sample-every", sample_every)?;
+            on_executor(&target, tasks, |dfk, exe| {
+                let r = bench::load::run(dfk, tasks, window, sample_every, exe.slots(), exe.interchange_pid());
                 print(&r)?;
                 Ok(if r.failed == 0 { 0 } else { 1 })
             })
         }
         BenchKind::Memory { tasks, max_queue } => {
             let run_dir = RunDir::create(None)?;
-            print(&bench::memory::run(&run_dir, tasks, max_queue)?)?;
-            Ok(0)
+            print(&bench::memory::run(&run_dir, tasks, max_queue)?)
         }
         BenchKind::Elasticity { elastic_only, static_only, time_scale, period, max_idletime, run_dir } => {
             let modes: &[bool] = match (elastic_only, static_only) {
@@ -147,14 +141,7 @@ pub fn exec(a: Args) -> Result<i32> {
                 (_, true) => &[false],
                 _ => &[false, true],
             };
-            let positive = |name: &str, v: f64| {
-                if v.is_finite() && v > 0.0 {
-                    Ok(Duration::from_secs_f64(v))
-                } else {
-                    Err(BenchError::Invalid(format!("{name} must be a positive number, got {v}")))
-                }
-            };
-            let (period, max_idletime) = (positive("--period", period)?, positive("--max-idletime", max_idletime)?);
+            let (period, max_idletime) = (seconds("--period", period)?, seconds("--max-idletime", max_idletime)?);
             let run_dir = RunDir::create(run_dir.as_deref())?;
             let mut failed = 0;
             for &elastic in modes {
@@ -193,17 +180,15 @@ fn print<T: serde::Serialize>(report: &T) -> Result<i32> {
     Ok(0)
 }
 
-/// Run `f` on a DFK connected to warm blocks of the target's executor, then tear it down.
-fn on_executor(target: &TargetArgs, tasks: u64, f: impl FnOnce(&Dfk, u32) -> Result<i32>) -> Result<i32> {
+/// Check `--tasks`, start the target's executor, wait for its warm blocks, run `f` on a DFK
+/// connected to it, then tear it all down.
+fn on_executor(target: &TargetArgs, tasks: u64, f: impl FnOnce(&Dfk, &Executor) -> Result<i32>) -> Result<i32> {
+    // Before anything starts: a bad option must not leave processes behind.
     bench::at_least_one("--tasks", tasks)?;
-    on_open(open(target, 64)?, tasks, f)
-}
-
-fn on_open(exe: Executor, tasks: u64, f: impl FnOnce(&Dfk, u32) -> Result<i32>) -> Result<i32> {
-    bench::at_least_one("--tasks", tasks)?;
+    let exe = open(target, 64)?;
     exe.wait_warm()?;
     let dfk = Dfk::connect(exe.connection(), DfkConfig::default())?;
-    let code = f(&dfk, exe.slots());
+    let code = f(&dfk, &exe);
     dfk.shutdown();
     exe.stop();
     code

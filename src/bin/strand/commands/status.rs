@@ -1,6 +1,6 @@
 //! `strand status`: a run directory's tasks and blocks, or a live interchange's queue and managers.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use strand::block::summarize_blocks;
@@ -30,7 +30,7 @@ pub fn exec(a: Args) -> Result<i32> {
     match (a.connection, a.run_dir) {
         (Some(c), _) => interchange_status(&c, a.json),
         (None, Some(d)) => run_status(&d, a.json),
-        (None, None) => Ok(2),
+        (None, None) => bail!("give a RUN_DIR or --connection FILE (see --help)"),
     }
 }
 
