@@ -1,6 +1,6 @@
 //! A client's connection to the interchange: one DEALER socket and the run's codec.
 
-use crate::connection::ConnectionInfo;
+use crate::connection::{ConnectionInfo, Side};
 use crate::task::ClientId;
 use crate::wire::{random_id, ClientMsg, Codec, DropCounts, StatusReport, ToClientMsg};
 use std::time::{Duration, Instant};
@@ -51,14 +51,11 @@ impl Client {
     /// Connect (ZeroMQ connects lazily; nothing is known about the interchange until it answers).
     pub fn connect(conn: &ConnectionInfo) -> Result<Client, ClientError> {
         let ctx = zmq::Context::new();
-        let socket = ctx.socket(zmq::DEALER).map_err(zerr("create DEALER socket"))?;
         let id = ClientId(random_id().map_err(ClientError::Random)?);
-        socket.set_identity(&id.0.to_le_bytes()).map_err(zerr("set identity"))?;
-        socket.set_sndhwm(0).map_err(zerr("set SNDHWM"))?;
-        socket.set_rcvhwm(0).map_err(zerr("set RCVHWM"))?;
-        socket.set_linger(1000).map_err(zerr("set LINGER"))?;
+        let socket = conn
+            .dealer(&ctx, Side::Client, id.0, Duration::from_secs(1))
+            .map_err(|e| ClientError::Zmq { what: e.what, source: e.source })?;
         let endpoint = conn.client_endpoint();
-        socket.connect(&endpoint).map_err(zerr("connect to the interchange"))?;
         Ok(Client {
             id,
             socket,

@@ -112,6 +112,51 @@ impl ConnectionInfo {
     }
 }
 
+/// Which of the interchange's two ROUTER sockets a DEALER connects to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The clients' (DFKs') socket.
+    Client,
+    /// The managers' socket.
+    Manager,
+}
+
+/// A DEALER socket that could not be set up: which step failed, and ZeroMQ's error.
+#[derive(Debug, Error)]
+#[error("{what}: {source}")]
+pub struct DealerError {
+    /// The step that failed.
+    pub what: &'static str,
+    /// ZeroMQ's error.
+    pub source: zmq::Error,
+}
+
+impl ConnectionInfo {
+    /// A DEALER socket whose routing id is `id`, connected to the interchange's `side` socket.
+    /// Its queues are unbounded in ZeroMQ (every sender bounds what it has in flight itself);
+    /// `linger` is how long unsent frames are kept when it closes.
+    pub fn dealer(
+        &self,
+        ctx: &zmq::Context,
+        side: Side,
+        id: u64,
+        linger: std::time::Duration,
+    ) -> Result<zmq::Socket, DealerError> {
+        let step = |what| move |source| DealerError { what, source };
+        let socket = ctx.socket(zmq::DEALER).map_err(step("create DEALER socket"))?;
+        socket.set_identity(&id.to_le_bytes()).map_err(step("set identity"))?;
+        socket.set_sndhwm(0).map_err(step("set SNDHWM"))?;
+        socket.set_rcvhwm(0).map_err(step("set RCVHWM"))?;
+        socket.set_linger(linger.as_millis().min(i32::MAX as u128) as i32).map_err(step("set LINGER"))?;
+        let endpoint = match side {
+            Side::Client => self.client_endpoint(),
+            Side::Manager => self.manager_endpoint(),
+        };
+        socket.connect(&endpoint).map_err(step("connect to the interchange"))?;
+        Ok(socket)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

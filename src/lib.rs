@@ -25,6 +25,7 @@ pub mod process;
 pub mod provider;
 pub mod run_dir;
 pub mod task;
+pub mod text;
 pub(crate) mod waker;
 pub mod wire;
 pub mod workflow;

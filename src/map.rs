@@ -10,16 +10,9 @@
 
 use crate::dfk::Call;
 use crate::task::{App, CommandSpec, FunctionCall, Program};
+use crate::text::shell_quote;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// Quote `s` for `/bin/sh` so an argument with spaces or quotes stays one word.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c)) {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
 
 /// Fill a template: `{}` the argument, `{.}` without its extension, `{/}` its base name,
 /// `{//}` its directory, `{#}` the 1-based task number. Arguments are shell-quoted.

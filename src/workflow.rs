@@ -22,6 +22,7 @@
 //! Every error names the file, the line and column, what is wrong and what was expected.
 
 use crate::task::{App, CommandSpec, FunctionCall, Program, TaskSpec};
+use crate::text::line_col;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -305,20 +306,6 @@ fn substitute_vars(s: &str, vars: &[(String, String)]) -> String {
         out = out.replace(&format!("{{{k}}}"), v);
     }
     out
-}
-
-/// 1-based line and column of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    // Spans come from the TOML parser and should sit on character boundaries; flooring keeps a
-    // stray one from panicking while reporting an error.
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-    (line, column)
 }
 
 struct Ctx<'a> {
@@ -880,13 +867,6 @@ outputs = ["sorted.txt"]
         // Found by the workflow_parse fuzz target: a NUL in a comment gave "wf.toml:1:5: ".
         let e = err("# a \0 b\n[[task]]\nname = \"a\"\ncommand = \"x\"\n");
         assert_eq!(e, "wf.toml:1:5: invalid TOML: unexpected character '\\0'");
-    }
-
-    #[test]
-    fn line_col_never_splits_a_character() {
-        assert_eq!(line_col("é\nx", 1), (1, 1));
-        assert_eq!(line_col("é\nx", 3), (2, 1));
-        assert_eq!(line_col("ab", 99), (1, 3));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! only thing measured. All managers live in one thread of this process.
 
 use crate::block::BlockId;
-use crate::connection::ConnectionInfo;
+use crate::connection::{ConnectionInfo, Side};
 use crate::task::{ManagerId, Outcome, TryResult};
 use crate::wire::{Codec, ManagerMsg, Registration, ToManagerMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,12 +44,8 @@ impl Simulator {
             (0..managers.div_ceil(SOCKETS_PER_CONTEXT)).map(|_| zmq::Context::new()).collect();
         let mut sockets = Vec::with_capacity(managers);
         for i in 0..managers {
-            let s = contexts[i / SOCKETS_PER_CONTEXT].socket(zmq::DEALER)?;
-            s.set_identity(&(0x5157_0000_0000_0000u64 | i as u64).to_le_bytes())?;
-            s.set_sndhwm(0)?;
-            s.set_rcvhwm(0)?;
-            s.set_linger(0)?;
-            s.connect(&conn.manager_endpoint())?;
+            let ctx = &contexts[i / SOCKETS_PER_CONTEXT];
+            let s = conn.dealer(ctx, Side::Manager, Self::id(i).0, Duration::ZERO).map_err(|e| e.source)?;
             sockets.push(s);
         }
         Ok(Simulator { sockets, codec: conn.codec(), workers_per_manager, _contexts: contexts })

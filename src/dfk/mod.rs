@@ -427,14 +427,7 @@ fn run_joins(shared: &Shared) {
             let Some(body) = body else { continue };
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(inputs))) {
                 Ok(target) => shared.graph().link_join(id, target),
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "join body panicked".into());
-                    shared.graph().fail_join(id, msg);
-                }
+                Err(p) => shared.graph().fail_join(id, crate::text::panic_message(p.as_ref())),
             }
         }
         shared.progress.notify_all();

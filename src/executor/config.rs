@@ -10,6 +10,7 @@
 use super::launch::{step_layout, LaunchKind, LAUNCH_NAMES};
 use super::scaler::ScalerConfig;
 use super::strategy::StrategyParams;
+use crate::text::line_col;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -370,13 +371,6 @@ impl Config {
             labels: self.executors.iter().map(|e| e.label.clone()).collect(),
         })
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 /// Errors about one executor, which carry its name.

@@ -6,6 +6,7 @@
 //! `$PBS_NODEFILE`, the CPUs Slurm gave the job) are [`Word::Shell`] and are expanded by the
 //! batch script; everything else is a literal, quoted for the shell when it is written out.
 
+use crate::text::shell_quote;
 use std::fmt;
 
 /// How a block starts the launcher on its nodes.
@@ -81,19 +82,6 @@ impl Word {
                 format!("{}\"{expr}\"", if prefix.is_empty() { String::new() } else { shell_quote(prefix) })
             }
         }
-    }
-}
-
-/// `s` quoted for bash: as is when it holds only safe characters, else in single quotes.
-pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '=' | ',' | '+' | '@' | '%')
-        });
-    if safe {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 

@@ -9,9 +9,10 @@
 //! (docs/fault-domains.md): a dead node or rank then costs only its step's pools.
 
 use super::config::{format_walltime, ExecutorConfig, ProviderKind};
-use super::launch::{launch_command, lits, render, shell_quote, srun_step, step_layout, LaunchKind, LaunchSpec, Word};
+use super::launch::{launch_command, lits, render, srun_step, step_layout, LaunchKind, LaunchSpec, Word};
 use crate::block::BlockId;
 use crate::provider::safe_file_stem;
+use crate::text::shell_quote;
 use std::fmt::Write as _;
 use std::path::Path;
 

@@ -9,8 +9,8 @@ use crate::connection::ConnectionInfo;
 use crate::run_dir::CONNECTION_FILE;
 use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
 use crate::wire::{
-    random_id, ClientMsg, Codec, Key, ManagerMode, ManagerMsg, Message, ReplayGuard, ToClientMsg, ToManagerMsg,
-    PROTOCOL_VERSION,
+    random_id, ClientMsg, Codec, DropCounts, Key, ManagerMode, ManagerMsg, Message, ReplayGuard, ToClientMsg,
+    ToManagerMsg, PROTOCOL_VERSION,
 };
 use slog::{debug, info, warn, Logger};
 use std::collections::HashSet;
@@ -73,6 +73,49 @@ fn zerr(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> InterchangeError 
 fn peer_id(frame: &[u8]) -> Option<u64> {
     let b: [u8; 8] = frame.try_into().ok()?;
     Some(u64::from_le_bytes(b))
+}
+
+/// What one receive from a ROUTER socket gave.
+enum Frame<M> {
+    /// Nothing was waiting.
+    None,
+    /// A frame failed a check (counted) and was skipped.
+    Dropped,
+    /// An authentic, fresh message and its sender's routing id.
+    Msg(u64, M),
+}
+
+/// One of the interchange's two ROUTER sockets, as a source of checked messages.
+struct Inbound<'a> {
+    socket: &'a zmq::Socket,
+    codec: &'a Codec,
+    log: &'a Logger,
+    /// Who sends on it, for the log.
+    what: &'static str,
+}
+
+impl Inbound<'_> {
+    /// Take one frame: the shape (routing id + one frame), then the codec's checks, then replay
+    /// protection; every failure is counted in `drops`.
+    fn take<M: Message>(&self, seqs: &mut ReplayGuard, drops: &mut DropCounts) -> Frame<M> {
+        let Ok(parts) = self.socket.recv_multipart(zmq::DONTWAIT) else { return Frame::None };
+        let (Some(id), Some(frame), 2) = (parts.first().and_then(|f| peer_id(f)), parts.get(1), parts.len()) else {
+            drops.malformed += 1;
+            return Frame::Dropped;
+        };
+        match self.codec.decode::<M>(frame) {
+            Ok((h, _)) if !seqs.accept(id, h.seq) => {
+                drops.replayed += 1;
+                Frame::Dropped
+            }
+            Ok((_, msg)) => Frame::Msg(id, msg),
+            Err(e) => {
+                debug!(self.log, "dropped frame"; "from" => self.what, "peer" => format!("{id:016x}"), "reason" => %e);
+                drops.count(&e);
+                Frame::Dropped
+            }
+        }
+    }
 }
 
 /// Bind a ROUTER socket on `address:port` and return it with its bound port.
@@ -275,30 +318,15 @@ impl Interchange {
     }
 
     /// Receive one [routing id, frame] message without blocking.
-    fn recv(socket: &zmq::Socket) -> Option<Vec<Vec<u8>>> {
-        socket.recv_multipart(zmq::DONTWAIT).ok()
-    }
-
     fn drain_managers(&mut self, now: Instant) {
         for _ in 0..RECV_BURST {
-            let Some(parts) = Self::recv(&self.managers) else { break };
-            let (Some(id), Some(frame), 2) = (parts.first().and_then(|f| peer_id(f)), parts.get(1), parts.len()) else {
-                self.dispatcher.drops_mut().malformed += 1;
-                continue;
+            let from = Inbound { socket: &self.managers, codec: &self.codec, log: &self.log, what: "manager" };
+            let (id, msg) = match from.take::<ManagerMsg>(&mut self.manager_seqs, self.dispatcher.drops_mut()) {
+                Frame::None => break,
+                Frame::Dropped => continue,
+                Frame::Msg(id, msg) => (id, msg),
             };
             let m = ManagerId(id);
-            let msg = match self.codec.decode::<ManagerMsg>(frame) {
-                Ok((h, _)) if !self.manager_seqs.accept(m.0, h.seq) => {
-                    self.dispatcher.drops_mut().replayed += 1;
-                    continue;
-                }
-                Ok((_, msg)) => msg,
-                Err(e) => {
-                    debug!(self.log, "dropped manager frame"; "manager" => %m, "reason" => %e);
-                    self.dispatcher.drops_mut().count(&e);
-                    continue;
-                }
-            };
             match msg {
                 ManagerMsg::Register(reg) => {
                     if reg.manager != m {
@@ -352,27 +380,14 @@ impl Interchange {
     fn drain_clients(&mut self, _now: Instant) -> bool {
         let mut shutdown = false;
         for _ in 0..RECV_BURST {
-            let Some(parts) = Self::recv(&self.clients) else { break };
-            let (Some(id), Some(frame), 2) = (parts.first().and_then(|f| peer_id(f)), parts.get(1), parts.len()) else {
-                self.dispatcher.drops_mut().malformed += 1;
-                continue;
+            let from = Inbound { socket: &self.clients, codec: &self.codec, log: &self.log, what: "client" };
+            let (id, msg) = match from.take::<ClientMsg>(&mut self.client_seqs, self.dispatcher.drops_mut()) {
+                Frame::None => break,
+                Frame::Dropped => continue,
+                Frame::Msg(id, msg) => (id, msg),
             };
             let c = ClientId(id);
-            let msg = match self.codec.decode::<ClientMsg>(frame) {
-                Ok((h, _)) if !self.client_seqs.accept(c.0, h.seq) => {
-                    self.dispatcher.drops_mut().replayed += 1;
-                    continue;
-                }
-                Ok((_, msg)) => {
-                    self.dispatcher.touch_client(c, Instant::now());
-                    msg
-                }
-                Err(e) => {
-                    debug!(self.log, "dropped client frame"; "client" => %c, "reason" => %e);
-                    self.dispatcher.drops_mut().count(&e);
-                    continue;
-                }
-            };
+            self.dispatcher.touch_client(c, Instant::now());
             match msg {
                 ClientMsg::Hello => {
                     self.known_clients.insert(c);

@@ -267,23 +267,20 @@ pub fn run_command_full(
     // Readers (and the stdin writer) on threads, so a chatty child never blocks on a full pipe.
     let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
     let mut readers = 0;
-    if let Some(mut out) = child.stdout.take() {
+    let mut read_all = |mut pipe: Box<dyn Read + Send>, is_stdout: bool| {
         let tx = tx.clone();
         readers += 1;
         std::thread::spawn(move || {
             let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            let _ = tx.send((true, buf));
+            let _ = pipe.read_to_end(&mut buf);
+            let _ = tx.send((is_stdout, buf));
         });
+    };
+    if let Some(out) = child.stdout.take() {
+        read_all(Box::new(out), true);
     }
-    if let Some(mut err) = child.stderr.take() {
-        let tx = tx.clone();
-        readers += 1;
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = err.read_to_end(&mut buf);
-            let _ = tx.send((false, buf));
-        });
+    if let Some(err) = child.stderr.take() {
+        read_all(Box::new(err), false);
     }
     drop(tx);
     if let (Some(mut sin), Some(text)) = (child.stdin.take(), stdin) {

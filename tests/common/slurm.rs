@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use strand::provider::slurm::SlurmProvider;
 use strand::provider::{run_command_full, CommandOutput};
+use strand::text::shell_quote;
 
 use super::{tail, Guard};
 
@@ -542,8 +543,4 @@ fn user_name() -> String {
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }

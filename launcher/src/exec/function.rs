@@ -6,7 +6,6 @@
 //! as for a command.
 
 use super::registry::Registry;
-use std::any::Any;
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
@@ -41,18 +40,7 @@ pub fn run_function_within(registry: &Registry, call: &FunctionCall, walltime_ms
     match result {
         Ok(Ok(bytes)) => Outcome::Done(bytes),
         Ok(Err(message)) => Outcome::Failed(Failure::FunctionError { message }),
-        Err(payload) => Outcome::Failed(Failure::Panic { message: panic_message(payload.as_ref()) }),
-    }
-}
-
-/// The message of a panic payload: `panic!` gives a `&str` or a `String`.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".into()
+        Err(payload) => Outcome::Failed(Failure::Panic { message: strand::text::panic_message(payload.as_ref()) }),
     }
 }
 

@@ -152,7 +152,7 @@ fn slot(inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: &Registry, sh
             let o =
                 catch_unwind(AssertUnwindSafe(|| execute_tracked(registry, &t.spec, cpus.as_ref(), &shared.groups)))
                     .unwrap_or_else(|p| {
-                        Outcome::Failed(Failure::Panic { message: function::panic_message(p.as_ref()) })
+                        Outcome::Failed(Failure::Panic { message: strand::text::panic_message(p.as_ref()) })
                     });
             shared.running.fetch_sub(1, Ordering::AcqRel);
             o

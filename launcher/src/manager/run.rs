@@ -16,7 +16,7 @@ use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{warn, Logger};
 use std::time::{Duration, Instant};
-use strand::connection::ConnectionInfo;
+use strand::connection::{ConnectionInfo, Side};
 use strand::task::{Try, TryResult};
 use strand::wire::{Codec, ManagerMsg, ToManagerMsg};
 
@@ -187,10 +187,6 @@ impl Transport<'_> {
     }
 }
 
-fn zerr(what: &'static str) -> impl FnOnce(zmq::Error) -> ManagerError {
-    move |source| ManagerError::Zmq { what, source }
-}
-
 /// Run the manager of `pool` until the interchange stops it, a signal arrives,
 /// or the interchange goes silent. Workers are told to stop in every case.
 pub fn run_manager(
@@ -202,12 +198,9 @@ pub fn run_manager(
     log: &Logger,
 ) -> Result<ManagerExit, ManagerError> {
     let ctx = zmq::Context::new();
-    let socket = ctx.socket(zmq::DEALER).map_err(zerr("create DEALER socket"))?;
-    socket.set_identity(&cfg.id.0.to_le_bytes()).map_err(zerr("set identity"))?;
-    socket.set_sndhwm(0).map_err(zerr("set SNDHWM"))?;
-    socket.set_rcvhwm(0).map_err(zerr("set RCVHWM"))?;
-    socket.set_linger(1000).map_err(zerr("set LINGER"))?;
-    socket.connect(&conn.manager_endpoint()).map_err(zerr("connect to the interchange"))?;
+    let socket = conn
+        .dealer(&ctx, Side::Manager, cfg.id.0, Duration::from_secs(1))
+        .map_err(|e| ManagerError::Zmq { what: e.what, source: e.source })?;
     let info = PoolInfo {
         size: pool.size() as u32,
         local: local.is_some(),
