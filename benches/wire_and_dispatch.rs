@@ -2,6 +2,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::time::Instant;
+use strand::block::BlockId;
 use strand::interchange::{Comm, DispatchConfig, Dispatcher};
 use strand::task::*;
 use strand::wire::{Codec, Key, ManagerMsg, Registration, ToManagerMsg};

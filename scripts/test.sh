@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --workspace
 # setup.sh installs Slurm: its tests must run, not skip.
 export STRAND_REQUIRE_SLURM=1
+# The criterion benchmarks in test mode first: each runs once, so one that no longer builds
+# or panics fails here (`cargo test` alone does not build benches).
+cargo test --release --workspace --bench '*'
 cargo test --release --workspace "$@"

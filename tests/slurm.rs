@@ -136,10 +136,6 @@ impl Cluster {
     }
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Tries that died of SIGTERM (counted by `infra_retries`, across the tests of this process).
 static SIGTERMED: AtomicUsize = AtomicUsize::new(0);
 

@@ -12,6 +12,11 @@ use strand::executor::local_block::mpirun_args;
 use strand::process::sibling_binary;
 use strand::run_dir::CONNECTION_FILE;
 
+/// The repository's root (examples, job scripts, fixtures).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 /// A workspace binary built next to the test executable.
 pub fn bin(name: &str) -> PathBuf {
     let p = sibling_binary(name);
