@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 cargo build --release --workspace
 # setup.sh installs Slurm: its tests must run, not skip.
 export STRAND_REQUIRE_SLURM=1
+# Lints: missing docs on public items and clippy's default set, as errors ([workspace.lints]).
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --release --workspace --all-targets -- -D warnings
+else
+  echo "test: cargo clippy is not installed (rustup component add clippy): lints not checked" >&2
+fi
 # The criterion benchmarks in test mode first: each runs once, so one that no longer builds
 # or panics fails here (`cargo test` alone does not build benches).
 cargo test --release --workspace --bench '*'

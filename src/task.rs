@@ -204,31 +204,81 @@ pub struct Try {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Failure {
     /// The command exited with a non-zero code; `stderr` holds its tail.
-    ExitCode { code: i32, stderr: String },
+    ExitCode {
+        /// The exit code.
+        code: i32,
+        /// The tail of its standard error.
+        stderr: String,
+    },
     /// The command was killed by a signal it did not expect.
-    Signal { signal: i32, stderr: String },
+    Signal {
+        /// The signal number.
+        signal: i32,
+        /// The tail of its standard error.
+        stderr: String,
+    },
     /// The try ran past its walltime and was killed with its process tree.
-    Timeout { walltime_ms: u64 },
+    Timeout {
+        /// The walltime it had.
+        walltime_ms: u64,
+    },
     /// The command could not be started (not found, not executable, bad cwd ...).
-    SpawnError { message: String },
+    SpawnError {
+        /// The OS's reason.
+        message: String,
+    },
     /// The function panicked; the message is the panic payload.
-    Panic { message: String },
+    Panic {
+        /// The panic payload.
+        message: String,
+    },
     /// The function returned an error.
-    FunctionError { message: String },
+    FunctionError {
+        /// The function's error.
+        message: String,
+    },
     /// No function of this name is registered in the launcher.
-    UnknownFunction { name: String },
+    UnknownFunction {
+        /// The name asked for.
+        name: String,
+    },
     /// The manager holding the try was declared lost.
-    ManagerLost { manager: ManagerId, host: String, block: BlockId },
+    ManagerLost {
+        /// The manager.
+        manager: ManagerId,
+        /// Its host.
+        host: String,
+        /// Its block.
+        block: BlockId,
+    },
     /// The worker rank running the try died or stopped answering.
-    WorkerLost { manager: ManagerId, rank: i32, host: String },
+    WorkerLost {
+        /// Its manager.
+        manager: ManagerId,
+        /// The worker's rank in its pool.
+        rank: i32,
+        /// The worker's host.
+        host: String,
+    },
     /// The launcher stopped (interchange stop, SIGTERM) before the try finished.
     Shutdown,
     /// The client heard nothing from the interchange for this long while the try was out.
-    InterchangeLost { silent_ms: u64 },
+    InterchangeLost {
+        /// How long it was silent.
+        silent_ms: u64,
+    },
     /// The task succeeded but did not write these declared outputs.
-    MissingOutputs { paths: Vec<String> },
+    MissingOutputs {
+        /// The outputs not found.
+        paths: Vec<String>,
+    },
     /// The try asks for more than its pool can ever give (worker ranks or GPUs).
-    Unsatisfiable { needed: Resources, message: String },
+    Unsatisfiable {
+        /// What it asked for.
+        needed: Resources,
+        /// Why no pool rank set can give it.
+        message: String,
+    },
 }
 
 impl fmt::Display for Failure {
