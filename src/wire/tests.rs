@@ -1,0 +1,122 @@
+use super::*;
+use crate::task::*;
+
+fn codec() -> Codec {
+    Codec::new(Key([7u8; 32]), 42)
+}
+
+fn sample() -> ManagerMsg {
+    ManagerMsg::Results(vec![TryResult {
+        id: TryId { client: ClientId(1), task: TaskId(2), attempt: 0 },
+        outcome: Outcome::Failed(Failure::ExitCode { code: 3, stderr: "boom".into() }),
+    }])
+}
+
+#[test]
+fn round_trip() {
+    let c = codec();
+    let f = c.encode(&sample(), 9);
+    let (h, m): (Header, ManagerMsg) = c.decode(&f).expect("decodes");
+    assert_eq!(h.seq, 9);
+    assert_eq!(m, sample());
+}
+
+#[test]
+fn wrong_key_is_unauthenticated() {
+    let f = Codec::new(Key([8u8; 32]), 42).encode(&sample(), 0);
+    assert_eq!(codec().decode::<ManagerMsg>(&f).unwrap_err(), WireError::Unauthenticated);
+}
+
+#[test]
+fn wrong_run_is_unauthenticated() {
+    let f = Codec::new(Key([7u8; 32]), 43).encode(&sample(), 0);
+    assert_eq!(codec().decode::<ManagerMsg>(&f).unwrap_err(), WireError::Unauthenticated);
+}
+
+#[test]
+fn tampered_body_is_unauthenticated() {
+    let c = codec();
+    let mut f = c.encode(&sample(), 0);
+    f[HEADER_LEN + 1] ^= 1;
+    assert_eq!(c.decode::<ManagerMsg>(&f).unwrap_err(), WireError::Unauthenticated);
+}
+
+#[test]
+fn truncated_and_garbage_are_dropped() {
+    let c = codec();
+    let f = c.encode(&sample(), 0);
+    for n in 0..f.len() {
+        assert!(c.decode::<ManagerMsg>(&f[..n]).is_err(), "prefix of {n} bytes accepted");
+    }
+    assert_eq!(c.decode::<ManagerMsg>(&[0u8; 100]).unwrap_err(), WireError::BadMagic);
+}
+
+#[test]
+fn wrong_version_and_channel() {
+    let c = codec();
+    let mut f = c.encode(&sample(), 0);
+    f[4] = 99;
+    assert!(matches!(c.decode::<ManagerMsg>(&f), Err(WireError::WrongVersion { got: 99, .. })));
+    let f = c.encode(&sample(), 0);
+    assert!(matches!(c.decode::<ClientMsg>(&f), Err(WireError::WrongChannel { .. })));
+}
+
+#[test]
+fn oversized_is_dropped_unread() {
+    let c = codec().with_max_frame(64);
+    let f = codec().encode(&ToManagerMsg::Tasks(vec![]), 0);
+    assert!(f.len() <= 64);
+    let big = vec![0u8; 65];
+    assert!(matches!(c.decode::<ToManagerMsg>(&big), Err(WireError::Oversized { .. })));
+}
+
+/// An authentic frame around a hand-made body.
+fn seal(c: &Codec, channel: Channel, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(MAGIC);
+    f.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    f.extend_from_slice(&[channel as u8, 0]);
+    f.extend_from_slice(&c.run_id.to_le_bytes());
+    f.extend_from_slice(&1u64.to_le_bytes());
+    f.extend_from_slice(body);
+    let mac = blake3::keyed_hash(&c.key.0, &f);
+    f.extend_from_slice(mac.as_bytes());
+    f
+}
+
+#[test]
+fn authentic_frame_claiming_a_huge_string_is_malformed_not_an_abort() {
+    // Found by the wire_decode fuzz target: `Ack { ok: true, message }` whose message
+    // length (varint 0xfd + u64) claims 2^60 bytes; bincode allocated it before reading.
+    let c = codec();
+    let mut body = vec![5u8, 1, 0xfd];
+    body.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    let f = seal(&c, Channel::ToClient, &body);
+    assert!(matches!(c.decode::<ToClientMsg>(&f), Err(WireError::Malformed(_))));
+    // The same shape with an honest length still decodes.
+    let mut body = vec![5u8, 1, 2];
+    body.extend_from_slice(b"ok");
+    let f = seal(&c, Channel::ToClient, &body);
+    let (_, m) = c.decode::<ToClientMsg>(&f).expect("decodes");
+    assert_eq!(m, ToClientMsg::Ack { ok: true, message: "ok".into() });
+}
+
+#[test]
+fn replays_are_refused() {
+    let mut g = ReplayGuard::default();
+    assert!(g.accept(1, 1));
+    assert!(g.accept(1, 2));
+    assert!(!g.accept(1, 2), "same frame again");
+    assert!(!g.accept(1, 1), "older frame");
+    assert!(g.accept(2, 1), "senders are independent");
+    g.forget(1);
+    assert!(g.accept(1, 1));
+}
+
+#[test]
+fn key_hex_round_trip() {
+    let k = Key::generate().expect("random key");
+    assert_eq!(Key::from_hex(&k.to_hex()), Some(k));
+    assert_eq!(Key::from_hex("zz"), None);
+    assert_eq!(Key::from_hex(&"g".repeat(64)), None);
+}
