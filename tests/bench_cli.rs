@@ -8,26 +8,12 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Run `strand bench ARGS...` in `cwd`, bounded; its JSON lines, after checking it exited 0.
 fn bench(cwd: &Path, args: &[&str], limit: Duration) -> Vec<Value> {
-    let out = cwd.join("bench.out");
-    let err = cwd.join("bench.err");
-    let mut g = Guard::spawn(
-        "strand bench",
-        Command::new(bin("strand"))
-            .arg("bench")
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("stdout file"))
-            .stderr(std::fs::File::create(&err).expect("stderr file")),
-    );
-    let status = g.wait(limit);
-    let text = std::fs::read_to_string(&out).expect("stdout");
-    assert!(status.success(), "strand bench {args:?}: exit {status}\n{text}\n{}", tail(&err));
+    let text = run_ok(cwd, "strand bench", Command::new(bin("strand")).arg("bench").args(args), limit);
     text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
 }
 

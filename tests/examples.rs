@@ -5,29 +5,12 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn example(name: &str) -> PathBuf {
     repo().join("examples").join(name)
-}
-
-/// Run `program ARGS...` in `cwd`, bounded; its exit status and stdout (stderr on failure).
-fn run_in(cwd: &Path, name: &str, cmd: &mut Command, limit: Duration) -> String {
-    let out = cwd.join(format!("{name}.out"));
-    let err = cwd.join(format!("{name}.err"));
-    let mut g = Guard::spawn(
-        name,
-        cmd.current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("stdout file"))
-            .stderr(std::fs::File::create(&err).expect("stderr file")),
-    );
-    let status = g.wait(limit);
-    let text = std::fs::read_to_string(&out).expect("stdout");
-    assert!(status.success(), "{name}: exit {status}\n{text}\n{}", tail(&err));
-    text
 }
 
 /// The summary line of `strand run`: every task done, none failed or left.
@@ -41,7 +24,7 @@ fn assert_all_done(out: &str, tasks: usize) {
 fn every_example_workflow_runs_on_the_local_default() {
     let cwd = tempfile::tempdir().expect("cwd");
     for (file, tasks) in [("hello.toml", 4), ("diamond.toml", 4), ("sweep.toml", 10)] {
-        let out = run_in(
+        let out = run_ok(
             cwd.path(),
             file,
             Command::new(bin("strand")).arg("run").arg(example(file)).args(["--workers", "2"]),
@@ -56,7 +39,7 @@ fn every_example_workflow_runs_on_the_local_default() {
 #[test]
 fn the_laptop_configuration_runs_hello() {
     let cwd = tempfile::tempdir().expect("cwd");
-    let out = run_in(
+    let out = run_ok(
         cwd.path(),
         "laptop",
         Command::new(bin("strand"))
@@ -75,7 +58,7 @@ fn the_parsl_programs_example_runs_to_the_end() {
     let exe = bin("strand").parent().expect("target dir").join("examples").join("parsl_programs");
     assert!(exe.is_file(), "{} not built (cargo test builds examples)", exe.display());
     let cwd = tempfile::tempdir().expect("cwd");
-    let out = run_in(cwd.path(), "parsl_programs", &mut Command::new(&exe), Duration::from_secs(300));
+    let out = run_ok(cwd.path(), "parsl_programs", &mut Command::new(&exe), Duration::from_secs(300));
     assert!(out.contains("double: 100 tasks in") && out.contains("last = 198"), "{out}");
     assert!(out.contains("result = 100"), "{out}");
     assert!(out.contains("fib(15) = 610"), "{out}");
@@ -98,14 +81,14 @@ fn job_scripts_local_sh_starts_a_block_that_serves_and_stops() {
             .stderr(std::fs::File::create(dir.path().join("local.log")).expect("log")),
     );
     wait_managers(&conn, 1, Duration::from_secs(60));
-    let out = run_in(
+    let out = run_ok(
         dir.path(),
         "submit",
         Command::new(bin("strand")).arg("submit").arg("--connection").arg(&conn_file).args(["--", "echo", "hi"]),
         Duration::from_secs(60),
     );
     assert_eq!(out, "hi\n");
-    run_in(
+    run_ok(
         dir.path(),
         "shutdown",
         Command::new(bin("strand")).arg("shutdown").arg("--connection").arg(&conn_file),

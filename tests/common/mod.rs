@@ -12,6 +12,24 @@ use strand::executor::local_block::mpirun_args;
 use strand::process::sibling_binary;
 use strand::run_dir::CONNECTION_FILE;
 
+/// Run `cmd` in `cwd` with no stdin, killed with its process group past `limit`; asserts it
+/// exited 0 (showing its output and the tail of its stderr if not) and returns its stdout.
+pub fn run_ok(cwd: &Path, name: &str, cmd: &mut Command, limit: Duration) -> String {
+    let out = cwd.join(format!("{name}.out"));
+    let err = cwd.join(format!("{name}.err"));
+    let mut g = Guard::spawn(
+        name,
+        cmd.current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&err).expect("stderr file")),
+    );
+    let status = g.wait(limit);
+    let text = std::fs::read_to_string(&out).expect("stdout");
+    assert!(status.success(), "{name}: exit {status}\n{text}\n{}", tail(&err));
+    text
+}
+
 /// The repository's root (examples, job scripts, fixtures).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
