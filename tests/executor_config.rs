@@ -168,7 +168,7 @@ fn every_example_config_parses_and_writes_block_scripts() {
             }
             assert!(e.strategy_params().slots_per_block >= 1, "{what}");
             // bash can read it.
-            let check = Command::new("bash").args(["-n", "-c", &s]).output().unwrap_or_else(|e| panic!("bash: {e}"));
+            let check = Command::new("bash").args(["-n", "-c", &s]).output_within(Duration::from_secs(30));
             assert!(check.status.success(), "{what}: {}", String::from_utf8_lossy(&check.stderr));
         }
     }
@@ -297,8 +297,7 @@ fn config_conflicts_with_connection_and_workers_and_bad_files_start_nothing() {
             .arg("--config")
             .arg(&config)
             .args(extra)
-            .output()
-            .expect("strand");
+            .output_within(Duration::from_secs(120));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains("cannot be used with"), "{err}");
@@ -313,8 +312,7 @@ fn config_conflicts_with_connection_and_workers_and_bad_files_start_nothing() {
         .arg(&bad)
         .arg("--run-dir")
         .arg(&run_dir)
-        .output()
-        .expect("strand");
+        .output_within(Duration::from_secs(120));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("executor \"frontier\": provider = \"sge\" is not one of local, slurm, pbs"), "{err}");

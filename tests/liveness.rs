@@ -68,7 +68,11 @@ fn killing_a_whole_launcher_loses_nothing_and_the_other_keeps_serving() {
 
 /// `strand ARGS... --connection FILE` (hold, release, drain, shutdown).
 fn strand_cli(conn_file: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin("strand")).args(args).arg("--connection").arg(conn_file).output().expect("status");
+    let out = Command::new(bin("strand"))
+        .args(args)
+        .arg("--connection")
+        .arg(conn_file)
+        .output_within(Duration::from_secs(120));
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 

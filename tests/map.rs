@@ -14,8 +14,7 @@ fn template_and_file_modes() {
         .args(["map", "--workers", "2", "--run-dir"])
         .arg(dir.path().join("r1"))
         .args(["echo {#}:{/}:{.}", ":::", "x/a.txt", "it's b"])
-        .output()
-        .expect("strand map");
+        .output_within(Duration::from_secs(120));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
     lines.sort();
@@ -28,8 +27,7 @@ fn template_and_file_modes() {
         .arg(dir.path().join("r2"))
         .arg("--from")
         .arg(&cmds)
-        .output()
-        .expect("strand map");
+        .output_within(Duration::from_secs(120));
     assert_eq!(out.status.code(), Some(1), "one task failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("one\n") && stdout.contains("three\n"), "{stdout}");

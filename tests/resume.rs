@@ -32,8 +32,7 @@ fn run(wf: &Path, run_dir: &Path) -> String {
         .args(["--workers", "1", "--timeout", "60"])
         .arg("--run-dir")
         .arg(run_dir)
-        .output()
-        .expect("strand run");
+        .output_within(Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "strand run failed:\n{text}");
     text
@@ -63,11 +62,12 @@ fn rerun_skips_completed_tasks_and_an_edit_reruns_only_its_subtree() {
     let third = run(&wf, &run_dir);
     assert!(third.contains("4 done (2 skipped"), "{third}");
 
-    let out = Command::new(bin("strand")).arg("status").arg(&run_dir).output().expect("strand status");
+    let out = Command::new(bin("strand")).arg("status").arg(&run_dir).output_within(Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("4 tasks: 4 done (2 from an earlier run), 0 failed"), "{text}");
-    let out = Command::new(bin("strand")).arg("status").arg(&run_dir).arg("--json").output().expect("strand status");
+    let out =
+        Command::new(bin("strand")).arg("status").arg(&run_dir).arg("--json").output_within(Duration::from_secs(120));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let b = v.as_array().and_then(|a| a.iter().find(|t| t["name"] == "b")).expect("task b");
     assert_eq!(b["state"], "done");

@@ -13,8 +13,12 @@ fn malformed_workflow_names_file_and_line_and_starts_nothing() {
     std::fs::write(&wf, "[[task]]\nname = \"a\"\ncommand = \"true\"\n\n[[task]]\nname = \"b\"\ncomand = \"x\"\n")
         .expect("write");
     let run_dir = dir.path().join("run");
-    let out =
-        Command::new(bin("strand")).arg("run").arg(&wf).arg("--run-dir").arg(&run_dir).output().expect("run strand");
+    let out = Command::new(bin("strand"))
+        .arg("run")
+        .arg(&wf)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .output_within(Duration::from_secs(120));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "non-zero exit");
     assert!(err.contains("bad.toml:7"), "names file and line: {err}");
@@ -82,8 +86,7 @@ fn submit_by_hand_against_a_running_interchange() {
         .arg("--connection")
         .arg(&conn_file)
         .args(["--", "echo", "hello", "strand"])
-        .output()
-        .expect("strand submit");
+        .output_within(Duration::from_secs(120));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello strand\n");
     let out = Command::new(bin("strand"))
@@ -91,8 +94,7 @@ fn submit_by_hand_against_a_running_interchange() {
         .arg("--connection")
         .arg(&conn_file)
         .args(["--shell", "--", "exit 3"])
-        .output()
-        .expect("strand submit");
+        .output_within(Duration::from_secs(120));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exit code 3"));
     let out = Command::new(bin("strand"))
@@ -100,8 +102,7 @@ fn submit_by_hand_against_a_running_interchange() {
         .arg("--connection")
         .arg(&conn_file)
         .arg("--json")
-        .output()
-        .expect("status");
+        .output_within(Duration::from_secs(120));
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
     assert_eq!(v["managers"].as_array().map(|a| a.len()), Some(1));
@@ -127,8 +128,7 @@ fn files_order_tasks_and_missing_outputs_fail() {
         .args(["--workers", "1", "--timeout", "60"])
         .arg("--run-dir")
         .arg(dir.path().join("run"))
-        .output()
-        .expect("strand run");
+        .output_within(Duration::from_secs(120));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("count: done: 2"), "count ran after sort wrote the file: {text}");

@@ -95,6 +95,37 @@ impl Drop for Guard {
     }
 }
 
+/// `Command::output` with a deadline: the command runs in its own process group with no stdin;
+/// past `limit` the group is killed and the test fails, so no test waits forever on a child.
+pub trait OutputWithin {
+    /// Run to the end (at most `limit`) and return the status and both outputs.
+    fn output_within(&mut self, limit: Duration) -> std::process::Output;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self, limit: Duration) -> std::process::Output {
+        use std::io::Read;
+        self.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut g = Guard::spawn(&format!("{:?}", self.get_program()), self);
+        let read = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = read(g.child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let err = read(g.child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+        let status = g.wait(limit);
+        // Whatever it left behind in its group would hold the pipes open.
+        g.kill();
+        let join = |h: std::thread::JoinHandle<Vec<u8>>| h.join().expect("pipe reader");
+        std::process::Output { status, stdout: join(out), stderr: join(err) }
+    }
+}
+
 /// Start `strand interchange` in `run_dir` on loopback and wait for its connection file.
 pub fn interchange(run_dir: &Path, extra: &[&str]) -> (Guard, ConnectionInfo) {
     let log = std::fs::File::create(run_dir.join("interchange.log")).expect("log file");
