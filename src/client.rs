@@ -1,8 +1,8 @@
 //! A client's connection to the interchange: one DEALER socket and the run's codec.
 
 use crate::connection::{ConnectionInfo, Side};
-use crate::task::ClientId;
-use crate::wire::{random_id, ClientMsg, Codec, DropCounts, StatusReport, ToClientMsg};
+use crate::task::{ClientId, Try, TryId};
+use crate::wire::{random_id, split_by_size, ClientMsg, Codec, DropCounts, StatusReport, TooLarge, ToClientMsg};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -45,6 +45,17 @@ pub struct Client {
     last_seen_seq: u64,
     drops: DropCounts,
     _ctx: zmq::Context,
+}
+
+/// What [`Client::submit`] did not send.
+#[derive(Debug)]
+pub struct Unsent {
+    /// Tries that alone encode larger than a frame may be: no send can ever carry them.
+    pub too_large: Vec<TooLarge<Try>>,
+    /// Tries not sent because a send failed: queue them again.
+    pub failed: Vec<TryId>,
+    /// The failed send's error.
+    pub error: Option<ClientError>,
 }
 
 impl Client {
@@ -91,6 +102,28 @@ impl Client {
     /// Whether a message is waiting now.
     pub fn readable(&self) -> bool {
         self.socket.get_events().map(|e| e.contains(zmq::POLLIN)).unwrap_or(false)
+    }
+
+    /// Submit tries in as many frames as the run's frame limit needs; returns what was not sent.
+    pub fn submit(&mut self, tries: Vec<Try>) -> Unsent {
+        let (batches, too_large) = split_by_size(tries, self.codec.batch_budget());
+        let mut unsent = Unsent { too_large, failed: Vec::new(), error: None };
+        let mut batches = batches.into_iter();
+        for b in batches.by_ref() {
+            let ids: Vec<TryId> = b.iter().map(|t| t.id).collect();
+            if let Err(e) = self.send(&ClientMsg::Submit(b)) {
+                unsent.failed = ids;
+                unsent.error = Some(e);
+                break;
+            }
+        }
+        unsent.failed.extend(batches.flatten().map(|t| t.id));
+        unsent
+    }
+
+    /// The run's frame limit in bytes.
+    pub fn max_frame(&self) -> usize {
+        self.codec.max_frame()
     }
 
     /// Send one message.

@@ -4,7 +4,7 @@
 //! read by clients and launchers. Anyone who can read it can submit work, so a
 //! file that group or others can read is refused.
 
-use crate::wire::{Codec, Key, PROTOCOL_VERSION};
+use crate::wire::{Codec, Key, DEFAULT_MAX_FRAME, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::Write;
@@ -27,6 +27,14 @@ pub struct ConnectionInfo {
     pub manager_port: u16,
     /// The run's secret key, hex.
     pub key: String,
+    /// Largest frame any peer sends or accepts, in bytes (`strand interchange --max-frame-mib`);
+    /// one number for every peer, so what one side may send the other accepts.
+    #[serde(default = "default_max_frame")]
+    pub max_frame: u64,
+}
+
+fn default_max_frame() -> u64 {
+    DEFAULT_MAX_FRAME as u64
 }
 
 /// Why a connection file could not be used.
@@ -73,7 +81,7 @@ impl ConnectionInfo {
     pub fn codec(&self) -> Codec {
         // `load` validated the key, so this only fails for hand-built values.
         let key = Key::from_hex(&self.key).unwrap_or(Key([0; 32]));
-        Codec::new(key, self.run_id)
+        Codec::new(key, self.run_id).with_max_frame(usize::try_from(self.max_frame).unwrap_or(usize::MAX))
     }
 
     /// Write atomically with mode 0600 (created with that mode, never widened).
@@ -170,6 +178,7 @@ mod tests {
             client_port: 1,
             manager_port: 2,
             key: Key([1; 32]).to_hex(),
+            max_frame: 1 << 20,
         }
     }
 

@@ -279,6 +279,22 @@ pub enum Failure {
         /// Why no pool rank set can give it.
         message: String,
     },
+    /// The try, or its result, encodes larger than one frame may be; retrying cannot help.
+    TooLarge {
+        /// What was too large ("the try", "the result").
+        what: String,
+        /// Its encoded size in bytes.
+        bytes: u64,
+        /// The run's frame limit in bytes.
+        limit: u64,
+    },
+}
+
+impl Failure {
+    /// Whether another try would fail the same way, so retries are not spent on it.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Failure::TooLarge { .. })
+    }
 }
 
 impl fmt::Display for Failure {
@@ -312,6 +328,11 @@ impl fmt::Display for Failure {
                 write!(f, "MissingOutputs: exited 0 but did not write {}", paths.join(", "))
             }
             Failure::Unsatisfiable { needed, message } => write!(f, "Unsatisfiable: needs {needed}, but {message}"),
+            Failure::TooLarge { what, bytes, limit } => write!(
+                f,
+                "TooLarge: {what} encodes to {bytes} bytes, over the run's frame limit of {limit} bytes; \
+                 raise it with `strand interchange --max-frame-mib` (or `max_frame_mib` in the executor config)"
+            ),
             Failure::InterchangeLost { silent_ms } => {
                 write!(f, "InterchangeLost: nothing heard from the interchange for {:.1} s", *silent_ms as f64 / 1000.0)
             }

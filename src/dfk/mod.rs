@@ -25,7 +25,7 @@ pub use memo::{Memo, MemoKey};
 
 use crate::client::{Client, ClientError};
 use crate::connection::ConnectionInfo;
-use crate::task::Failure;
+use crate::task::{Failure, Outcome, TryResult};
 use crate::waker::{wait_readable, Waker};
 use crate::wire::{ClientMsg, ToClientMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -355,7 +355,18 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
                 if batch.is_empty() {
                     break;
                 }
-                if client.send(&ClientMsg::Submit(batch)).is_err() {
+                let unsent = client.submit(batch);
+                let mut g = shared.graph();
+                let limit = client.max_frame() as u64;
+                for t in unsent.too_large {
+                    let failure = Failure::TooLarge { what: "the try".into(), bytes: t.bytes as u64, limit };
+                    g.on_result(TryResult { id: t.item.id, outcome: Outcome::Failed(failure) });
+                    ended = true;
+                }
+                if !unsent.failed.is_empty() {
+                    // Taken from the queue as in flight but never sent: they go back, and the
+                    // next round sends them again.
+                    g.requeue(&unsent.failed);
                     break;
                 }
             }

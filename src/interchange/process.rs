@@ -27,6 +27,8 @@ pub struct InterchangeOptions {
     pub max_queue: Option<u64>,
     /// Managers expected (the open-file limit is raised for them).
     pub max_managers: Option<u64>,
+    /// Largest message in MiB (`--max-frame-mib`).
+    pub max_frame_mib: Option<u64>,
     /// Send its stderr to `RUN_DIR/interchange.log` instead of inheriting it.
     pub log_to_file: bool,
 }
@@ -40,6 +42,7 @@ impl InterchangeOptions {
             heartbeat_threshold: Some(Duration::from_secs(10)),
             max_queue: None,
             max_managers: None,
+            max_frame_mib: None,
             log_to_file: true,
         }
     }
@@ -64,6 +67,9 @@ impl InterchangeOptions {
         }
         if let Some(n) = self.max_managers {
             a.extend(["--max-managers".into(), n.to_string()]);
+        }
+        if let Some(n) = self.max_frame_mib {
+            a.extend(["--max-frame-mib".into(), n.to_string()]);
         }
         a
     }

@@ -9,7 +9,7 @@ use crate::connection::ConnectionInfo;
 use crate::run_dir::CONNECTION_FILE;
 use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
 use crate::wire::{
-    random_id, ClientMsg, Codec, DropCounts, Key, ManagerMode, ManagerMsg, Message, ReplayGuard, ToClientMsg,
+    random_id, split_by_size, ClientMsg, Codec, DropCounts, Key, ManagerMode, ManagerMsg, Message, ReplayGuard, ToClientMsg,
     ToManagerMsg, PROTOCOL_VERSION,
 };
 use slog::{debug, info, warn, Logger};
@@ -38,6 +38,8 @@ pub struct InterchangeConfig {
     /// Restart on an existing run directory: reuse its connection file (key, run id, ports),
     /// so launchers and clients reconnect by themselves.
     pub resume: bool,
+    /// Largest frame in bytes, written into the connection file for every peer.
+    pub max_frame: u64,
 }
 
 /// Why the interchange could not start or run.
@@ -172,14 +174,37 @@ impl ZmqComm<'_> {
     }
 }
 
+impl ZmqComm<'_> {
+    /// Send `items` as as many frames as the frame limit needs. Every item here arrived in a
+    /// frame of the same limit, so none is too large alone; if one is (a peer with another
+    /// limit), it goes alone and its receiver counts it as oversized.
+    fn send_batches<T: serde::Serialize, M: Message>(
+        &mut self,
+        socket: &zmq::Socket,
+        peer: u64,
+        items: Vec<T>,
+        wrap: fn(Vec<T>) -> M,
+    ) {
+        let (batches, too_large) = split_by_size(items, self.codec.batch_budget());
+        for t in too_large {
+            warn!(self.log, "an item exceeds the frame limit; sending it alone";
+                "peer" => format!("{peer:016x}"), "bytes" => t.bytes, "limit" => self.codec.max_frame());
+            self.send(socket, peer, &wrap(vec![t.item]));
+        }
+        for b in batches {
+            self.send(socket, peer, &wrap(b));
+        }
+    }
+}
+
 impl Comm for ZmqComm<'_> {
     fn send_tasks(&mut self, manager: ManagerId, tries: Vec<Try>) {
         let socket = self.managers;
-        self.send(socket, manager.0, &ToManagerMsg::Tasks(tries));
+        self.send_batches(socket, manager.0, tries, ToManagerMsg::Tasks);
     }
     fn send_results(&mut self, client: ClientId, results: Vec<TryResult>) {
         let socket = self.clients;
-        self.send(socket, client.0, &ToClientMsg::Results(results));
+        self.send_batches(socket, client.0, results, ToClientMsg::Results);
     }
     fn send_refused(&mut self, client: ClientId, tries: Vec<TryId>, limit: u64) {
         let socket = self.clients;
@@ -208,8 +233,17 @@ impl Interchange {
             Some(p) => (p.key.clone(), p.run_id),
             None => (Key::generate().map_err(io)?.to_hex(), random_id().map_err(io)?),
         };
-        let info =
-            ConnectionInfo { protocol_version: PROTOCOL_VERSION, run_id, address, client_port, manager_port, key };
+        // A resumed run keeps its peers' frame limit: they read it from the file before the restart.
+        let max_frame = previous.as_ref().map_or(cfg.max_frame, |p| p.max_frame);
+        let info = ConnectionInfo {
+            protocol_version: PROTOCOL_VERSION,
+            run_id,
+            address,
+            client_port,
+            manager_port,
+            key,
+            max_frame,
+        };
         let incarnation = random_id().map_err(io)?;
         // Sequence numbers continue above anything an earlier incarnation sent, so peers
         // that remember its numbers do not take the new ones for replays.

@@ -12,6 +12,9 @@
 //! results (in the spirit of Jupyter's signed messages). A frame that fails any
 //! check is dropped and counted by the receiver; decoding never panics.
 
+mod batch;
+pub use batch::{encoded_len, split_by_size, TooLarge, BATCH_OVERHEAD};
+
 use crate::block::BlockId;
 use crate::task::{ManagerId, Try, TryId, TryResult};
 use serde::de::DeserializeOwned;

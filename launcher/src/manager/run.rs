@@ -17,8 +17,8 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{warn, Logger};
 use std::time::{Duration, Instant};
 use strand::connection::{ConnectionInfo, Side};
-use strand::task::{Try, TryResult};
-use strand::wire::{Codec, ManagerMsg, ToManagerMsg};
+use strand::task::{Failure, Outcome, Try, TryResult};
+use strand::wire::{split_by_size, Codec, ManagerMsg, ToManagerMsg};
 
 /// How long stopping waits for workers to take their stop before abandoning the sends.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -64,12 +64,35 @@ struct Transport<'a> {
     log: &'a Logger,
 }
 
-impl ManagerComm for Transport<'_> {
-    fn to_interchange(&mut self, msg: ManagerMsg) {
+impl Transport<'_> {
+    fn send(&mut self, msg: &ManagerMsg) {
         self.seq += 1;
-        let frame = self.codec.encode(&msg, self.seq);
+        let frame = self.codec.encode(msg, self.seq);
         if let Err(e) = self.socket.send(frame, 0) {
             warn!(self.log, "send to the interchange failed"; "error" => %e);
+        }
+    }
+}
+
+impl ManagerComm for Transport<'_> {
+    /// Results go in as many frames as the run's frame limit needs. A result that alone is
+    /// larger than a frame would be refused by the interchange and its task would wait
+    /// forever, so it is sent as a `TooLarge` failure instead, which names the limit.
+    fn to_interchange(&mut self, msg: ManagerMsg) {
+        let ManagerMsg::Results(results) = msg else {
+            self.send(&msg);
+            return;
+        };
+        let (batches, too_large) = split_by_size(results, self.codec.batch_budget());
+        for b in batches {
+            self.send(&ManagerMsg::Results(b));
+        }
+        let limit = self.codec.max_frame() as u64;
+        for t in too_large {
+            warn!(self.log, "a result exceeds the frame limit; it is sent as a TooLarge failure";
+                "try" => %t.item.id, "bytes" => t.bytes, "limit" => limit);
+            let failure = Failure::TooLarge { what: "the result".into(), bytes: t.bytes as u64, limit };
+            self.send(&ManagerMsg::Results(vec![TryResult { id: t.item.id, outcome: Outcome::Failed(failure) }]));
         }
     }
 

@@ -567,8 +567,12 @@ impl Graph {
         match r.outcome {
             Outcome::Done(bytes) => self.succeed(r.id.task, bytes),
             Outcome::Failed(failure) => {
-                let cost = node.call.retry_handler.as_ref().map_or(1, |h| h(&failure));
-                if cost > 0 && node.retry_spent + cost <= node.call.retries {
+                let cost = if failure.is_permanent() {
+                    u32::MAX
+                } else {
+                    node.call.retry_handler.as_ref().map_or(1, |h| h(&failure))
+                };
+                if cost > 0 && node.retry_spent.saturating_add(cost) <= node.call.retries {
                     node.retry_spent += cost;
                     node.attempt += 1;
                     self.counts.retried += 1;

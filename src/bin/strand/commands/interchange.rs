@@ -42,6 +42,11 @@ pub struct Args {
     /// Managers you expect to connect; the open-file limit is raised (and checked) for this many.
     #[arg(long, default_value_t = 4096)]
     max_managers: u64,
+    /// Largest message in MiB that any peer sends or accepts (written into the connection
+    /// file). Batches are split to fit; a single try or result larger than this fails with
+    /// TooLarge. Raise it for tasks with big arguments or function outputs.
+    #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=256))]
+    max_frame_mib: u64,
 }
 
 /// The address to bind when none is given: this host's name, resolved, so that compute nodes can reach it.
@@ -78,6 +83,7 @@ pub fn exec(a: Args, verbose: u8) -> Result<i32> {
             ..DispatchConfig::default()
         },
         resume: a.resume,
+        max_frame: a.max_frame_mib << 20,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
