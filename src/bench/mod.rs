@@ -7,6 +7,7 @@
 
 pub mod chain;
 pub mod elasticity;
+pub mod json_lines;
 pub mod latency;
 pub mod load;
 pub mod memory;

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// What identifies a task's result.
@@ -57,7 +58,7 @@ impl MemoKey {
     }
 
     fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::text::hex(&self.0)
     }
 
     fn from_hex(s: &str) -> Option<MemoKey> {
@@ -123,11 +124,27 @@ pub struct CheckpointError {
     pub source: std::io::Error,
 }
 
+/// Checkpoint records taken from the memo under the DFK's lock and written outside it, so
+/// a slow file system never stalls submitters or the I/O loop's bookkeeping.
+#[derive(Debug)]
+pub struct CheckpointWrite {
+    file: Arc<File>,
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl CheckpointWrite {
+    /// Append the records in one write (a crash leaves at worst a torn last line).
+    pub fn write(self) -> Result<(), CheckpointError> {
+        (&*self.file).write_all(&self.bytes).map_err(|source| CheckpointError { path: self.path, source })
+    }
+}
+
 /// Results of earlier runs, and the file new results are appended to.
 #[derive(Debug)]
 pub struct Memo {
     done: HashMap<MemoKey, Vec<u8>>,
-    file: Option<File>,
+    file: Option<Arc<File>>,
     path: Option<PathBuf>,
     mode: CheckpointMode,
     /// Records not yet written (all but `TaskExit` buffer).
@@ -182,7 +199,7 @@ impl Memo {
         if m.torn > 0 {
             file.write_all(b"\n").map_err(err)?;
         }
-        m.file = Some(file);
+        m.file = Some(Arc::new(file));
         m.path = Some(path.to_path_buf());
         Ok(m)
     }
@@ -197,31 +214,35 @@ impl Memo {
         self.mode = mode;
     }
 
-    /// Write buffered records now (one write: a crash leaves at worst a torn last line).
-    pub fn flush(&mut self) -> Result<(), CheckpointError> {
+    /// The records due now, to write outside the DFK's lock: all of them with `now`, else as
+    /// the mode says (task-exit: every record so far, so one write per round of the I/O
+    /// loop; periodic: once the period has passed; at-exit and manual: none).
+    pub fn take_due(&mut self, now: bool) -> Option<CheckpointWrite> {
+        let due = now
+            || match self.mode {
+                CheckpointMode::TaskExit => true,
+                CheckpointMode::Periodic(d) => self.last_flush.elapsed() >= d,
+                CheckpointMode::AtExit | CheckpointMode::Manual => false,
+            };
+        if !due {
+            return None;
+        }
         self.last_flush = std::time::Instant::now();
         if self.pending.is_empty() {
-            return Ok(());
+            return None;
         }
-        let Some(f) = &mut self.file else {
-            self.pending.clear();
-            return Ok(());
-        };
-        let r = f.write_all(&self.pending);
-        self.pending.clear();
-        r.map_err(|source| CheckpointError { path: self.path.clone().unwrap_or_default(), source })
+        let bytes = std::mem::take(&mut self.pending);
+        let file = Arc::clone(self.file.as_ref()?);
+        Some(CheckpointWrite { file, path: self.path.clone().unwrap_or_default(), bytes })
     }
 
-    /// In `Periodic` mode, write if the period has passed (called by the DFK's I/O thread).
-    pub fn tick(&mut self) -> Result<(), CheckpointError> {
-        match self.mode {
-            CheckpointMode::Periodic(d) if self.last_flush.elapsed() >= d => self.flush(),
-            _ => Ok(()),
-        }
+    /// Write every buffered record now, on this thread.
+    pub fn flush(&mut self) -> Result<(), CheckpointError> {
+        self.take_due(true).map_or(Ok(()), CheckpointWrite::write)
     }
 
-    /// Remember a result and queue it for the checkpoint file, written as the mode says.
-    pub fn record(&mut self, key: MemoKey, name: Option<&str>, out: &[u8]) -> Result<(), CheckpointError> {
+    /// Remember a result and queue it for the checkpoint file ([`Memo::take_due`] says when it is written).
+    pub fn record(&mut self, key: MemoKey, name: Option<&str>, out: &[u8]) {
         if self.file.is_some() {
             let rec = match std::str::from_utf8(out) {
                 Ok(s) => Record { key: key.to_hex(), name: name.map(String::from), out: Some(s.into()), out_hex: None },
@@ -229,7 +250,7 @@ impl Memo {
                     key: key.to_hex(),
                     name: name.map(String::from),
                     out: None,
-                    out_hex: Some(out.iter().map(|b| format!("{b:02x}")).collect()),
+                    out_hex: Some(crate::text::hex(out)),
                 },
             };
             let mut line = serde_json::to_vec(&rec).unwrap_or_default();
@@ -237,10 +258,6 @@ impl Memo {
             self.pending.extend_from_slice(&line);
         }
         self.done.insert(key, out.to_vec());
-        match self.mode {
-            CheckpointMode::TaskExit => self.flush(),
-            _ => self.tick(),
-        }
     }
 }
 
@@ -291,15 +308,19 @@ mod tests {
             let p = d.path().join(format!("{name}.jsonl"));
             let mut m = Memo::open(&p).expect("open");
             m.set_mode(mode);
-            m.record(MemoKey([1; 32]), None, b"x").expect("record");
-            assert_eq!(lines(&p), after_record, "{name} after a record");
+            m.record(MemoKey([1; 32]), None, b"x");
+            if let Some(w) = m.take_due(false) {
+                w.write().expect("write");
+            }
+            assert_eq!(lines(&p), after_record, "{name} after a record and a round of the I/O loop");
             drop(m);
             assert_eq!(lines(&p), after_drop, "{name} after shutdown");
         }
         let p = d.path().join("manual2.jsonl");
         let mut m = Memo::open(&p).expect("open");
         m.set_mode(CheckpointMode::Manual);
-        m.record(MemoKey([1; 32]), None, b"x").expect("record");
+        m.record(MemoKey([1; 32]), None, b"x");
+        assert!(m.take_due(false).is_none(), "manual writes only on demand");
         m.flush().expect("flush");
         assert_eq!(lines(&p), 1, "manual checkpoint on demand");
         assert_eq!("periodic:2.5".parse(), Ok(CheckpointMode::Periodic(std::time::Duration::from_millis(2500))));
@@ -347,8 +368,8 @@ mod tests {
         let (k1, k2) = (MemoKey([1; 32]), MemoKey([2; 32]));
         {
             let mut m = Memo::open(&p).expect("open");
-            m.record(k1, Some("a"), b"text\n").expect("record");
-            m.record(k2, None, &[0xff, 0x00]).expect("record");
+            m.record(k1, Some("a"), b"text\n");
+            m.record(k2, None, &[0xff, 0x00]);
         }
         // Simulate a crash in the middle of a third record.
         let mut f = OpenOptions::new().append(true).open(&p).expect("append");
@@ -358,7 +379,8 @@ mod tests {
         assert_eq!((m.loaded, m.torn), (2, 1));
         assert_eq!(m.lookup(&k1), Some(&b"text\n".to_vec()));
         assert_eq!(m.lookup(&k2), Some(&vec![0xff, 0x00]));
-        m.record(MemoKey([3; 32]), None, b"x").expect("record after torn");
+        m.record(MemoKey([3; 32]), None, b"x");
+        m.take_due(false).expect("task-exit: due at once").write().expect("write");
         let m = Memo::open(&p).expect("reopen again");
         assert_eq!((m.loaded, m.torn), (3, 1), "the record after the torn one is intact");
     }

@@ -221,7 +221,7 @@ impl Dfk {
 
     /// Write the checkpoint now (the `Manual` mode's "on demand"; harmless in the others).
     pub fn checkpoint(&self) {
-        self.shared.graph().checkpoint(true);
+        write_checkpoint(&self.shared, true);
     }
 
     /// Records loaded from the checkpoint, and torn records ignored.
@@ -392,11 +392,8 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
         if ended {
             shared.progress.notify_all();
         }
-        {
-            let mut g = shared.graph();
-            g.flush_events();
-            g.checkpoint(false);
-        }
+        shared.graph().flush_events();
+        write_checkpoint(&shared, false);
         // Joins and hashing that became due while sending start before we sleep: nothing else
         // would wake us.
         if client.readable() || shared.graph().has_local_work() {
@@ -411,6 +408,15 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
     }
     shared.graph().flush_events();
     let _ = client.send(&ClientMsg::Bye);
+}
+
+/// Write the checkpoint records due now (all with `now`): taken under the graph's lock,
+/// written after it is released.
+fn write_checkpoint(shared: &Shared, now: bool) {
+    let due = shared.graph().checkpoint_due(now);
+    if let Some(Err(e)) = due.map(memo::CheckpointWrite::write) {
+        shared.graph().checkpoint_errors.push(e.to_string());
+    }
 }
 
 /// Hash the input files of tasks that asked for it on rayon's pool, outside the graph's lock;

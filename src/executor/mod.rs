@@ -30,7 +30,7 @@ use config::{ExecutorConfig, ProviderKind};
 use local_block::{LocalBlock, LocalBlockError, LocalBlockOptions};
 use scaler::{Scaler, ScalerConfig};
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -121,6 +121,8 @@ pub struct Executor {
     config: Option<ExecutorConfig>,
     /// Task slots, as far as they are known before the managers say so (0: unknown).
     slots: u32,
+    /// The connection file given to [`Executor::connect`] (others use the run directory's).
+    connection_file: Option<PathBuf>,
 }
 
 impl Executor {
@@ -139,6 +141,7 @@ impl Executor {
             scaler: None,
             config: None,
             slots: block.workers,
+            connection_file: None,
         };
         let wait = Duration::from_secs(60);
         if exe.wait_for_managers(1, wait)? == 0 {
@@ -187,6 +190,7 @@ impl Executor {
             scaler: Some(scaler),
             config: None,
             slots,
+            connection_file: None,
         })
     }
 
@@ -207,13 +211,20 @@ impl Executor {
             scaler: Some(scaler),
             config: None,
             slots,
+            connection_file: None,
         }
     }
 
     /// A running interchange, by its connection file; this executor starts and stops nothing.
     pub fn connect(run_dir: RunDir, connection_file: &Path, slots: u32) -> Result<Executor, ExecutorError> {
         let conn = ConnectionInfo::load(connection_file)?;
-        Ok(Executor { run_dir, conn, interchange: None, block: None, scaler: None, config: None, slots })
+        let connection_file = Some(connection_file.to_path_buf());
+        Ok(Executor { run_dir, conn, interchange: None, block: None, scaler: None, config: None, slots, connection_file })
+    }
+
+    /// The connection file clients use: the one given to `connect`, else the run directory's.
+    pub fn connection_file(&self) -> PathBuf {
+        self.connection_file.clone().unwrap_or_else(|| self.run_dir.connection_file())
     }
 
     /// Where the interchange listens.

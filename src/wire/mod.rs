@@ -376,7 +376,7 @@ impl Key {
 
     /// Hex form for the connection file.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::text::hex(&self.0)
     }
 
     /// Parse the hex form; `None` unless it is exactly 64 hex digits.

@@ -340,12 +340,10 @@ impl Graph {
         self.memo.set_mode(mode);
     }
 
-    /// Write buffered checkpoint records now (manual mode) or when due (periodic mode).
-    pub fn checkpoint(&mut self, now: bool) {
-        let r = if now { self.memo.flush() } else { self.memo.tick() };
-        if let Err(e) = r {
-            self.checkpoint_errors.push(e.to_string());
-        }
+    /// The checkpoint records due now (all of them with `now`), for the caller to write
+    /// after it lets go of the lock.
+    pub fn checkpoint_due(&mut self, now: bool) -> Option<super::memo::CheckpointWrite> {
+        self.memo.take_due(now)
     }
 
     /// Record every state transition in `log` from now on.
@@ -648,9 +646,7 @@ impl Graph {
         self.counts.done += 1;
         if let Some(key) = node.key {
             if self.memo.lookup(&key).is_none() {
-                if let Err(e) = self.memo.record(key, node.call.name.as_deref(), &bytes) {
-                    self.checkpoint_errors.push(e.to_string());
-                }
+                self.memo.record(key, node.call.name.as_deref(), &bytes);
             }
         }
         node.future.resolve(Ok(bytes.clone()));

@@ -28,6 +28,15 @@ enum BenchKind {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// No-op tasks per second through `strand map --json` (JSON lines in and out, as a driver
+    /// in Python or any language uses it) beside the same tasks from Rust, on the same blocks.
+    JsonLines {
+        /// Number of tasks, each way.
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Round trip of one no-op task at a time (mean, p50, p99 in microseconds).
     Latency {
         /// Number of tasks.
@@ -116,6 +125,11 @@ pub fn exec(a: Args) -> Result<i32> {
         BenchKind::Throughput { tasks, target } => {
             on_executor(&target, tasks, |dfk, exe| print(&bench::throughput::run(dfk, tasks, exe.slots())))
         }
+        BenchKind::JsonLines { tasks, target } => on_executor(&target, tasks, |dfk, exe| {
+            let r = bench::json_lines::run(dfk, &exe.connection_file(), tasks, exe.slots())?;
+            print(&r)?;
+            Ok(if r.failed == 0 { 0 } else { 1 })
+        }),
         BenchKind::Latency { tasks, target } => {
             on_executor(&target, tasks, |dfk, exe| print(&bench::latency::run(dfk, tasks, exe.slots())))
         }

@@ -6,7 +6,10 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Longest a result waits in the output buffer while ends keep coming.
+const FLUSH_EVERY: Duration = Duration::from_millis(5);
 use strand::dfk::{Call, Dfk, DfkConfig, TaskFuture};
 use strand::monitoring::progress::Progress;
 use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
@@ -116,15 +119,29 @@ pub fn exec(a: Args) -> Result<i32> {
             (Arc::clone(&table), Arc::clone(&submitted), Arc::clone(&input_done), Arc::clone(&failed));
         std::thread::spawn(move || {
             let mut printed = 0usize;
-            let stdout = std::io::stdout();
+            // One write per burst of ends, not per line: flushed when no end is waiting or
+            // every few milliseconds, so results still stream to a driver as tasks end.
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            let mut last_flush = Instant::now();
             loop {
                 if input_done.load(Ordering::Acquire) && printed == submitted.load(Ordering::Acquire) {
                     break;
                 }
-                let Ok(id) = ends.recv_timeout(Duration::from_millis(100)) else { continue };
+                let id = match ends.try_recv() {
+                    Ok(id) => id,
+                    Err(_) => {
+                        let _ = out.flush();
+                        last_flush = Instant::now();
+                        let Ok(id) = ends.recv_timeout(Duration::from_millis(100)) else { continue };
+                        id
+                    }
+                };
+                if last_flush.elapsed() >= FLUSH_EVERY {
+                    let _ = out.flush();
+                    last_flush = Instant::now();
+                }
                 let Some((name, f)) = table.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) else { continue };
                 printed += 1;
-                let mut out = stdout.lock();
                 let outcome = f.peek();
                 if !matches!(outcome, Some(Ok(_))) {
                     failed.fetch_add(1, Ordering::Relaxed);
@@ -145,8 +162,8 @@ pub fn exec(a: Args) -> Result<i32> {
                     }
                     (_, None) => Ok(()),
                 };
-                let _ = out.flush();
             }
+            let _ = out.flush();
         })
     };
     let submit_one = |name: String, call: Call| {
