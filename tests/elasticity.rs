@@ -75,7 +75,7 @@ fn scales_out_to_max_blocks_and_back_to_min_blocks() {
 
     // Scale-in: the strategy drops them within max_idletime + one period (plus a round trip).
     while scaler.state().active_blocks > 0 {
-        assert!(emptied.elapsed() < IDLE + PERIOD + Duration::from_millis(500), "still {:?}", scaler.state());
+        assert!(emptied.elapsed() < IDLE + PERIOD + SCALE_IN_SLACK, "still {:?}", scaler.state());
         std::thread::sleep(Duration::from_millis(10));
     }
     let held_after = emptied.elapsed();
@@ -100,4 +100,6 @@ fn scales_out_to_max_blocks_and_back_to_min_blocks() {
         assert_eq!(log.matches(&format!("\"event\":\"{event}\"")).count(), 3, "{event} x3 in\n{log}");
     }
     assert!(!log.contains("\"event\":\"cancel\""), "blocks ended by themselves, no cancel needed:\n{log}");
+    use strand::block::BlockEventKind::*;
+    assert_block_event_order(&dir.path().join(BLOCKS_FILE), &[Submitted, Connected, Hold, Stop, Ended]);
 }

@@ -603,7 +603,7 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
     assert_eq!(scaler.state().submitted, 3, "never more than max_blocks");
 
     while scaler.state().active_blocks > 0 {
-        assert!(emptied.elapsed() < IDLE + PERIOD + Duration::from_millis(500), "still {:?}", scaler.state());
+        assert!(emptied.elapsed() < IDLE + PERIOD + SCALE_IN_SLACK, "still {:?}", scaler.state());
         std::thread::sleep(Duration::from_millis(10));
     }
     eprintln!("scaled in {:?} after the queue emptied", emptied.elapsed());
@@ -617,4 +617,6 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
         assert_eq!(log.matches(&format!("\"event\":\"{event}\"")).count(), 3, "{event} x3 in\n{log}");
     }
     assert!(!log.contains("\"event\":\"cancel\""), "the blocks ended by themselves, no scancel:\n{log}");
+    use strand::block::BlockEventKind::*;
+    assert_block_event_order(&c.run.path().join(BLOCKS_FILE), &[Submitted, Connected, Hold, Ended]);
 }

@@ -183,6 +183,39 @@ pub fn wait_managers(conn: &ConnectionInfo, n: usize, timeout: Duration) {
     }
 }
 
+/// Wait (bounded) until a line of the log at `path` contains every one of `words`; returns
+/// that line, or fails with the log's tail.
+pub fn wait_for_log_line(path: &Path, words: &[&str], timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| words.iter().all(|w| l.contains(w))) {
+            return line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no line with {words:?} in {} within {timeout:?}:\n{}", path.display(), tail(path));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Latest a strategy may scale in beyond `max_idletime + period`: generous, since what a test
+/// checks is that scale-in happens and in order, not how fast under load (the elasticity
+/// benchmark measures that).
+pub const SCALE_IN_SLACK: Duration = Duration::from_secs(10);
+
+/// Check that each block's events in `blocks.jsonl` come in the order `order` gives them
+/// (events not in `order` are skipped), and that each block has every one of them.
+pub fn assert_block_event_order(path: &Path, order: &[strand::block::BlockEventKind]) {
+    let events = strand::block::read_events(path).expect("blocks.jsonl");
+    let mut blocks: Vec<_> = events.iter().map(|e| e.block.clone()).collect();
+    blocks.sort();
+    blocks.dedup();
+    for b in blocks {
+        let seen: Vec<_> =
+            events.iter().filter(|e| e.block == b && order.contains(&e.event)).map(|e| e.event).collect();
+        assert_eq!(seen, order, "block {:?}: events out of order or missing in {}", b, path.display());
+    }
+}
+
 /// The tail of a log file, for assertion messages.
 pub fn tail(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();

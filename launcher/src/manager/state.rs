@@ -259,7 +259,7 @@ impl ManagerState {
         let before = results.len();
         let kept: Vec<TryResult> = results.into_iter().filter(|r| !w.lost && w.tries.remove(&r.id)).collect();
         if kept.len() < before {
-            debug!(self.log, "dropped stale results from a worker"; "rank" => w.rank.0, "n" => before - kept.len());
+            info!(self.log, "dropped stale results from a worker"; "rank" => w.rank.0, "n" => before - kept.len());
         }
         self.results.extend(kept);
     }
