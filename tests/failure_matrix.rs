@@ -191,6 +191,8 @@ struct Workload {
     memory: Option<MemoryLimit>,
     /// The argument of the hanging tasks' `sleep`s, unique to this run, to find leftovers by.
     hang_marker: String,
+    /// Where every command task records that it ran, to catch duplicate execution.
+    runs: RunLog,
 }
 
 impl Workload {
@@ -200,21 +202,22 @@ impl Workload {
 
     fn with(victim: Option<Kind>) -> Workload {
         let memory = (victim == Some(Kind::Oom)).then(MemoryLimit::new);
-        Workload { victim, memory, hang_marker: format!("600.{}", std::process::id()) }
+        Workload { victim, memory, hang_marker: format!("600.{}", std::process::id()), runs: RunLog::new() }
     }
 
     fn call(&self, kind: Kind, i: usize, before: Option<&TaskFuture>) -> Call {
+        let logged = |cmd: &str| self.runs.logged(&format!("t{i}"), cmd);
         let call = match kind {
-            Kind::True => Call::argv(["true"]),
-            Kind::Echo => Call::argv(["echo".to_string(), i.to_string()]),
+            Kind::True => logged("true"),
+            Kind::Echo => logged(&format!("echo {i}")),
             Kind::Func => Call::function("echo", format!("f{i}").into_bytes()),
-            Kind::Sleep => Call::argv(["sleep", "0.2"]),
-            Kind::Exit3 => Call::shell("echo failing >&2; exit 3"),
+            Kind::Sleep => logged("sleep 0.2"),
+            Kind::Exit3 => logged("echo failing >&2; exit 3"),
             Kind::Dep => match before {
-                Some(f) => Call::argv(["echo", "dep"]).after(f),
-                None => Call::argv(["echo", "dep"]),
+                Some(f) => logged("echo dep").after(f),
+                None => logged("echo dep"),
             },
-            Kind::Segfault => Call::shell("kill -SEGV $$"),
+            Kind::Segfault => logged("kill -SEGV $$"),
             Kind::Oom => match &self.memory {
                 Some(m) => m.hog().walltime(Duration::from_secs(60)),
                 None => Call::argv(["false"]),
@@ -359,6 +362,7 @@ type Kill<'a> = Box<dyn FnOnce(&mut Rig, &Dfk) -> String + 'a>;
 
 /// Submit the workload, kill in the middle, and collect every end (bounded).
 fn drive(rig: &mut Rig, w: &Workload, cfg: DfkConfig, kill: Option<Kill>) -> Run {
+    let cfg = w.runs.config(cfg);
     let dfk = Dfk::connect(&rig.conn, cfg).expect("dfk");
     let ended = dfk.ends();
     let mut tasks: Vec<(Kind, TaskFuture)> = Vec::with_capacity(TASKS);
@@ -441,6 +445,11 @@ impl Run {
             "{cell}: {} tasks ended wrongly, e.g. {:?}",
             wrong.len(),
             &wrong[..wrong.len().min(5)]
+        );
+        // No command task ran more often than it was tried (functions, hogs and hangs leave no trace).
+        let logged = |k: Kind| !matches!(k, Kind::Func | Kind::Oom | Kind::Hang);
+        w.runs.assert_each_ran_within_its_tries(
+            self.tasks.iter().enumerate().filter(|(_, (k, _))| logged(*k)).map(|(i, (_, f))| (format!("t{i}"), f)),
         );
         assert!(kill_at.is_some(), "{cell}: nothing was killed");
         assert!(row.done_after_kill > 0, "{cell}: no task finished after the kill");

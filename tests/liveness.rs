@@ -23,10 +23,12 @@ fn killing_a_whole_launcher_loses_nothing_and_the_other_keeps_serving() {
         launcher(dir.path(), "survivor", 3, &conn_file, &[&slots[..], &["--block-id", "survivor"]].concat());
     wait_managers(&conn, 2, Duration::from_secs(60));
 
-    let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
+    let runs = RunLog::new();
+    let dfk = Dfk::connect(&conn, runs.config(DfkConfig::default())).expect("dfk");
     // Half the tasks may be retried (they must end done), half may not (they end done or ManagerLost).
-    let futures: Vec<_> =
-        (0..1000).map(|i| dfk.submit(Call::argv(["sleep", "0.2"]).retries(if i % 2 == 0 { 2 } else { 0 }))).collect();
+    let futures: Vec<_> = (0..1000)
+        .map(|i| dfk.submit(runs.logged(&format!("t{i}"), "sleep 0.2").retries(if i % 2 == 0 { 2 } else { 0 })))
+        .collect();
 
     // Kill the doomed launcher once it is running tasks: mpirun and every rank, with SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -58,6 +60,7 @@ fn killing_a_whole_launcher_loses_nothing_and_the_other_keeps_serving() {
     assert_eq!(c.done + c.failed, 1000, "each task ended exactly once: {c:?}");
     assert_eq!(c.stale, 0, "no second result for any try reached the DFK");
     assert!(lost + c.retried as usize > 0, "the kill cost some tries (else this test proved nothing)");
+    runs.assert_each_ran_within_its_tries(futures.iter().enumerate().map(|(i, f)| (format!("t{i}"), f)));
     dfk.shutdown();
 
     assert!(survivor.is_running(), "the surviving launcher kept running");
@@ -134,9 +137,10 @@ fn interchange_killed_and_restarted_loses_nothing() {
     let conn_file = dir.path().join("connection.json");
     let mut block = launcher(dir.path(), "block", 3, &conn_file, &["--slots-per-worker", "4"]);
     wait_managers(&conn, 1, Duration::from_secs(60));
-    let cfg = DfkConfig { interchange_timeout: Duration::from_secs(20), ..DfkConfig::default() };
+    let runs = RunLog::new();
+    let cfg = runs.config(DfkConfig { interchange_timeout: Duration::from_secs(20), ..DfkConfig::default() });
     let dfk = Dfk::connect(&conn, cfg).expect("dfk");
-    let futures: Vec<_> = (0..200).map(|_| dfk.submit(Call::argv(["sleep", "0.2"]))).collect();
+    let futures: Vec<_> = (0..200).map(|i| dfk.submit(runs.logged(&format!("t{i}"), "sleep 0.2"))).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while dfk.counts().done < 30 {
         assert!(Instant::now() < deadline, "no progress before the kill");
@@ -162,6 +166,7 @@ fn interchange_killed_and_restarted_loses_nothing() {
     let c = dfk.counts();
     assert_eq!((c.done, c.failed), (200, 0), "each task done exactly once: {c:?}");
     assert!(c.resubmitted > 0, "the restart cost some tries, which were sent again: {c:?}");
+    runs.assert_each_ran_within_its_tries(futures.iter().enumerate().map(|(i, f)| (format!("t{i}"), f)));
     dfk.shutdown();
     assert!(block.is_running(), "the launcher survived the restart");
     let report = Client::connect(&conn).expect("client").status(Duration::from_secs(10)).expect("status");
@@ -176,8 +181,9 @@ fn frozen_manager_is_lost_then_its_late_results_are_dropped() {
     let block = launcher(dir.path(), "block", 2, &conn_file, &["--slots-per-worker", "4"]);
     wait_managers(&conn, 1, Duration::from_secs(60));
     let manager = rank_pid(block.pid(), 0).expect("manager rank");
-    let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
-    let futures: Vec<_> = (0..4).map(|_| dfk.submit(Call::argv(["sleep", "2"]))).collect();
+    let runs = RunLog::new();
+    let dfk = Dfk::connect(&conn, runs.config(DfkConfig::default())).expect("dfk");
+    let futures: Vec<_> = (0..4).map(|i| dfk.submit(runs.logged(&format!("t{i}"), "sleep 2"))).collect();
     let mut client = Client::connect(&conn).expect("client");
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.status(Duration::from_secs(5)).map(|s| s.in_flight).unwrap_or(0) < 4 {
@@ -209,6 +215,7 @@ fn frozen_manager_is_lost_then_its_late_results_are_dropped() {
     let c = dfk.counts();
     assert_eq!(c.stale, 0, "no second result for any try reached the DFK");
     assert_eq!((c.failed, c.done), (4, 1));
+    runs.assert_each_ran_within_its_tries(futures.iter().enumerate().map(|(i, f)| (format!("t{i}"), f)));
     dfk.shutdown();
 }
 

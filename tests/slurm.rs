@@ -156,14 +156,25 @@ fn infra_retries() -> RetryHandler {
 }
 
 /// `n` tasks that sleep and print their index, retried only when infrastructure fails.
-fn sleepers(dfk: &Dfk, n: usize, sleep: &str) -> Vec<TaskFuture> {
+/// Each records in `runs` that it ran.
+fn sleepers(dfk: &Dfk, runs: &RunLog, n: usize, sleep: &str) -> Vec<TaskFuture> {
     (0..n)
-        .map(|i| dfk.submit(Call::shell(format!("sleep {sleep}; echo {i}")).retries(3).retry_handler(infra_retries())))
+        .map(|i| {
+            let call = runs.logged(&format!("t{i}"), &format!("sleep {sleep}; echo {i}"));
+            dfk.submit(call.retries(3).retry_handler(infra_retries()))
+        })
         .collect()
 }
 
-/// Every task ended exactly once, successfully, with its own output, and no stale result got through.
-fn check_each_once(dfk: &Dfk, futures: &[TaskFuture], ends: &crossbeam_channel::Receiver<strand::task::TaskId>) {
+/// Every task ended exactly once, successfully, with its own output, ran no more often than it
+/// was tried, and no stale result got through.
+fn check_each_once(
+    dfk: &Dfk,
+    runs: &RunLog,
+    futures: &[TaskFuture],
+    ends: &crossbeam_channel::Receiver<strand::task::TaskId>,
+) {
+    runs.assert_each_ran_within_its_tries(futures.iter().enumerate().map(|(i, f)| (format!("t{i}"), f)));
     for (i, f) in futures.iter().enumerate() {
         match f.peek() {
             Some(Ok(out)) => assert_eq!(String::from_utf8_lossy(&out).trim(), i.to_string(), "task {i}'s output"),
@@ -250,14 +261,15 @@ fn scancel_of_a_busy_block_loses_nothing() {
     let survivor = c.block(&["--job-name=strand-survivor", "--ntasks=2"], 1, &launcher);
     c.wait_blocks(&[(&doomed, 1), (&survivor, 1)], START);
 
-    let dfk = Dfk::connect(&c.conn, DfkConfig::default()).expect("dfk");
+    let runs = RunLog::new();
+    let dfk = Dfk::connect(&c.conn, runs.config(DfkConfig::default())).expect("dfk");
     let ends = dfk.ends();
-    let futures = sleepers(&dfk, 150, "0.2");
+    let futures = sleepers(&dfk, &runs, 150, "0.2");
     wait_busy(&c, &dfk, &doomed, 10);
     c.slurm.ok("scancel", &[&doomed]);
 
     assert_eq!(dfk.wait_all(Some(WORK)), 0, "every task ended\n{}", c.diagnostics());
-    check_each_once(&dfk, &futures, &ends);
+    check_each_once(&dfk, &runs, &futures, &ends);
     assert!(dfk.counts().retried > 0, "the scancel cost some tries (else this test proved nothing)");
     dfk.shutdown();
     c.slurm.wait_state(&doomed, "CANCELLED", START);
@@ -273,9 +285,10 @@ fn a_killed_job_step_leaves_the_other_step_of_its_block_serving() {
     c.wait_blocks(&[(&job, 2)], START);
     c.wait_srun_steps(&job, 2);
 
-    let dfk = Dfk::connect(&c.conn, DfkConfig::default()).expect("dfk");
+    let runs = RunLog::new();
+    let dfk = Dfk::connect(&c.conn, runs.config(DfkConfig::default())).expect("dfk");
     let ends = dfk.ends();
-    let futures = sleepers(&dfk, 120, "0.2");
+    let futures = sleepers(&dfk, &runs, 120, "0.2");
     wait_until("both steps to hold tries", START, || {
         let s = c.status();
         s.managers.len() == 2 && s.managers.iter().all(|m| m.in_flight > 0) && dfk.counts().done >= 10
@@ -292,7 +305,7 @@ fn a_killed_job_step_leaves_the_other_step_of_its_block_serving() {
     wait_until(&format!("step {victim_step} to end"), START, || !c.slurm.steps(&job).contains(&victim_step));
     c.wait_blocks(&[(&job, 1)], START);
     assert_eq!(dfk.wait_all(Some(WORK)), 0, "every task ended\n{}", c.diagnostics());
-    check_each_once(&dfk, &futures, &ends);
+    check_each_once(&dfk, &runs, &futures, &ends);
     assert!(dfk.counts().retried > 0, "the kill cost some tries (else this test proved nothing)");
     dfk.shutdown();
     assert_eq!(c.slurm.job_state(&job).as_deref(), Some("RUNNING"), "the job outlived its step");
@@ -325,9 +338,10 @@ fn a_failed_node_costs_only_its_job_step_with_no_kill() {
     want.sort();
     assert_eq!(placed, want, "one step per node, plus the batch step on the first");
 
-    let dfk = Dfk::connect(&c.conn, DfkConfig::default()).expect("dfk");
+    let runs = RunLog::new();
+    let dfk = Dfk::connect(&c.conn, runs.config(DfkConfig::default())).expect("dfk");
     let ends = dfk.ends();
-    let futures = sleepers(&dfk, 160, "0.2");
+    let futures = sleepers(&dfk, &runs, 160, "0.2");
     wait_busy(&c, &dfk, &kept, 10);
     let reason = "reason=strand test: simulated node failure";
     c.slurm.ok("scontrol", &["update", &format!("nodename={}", nodes[1]), "state=down", reason]);
@@ -345,7 +359,7 @@ fn a_failed_node_costs_only_its_job_step_with_no_kill() {
     assert_eq!(c.slurm.job_state(&kept).as_deref(), Some("RUNNING"), "--no-kill kept the job");
     c.wait_blocks(&[(&kept, 1)], START);
     assert_eq!(dfk.wait_all(Some(WORK)), 0, "every task ended\n{}", c.diagnostics());
-    check_each_once(&dfk, &futures, &ends);
+    check_each_once(&dfk, &runs, &futures, &ends);
     assert!(dfk.counts().retried > 0, "the node failure cost some tries (else this test proved nothing)");
     dfk.shutdown();
     let steps = c.steps_with_nodes(&kept);
@@ -512,11 +526,12 @@ fn cray_ex_script_runs_one_step_per_node() {
     c.wait_srun_steps(&job, 2);
     let nodes: BTreeSet<String> = c.steps_with_nodes(&job).into_iter().map(|(_, n)| n).collect();
     assert_eq!(nodes, c.slurm.nodes().iter().cloned().collect(), "one step on each node (and the batch step)");
-    let dfk = Dfk::connect(&c.conn, DfkConfig::default()).expect("dfk");
+    let runs = RunLog::new();
+    let dfk = Dfk::connect(&c.conn, runs.config(DfkConfig::default())).expect("dfk");
     let ends = dfk.ends();
-    let futures = sleepers(&dfk, 20, "0");
+    let futures = sleepers(&dfk, &runs, 20, "0");
     assert_eq!(dfk.wait_all(Some(WORK)), 0, "every task ended\n{}", c.diagnostics());
-    check_each_once(&dfk, &futures, &ends);
+    check_each_once(&dfk, &runs, &futures, &ends);
 }
 
 /// The strategy against real Slurm blocks: under 500 queued `sleep 0.5` tasks it scales 0 -> 3
@@ -581,8 +596,10 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
             })
             .collect()
     };
-    let dfk = Dfk::connect(&c.conn, DfkConfig::default()).expect("dfk");
-    let tasks: Vec<TaskFuture> = (0..500).map(|_| dfk.submit(Call::shell("sleep 0.5").memoize(false))).collect();
+    let runs = RunLog::new();
+    let dfk = Dfk::connect(&c.conn, runs.config(DfkConfig::default())).expect("dfk");
+    let tasks: Vec<TaskFuture> =
+        (0..500).map(|i| dfk.submit(runs.logged(&format!("t{i}"), "sleep 0.5").memoize(false))).collect();
     let mut most_running = 0;
     let mut blocks_seen = BTreeSet::new();
     let deadline = std::time::Instant::now() + WORK;
@@ -601,6 +618,7 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
     assert_eq!(blocks_seen.len(), 3, "blocks that registered: {blocks_seen:?}");
     assert_eq!(most_running, 3, "squeue showed at most {most_running} running blocks");
     assert_eq!(scaler.state().submitted, 3, "never more than max_blocks");
+    runs.assert_each_ran_within_its_tries(tasks.iter().enumerate().map(|(i, f)| (format!("t{i}"), f)));
 
     while scaler.state().active_blocks > 0 {
         assert!(emptied.elapsed() < IDLE + PERIOD + SCALE_IN_SLACK, "still {:?}", scaler.state());

@@ -2,7 +2,11 @@
 #![allow(dead_code)]
 
 pub mod cpus;
+pub mod run_log;
 pub mod slurm;
+
+#[allow(unused_imports)]
+pub use run_log::RunLog;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
