@@ -113,3 +113,14 @@ fn bench_json_lines_answers_every_task_both_ways() {
     assert_eq!(records.len(), 1, "one checkpoint, strand map's: {runs:?}");
     assert_eq!(records[0].lines().count(), 2000, "one checkpoint record per JSON task, written at task exit");
 }
+
+#[test]
+fn bench_commands_measures_the_spawn_floor_beside_the_tasks() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let r = &bench(cwd.path(), &["commands", "--tasks", "300", "--workers", "2"], Duration::from_secs(120))[0];
+    assert_eq!((r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()), (Some("commands"), Some(300), Some(2)));
+    assert_eq!(r["failed"], 0, "{r}");
+    let (floor, tasks) = (r["floor_per_s"].as_f64().expect("floor"), r["tasks_per_s"].as_f64().expect("tasks"));
+    assert!(floor > 0.0 && tasks > 0.0, "{r}");
+    assert!((r["ratio"].as_f64().expect("ratio") - tasks / floor).abs() < 1e-9, "{r}");
+}

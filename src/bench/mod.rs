@@ -6,6 +6,7 @@
 //! measure the interchange and the DFK alone; `elasticity` runs the strategy on local blocks.
 
 pub mod chain;
+pub mod commands;
 pub mod elasticity;
 pub mod json_lines;
 pub mod latency;

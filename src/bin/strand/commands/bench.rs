@@ -37,6 +37,15 @@ enum BenchKind {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// `/bin/true` command tasks per second beside this machine's spawn floor (W threads doing
+    /// posix_spawn + waitpid of /bin/true), measured in the same run, and their ratio.
+    Commands {
+        /// Number of tasks (and of processes spawned for the floor).
+        #[arg(long, default_value_t = 5_000)]
+        tasks: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Round trip of one no-op task at a time (mean, p50, p99 in microseconds).
     Latency {
         /// Number of tasks.
@@ -127,6 +136,11 @@ pub fn exec(a: Args) -> Result<i32> {
         }
         BenchKind::JsonLines { tasks, target } => on_executor(&target, tasks, |dfk, exe| {
             let r = bench::json_lines::run(dfk, &exe.connection_file(), tasks, exe.slots())?;
+            print(&r)?;
+            Ok(if r.failed == 0 { 0 } else { 1 })
+        }),
+        BenchKind::Commands { tasks, target } => on_executor(&target, tasks, |dfk, exe| {
+            let r = bench::commands::run(dfk, tasks, exe.slots())?;
             print(&r)?;
             Ok(if r.failed == 0 { 0 } else { 1 })
         }),
