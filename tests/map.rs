@@ -73,3 +73,23 @@ fn json_lines_stream_results_while_input_is_open() {
     assert!(line.contains("\"ok\":false") && line.contains("empty"), "{line}");
     assert_eq!(g.wait(Duration::from_secs(60)).code(), Some(1));
 }
+
+#[test]
+fn a_window_of_one_still_runs_every_task_and_zero_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(bin("strand"))
+        .args(["map", "--window", "1", "--workers", "2", "--run-dir"])
+        .arg(dir.path().join("r"))
+        .args(["echo {}", ":::", "a", "b", "c"])
+        .output_within(Duration::from_secs(120));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+    lines.sort();
+    assert_eq!(lines, ["a", "b", "c"]);
+    let out = Command::new(bin("strand"))
+        .args(["map", "--window", "0", "--workers", "1", "echo", ":::", "a"])
+        .output_within(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--window") && stderr.contains("0"), "{stderr}");
+}

@@ -14,7 +14,7 @@ use crate::task::{App, TaskSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
@@ -130,22 +130,43 @@ pub struct CheckpointError {
 pub struct CheckpointWrite {
     file: Arc<File>,
     path: PathBuf,
+    /// Where in the file the records go: given when they were taken, so writes made out of
+    /// order by different threads still land where the memo's index says.
+    offset: u64,
     bytes: Vec<u8>,
 }
 
 impl CheckpointWrite {
-    /// Append the records in one write (a crash leaves at worst a torn last line).
+    /// Write the records in one positioned write (a crash leaves at worst a torn last line).
     pub fn write(self) -> Result<(), CheckpointError> {
-        (&*self.file).write_all(&self.bytes).map_err(|source| CheckpointError { path: self.path, source })
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(&self.bytes, self.offset).map_err(|source| CheckpointError { path: self.path, source })
     }
+}
+
+/// Where a memoized result is kept: results of a run with a checkpoint file live only in the
+/// file (the memo keeps where), so a long stream's memory does not grow with its outputs.
+#[derive(Debug)]
+enum Stored {
+    /// No file: the bytes themselves.
+    Here(Vec<u8>),
+    /// The record's line in the checkpoint file (or still in `pending`, past `file_len`).
+    InFile {
+        /// Byte offset of the line.
+        offset: u64,
+        /// Its length, without the newline.
+        len: u32,
+    },
 }
 
 /// Results of earlier runs, and the file new results are appended to.
 #[derive(Debug)]
 pub struct Memo {
-    done: HashMap<MemoKey, Vec<u8>>,
+    done: HashMap<MemoKey, Stored>,
     file: Option<Arc<File>>,
     path: Option<PathBuf>,
+    /// Bytes of the file, counting every record already handed to a [`CheckpointWrite`].
+    file_len: u64,
     mode: CheckpointMode,
     /// Records not yet written (all but `TaskExit` buffer).
     pending: Vec<u8>,
@@ -163,6 +184,7 @@ impl Memo {
             done: HashMap::new(),
             file: None,
             path: None,
+            file_len: 0,
             mode: CheckpointMode::TaskExit,
             pending: Vec::new(),
             last_flush: std::time::Instant::now(),
@@ -171,42 +193,74 @@ impl Memo {
         }
     }
 
-    /// Load `path` if it exists and append new results to it.
+    /// Load the index of `path` if it exists and append new results to it.
     pub fn open(path: &Path) -> Result<Memo, CheckpointError> {
+        use std::os::unix::fs::FileExt;
         let err = |source| CheckpointError { path: path.to_path_buf(), source };
         let mut m = Memo::in_memory();
+        let mut offset = 0u64;
+        let mut ends_clean = true;
         match File::open(path) {
             Ok(f) => {
                 for line in BufReader::new(f).split(b'\n') {
                     let line = line.map_err(err)?;
+                    let at = offset;
+                    offset += line.len() as u64 + 1;
                     if line.is_empty() {
                         continue;
                     }
-                    match parse_record(&line) {
-                        Some((k, v)) => {
-                            m.done.insert(k, v);
+                    match (parse_record(&line), u32::try_from(line.len())) {
+                        (Some((k, _)), Ok(len)) => {
+                            m.done.insert(k, Stored::InFile { offset: at, len });
                             m.loaded += 1;
                         }
-                        None => m.torn += 1,
+                        _ => m.torn += 1,
                     }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(err(e)),
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
+        // Positioned writes, not O_APPEND (which Linux applies to pwrite too).
+        let file = OpenOptions::new().create(true).truncate(false).write(true).read(true).open(path).map_err(err)?;
+        m.file_len = file.metadata().map_err(err)?.len();
+        if m.file_len > 0 {
+            let mut last = [0u8; 1];
+            file.read_exact_at(&mut last, m.file_len - 1).map_err(err)?;
+            ends_clean = last[0] == b'\n';
+        }
         // A torn last line has no newline: end it so the next record starts clean.
-        if m.torn > 0 {
-            file.write_all(b"\n").map_err(err)?;
+        if !ends_clean {
+            file.write_all_at(b"\n", m.file_len).map_err(err)?;
+            m.file_len += 1;
         }
         m.file = Some(Arc::new(file));
         m.path = Some(path.to_path_buf());
         Ok(m)
     }
 
-    /// The result of an earlier run with this key.
-    pub fn lookup(&self, key: &MemoKey) -> Option<&Vec<u8>> {
-        self.done.get(key)
+    /// Whether a result with this key is known.
+    pub fn contains(&self, key: &MemoKey) -> bool {
+        self.done.contains_key(key)
+    }
+
+    /// The result with this key, from memory or read back from the checkpoint file; a record
+    /// that cannot be read back is a miss (the task runs again), never an error.
+    pub fn lookup(&self, key: &MemoKey) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let (offset, len) = match self.done.get(key)? {
+            Stored::Here(b) => return Some(b.clone()),
+            Stored::InFile { offset, len } => (*offset, *len as usize),
+        };
+        let line = if offset >= self.file_len {
+            let at = usize::try_from(offset - self.file_len).ok()?;
+            self.pending.get(at..at.checked_add(len)?)?.to_vec()
+        } else {
+            let mut buf = vec![0u8; len];
+            self.file.as_ref()?.read_exact_at(&mut buf, offset).ok()?;
+            buf
+        };
+        parse_record(&line).filter(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// Set when records reach the file.
@@ -231,9 +285,11 @@ impl Memo {
         if self.pending.is_empty() {
             return None;
         }
-        let bytes = std::mem::take(&mut self.pending);
         let file = Arc::clone(self.file.as_ref()?);
-        Some(CheckpointWrite { file, path: self.path.clone().unwrap_or_default(), bytes })
+        let bytes = std::mem::take(&mut self.pending);
+        let offset = self.file_len;
+        self.file_len += bytes.len() as u64;
+        Some(CheckpointWrite { file, path: self.path.clone().unwrap_or_default(), offset, bytes })
     }
 
     /// Write every buffered record now, on this thread.
@@ -253,11 +309,16 @@ impl Memo {
                     out_hex: Some(crate::text::hex(out)),
                 },
             };
-            let mut line = serde_json::to_vec(&rec).unwrap_or_default();
-            line.push(b'\n');
-            self.pending.extend_from_slice(&line);
+            let line = serde_json::to_vec(&rec).unwrap_or_default();
+            if let Ok(len) = u32::try_from(line.len()) {
+                let offset = self.file_len + self.pending.len() as u64;
+                self.pending.extend_from_slice(&line);
+                self.pending.push(b'\n');
+                self.done.insert(key, Stored::InFile { offset, len });
+                return;
+            }
         }
-        self.done.insert(key, out.to_vec());
+        self.done.insert(key, Stored::Here(out.to_vec()));
     }
 }
 
@@ -294,6 +355,7 @@ mod tests {
     use super::*;
     use crate::run_dir::CHECKPOINT_FILE;
     use crate::task::{CommandSpec, FunctionCall, Program};
+    use std::io::Write;
 
     #[test]
     fn checkpoint_modes() {
@@ -325,6 +387,32 @@ mod tests {
         assert_eq!(lines(&p), 1, "manual checkpoint on demand");
         assert_eq!("periodic:2.5".parse(), Ok(CheckpointMode::Periodic(std::time::Duration::from_millis(2500))));
         assert!("sometimes".parse::<CheckpointMode>().unwrap_err().contains("task-exit"));
+    }
+
+    #[test]
+    fn results_live_in_the_file_and_read_back_from_it_or_from_pending() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join(CHECKPOINT_FILE);
+        let mut m = Memo::open(&p).expect("open");
+        let keys: Vec<MemoKey> = (0..4u8).map(|i| MemoKey([i; 32])).collect();
+        m.record(keys[0], Some("a"), b"first");
+        m.record(keys[1], None, &[0xfe, 0xff]);
+        assert_eq!(m.lookup(&keys[0]), Some(b"first".to_vec()), "read from the pending buffer");
+        let w1 = m.take_due(false).expect("due");
+        m.record(keys[2], None, b"third");
+        let w2 = m.take_due(false).expect("due");
+        // The second write lands first, as two threads may do: each goes to its own offset.
+        w2.write().expect("write");
+        w1.write().expect("write");
+        m.record(keys[3], None, b"");
+        for (k, want) in keys.iter().zip([&b"first"[..], &[0xfe, 0xff], b"third", b""]) {
+            assert_eq!(m.lookup(k), Some(want.to_vec()));
+        }
+        assert_eq!(m.lookup(&MemoKey([9; 32])), None);
+        drop(m);
+        let m = Memo::open(&p).expect("reopen");
+        assert_eq!((m.loaded, m.torn), (4, 0));
+        assert_eq!(m.lookup(&keys[2]), Some(b"third".to_vec()), "an index of the file, read back on a hit");
     }
 
     fn cmd(s: &str) -> TaskSpec {
@@ -377,8 +465,8 @@ mod tests {
         drop(f);
         let mut m = Memo::open(&p).expect("reopen");
         assert_eq!((m.loaded, m.torn), (2, 1));
-        assert_eq!(m.lookup(&k1), Some(&b"text\n".to_vec()));
-        assert_eq!(m.lookup(&k2), Some(&vec![0xff, 0x00]));
+        assert_eq!(m.lookup(&k1), Some(b"text\n".to_vec()));
+        assert_eq!(m.lookup(&k2), Some(vec![0xff, 0x00]));
         m.record(MemoKey([3; 32]), None, b"x");
         m.take_due(false).expect("task-exit: due at once").write().expect("write");
         let m = Memo::open(&p).expect("reopen again");

@@ -263,9 +263,16 @@ impl Dfk {
 
     /// Block until every submitted task has ended, or `timeout` passes; returns tasks still pending.
     pub fn wait_all(&self, timeout: Option<Duration>) -> usize {
+        self.wait_pending_at_most(0, timeout)
+    }
+
+    /// Block until at most `n` tasks are pending (submitted, not ended), or `timeout` passes;
+    /// returns tasks still pending. A streaming driver calls it before each submit to keep a
+    /// bounded window, so its memory stays flat however long the stream.
+    pub fn wait_pending_at_most(&self, n: usize, timeout: Option<Duration>) -> usize {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut g = self.shared.graph();
-        while g.pending() > 0 {
+        while g.pending() > n {
             let wait = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());

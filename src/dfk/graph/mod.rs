@@ -467,7 +467,7 @@ impl Graph {
                     node.future.set_key(key);
                     // A result whose declared output files were deleted since is not reused.
                     let outputs_exist = spec.outputs.iter().all(|o| std::path::Path::new(o).exists());
-                    if let Some(bytes) = self.memo.lookup(&key).filter(|_| outputs_exist).cloned() {
+                    if let Some(bytes) = self.memo.lookup(&key).filter(|_| outputs_exist) {
                         self.counts.memo_hits += 1;
                         self.succeed_as(id, bytes, State::MemoHit);
                         continue;
@@ -645,7 +645,7 @@ impl Graph {
         let Some(node) = self.nodes.remove(&id) else { return };
         self.counts.done += 1;
         if let Some(key) = node.key {
-            if self.memo.lookup(&key).is_none() {
+            if !self.memo.contains(&key) {
                 self.memo.record(key, node.call.name.as_deref(), &bytes);
             }
         }

@@ -37,6 +37,10 @@ pub struct Args {
     /// Extra tries after a failure.
     #[arg(long, default_value_t = 0)]
     retries: u32,
+    /// Most tasks submitted and not yet ended: reading input waits beyond it, so memory stays
+    /// flat on a stream of any length. Raise it when there are more worker slots than this.
+    #[arg(long, default_value_t = 100_000, value_name = "TASKS", value_parser = clap::value_parser!(u64).range(1..))]
+    window: u64,
     #[command(flatten)]
     target: TargetArgs,
     /// The command template, then `:::` and the arguments (options go before the template).
@@ -99,6 +103,7 @@ pub fn exec(a: Args) -> Result<i32> {
     let walltime = a.walltime.map(|w| seconds("--walltime", w)).transpose()?;
     let source = map_source(&a)?;
     let json = a.json;
+    let window = usize::try_from(a.window).unwrap_or(usize::MAX);
     let exe = open(&a.target, 1)?;
     let checkpoint = exe.run_dir().file(CHECKPOINT_FILE);
     let events = Some(exe.run_dir().file(EVENTS_FILE));
@@ -171,6 +176,7 @@ pub fn exec(a: Args) -> Result<i32> {
         if walltime.is_some() && call.walltime_ms.is_none() {
             call.walltime_ms = walltime.map(|w| w.as_millis() as u64);
         }
+        dfk.wait_pending_at_most(window - 1, None);
         // Insert under the lock so the printer never sees the end of a task it does not know.
         let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
         let f = dfk.submit(call.named(&name));
