@@ -39,15 +39,39 @@ fn map_json(conn_file: &std::path::Path, lines: &[String]) -> (Option<i32>, Hash
     (out.status.code(), by_name)
 }
 
+/// An interchange with a frame limit of `max_frame_mib` and one registered block of `ranks`.
+struct Rig {
+    dir: tempfile::TempDir,
+    conn: strand::connection::ConnectionInfo,
+    _ix: Guard,
+    _block: Guard,
+}
+
+impl Rig {
+    fn start(max_frame_mib: &str, ranks: u32) -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ix, conn) = interchange(dir.path(), &["--max-frame-mib", max_frame_mib, "--heartbeat-period", "1"]);
+        let block = launcher(dir.path(), "block", ranks, &dir.path().join(strand::run_dir::CONNECTION_FILE), &[]);
+        wait_managers(&conn, 1, Duration::from_secs(120));
+        Rig { dir, conn, _ix: ix, _block: block }
+    }
+
+    fn conn_file(&self) -> std::path::PathBuf {
+        self.dir.path().join(strand::run_dir::CONNECTION_FILE)
+    }
+
+    /// The interchange refused no frame as too large.
+    fn assert_nothing_oversized(&self) {
+        let mut c = strand::client::Client::connect(&self.conn).expect("client");
+        let status = c.status(Duration::from_secs(10)).expect("status");
+        assert_eq!(status.dropped.oversized, 0, "a frame was refused: {:?}", status.dropped);
+    }
+}
+
 #[test]
 fn a_round_of_results_larger_than_a_frame_all_arrive() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_ix, _conn) = interchange(dir.path(), &["--max-frame-mib", "4", "--heartbeat-period", "1"]);
-    let conn_file = dir.path().join(strand::run_dir::CONNECTION_FILE);
     // 8 workers; each round ends 8 tries of 900 kB together: 7.2 MB of results, the frame 4 MiB.
-    let _block = launcher(dir.path(), "block", 9, &conn_file, &[]);
-    let conn = strand::connection::ConnectionInfo::load(&conn_file).expect("connection file");
-    wait_managers(&conn, 1, Duration::from_secs(120));
+    let rig = Rig::start("4", 9);
     const TASKS: usize = 48;
     const BYTES: usize = 900_000;
     let lines: Vec<String> = (0..TASKS)
@@ -56,7 +80,7 @@ fn a_round_of_results_larger_than_a_frame_all_arrive() {
             format!(r#"{{"name":"t{i}","command":"{cmd}"}}"#)
         })
         .collect();
-    let (code, results) = map_json(&conn_file, &lines);
+    let (code, results) = map_json(&rig.conn_file(), &lines);
     assert_eq!(code, Some(0), "every task succeeds");
     assert_eq!(results.len(), TASKS, "every task answered");
     for i in 0..TASKS {
@@ -67,21 +91,14 @@ fn a_round_of_results_larger_than_a_frame_all_arrive() {
         assert_eq!(stdout.len(), BYTES, "t{i}'s whole output");
         assert!(stdout.chars().all(|c| c == want), "t{i}'s own output");
     }
-    let mut c = strand::client::Client::connect(&conn).expect("client");
-    let status = c.status(Duration::from_secs(10)).expect("status");
-    assert_eq!(status.dropped.oversized, 0, "no frame was refused: {:?}", status.dropped);
+    rig.assert_nothing_oversized();
 }
 
 #[test]
 fn a_try_or_result_that_can_never_fit_fails_with_too_large() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_ix, _conn) = interchange(dir.path(), &["--max-frame-mib", "1", "--heartbeat-period", "1"]);
-    let conn_file = dir.path().join(strand::run_dir::CONNECTION_FILE);
-    let _block = launcher(dir.path(), "block", 2, &conn_file, &[]);
-    let conn = strand::connection::ConnectionInfo::load(&conn_file).expect("connection file");
-    wait_managers(&conn, 1, Duration::from_secs(120));
+    let rig = Rig::start("1", 2);
     let big_arg = "y".repeat(1_200_000);
-    let runs = dir.path().join("runs.log");
+    let runs = rig.dir.path().join("runs.log");
     let log = runs.display();
     let lines = vec![
         // The launcher keeps 1 MiB of stdout: with its envelope, over a 1 MiB frame.
@@ -90,7 +107,7 @@ fn a_try_or_result_that_can_never_fit_fails_with_too_large() {
         format!(r#"{{"name":"big_try","retries":3,"command":"echo {big_arg}"}}"#),
         r#"{"name":"small","command":"echo fine"}"#.to_string(),
     ];
-    let (code, results) = map_json(&conn_file, &lines);
+    let (code, results) = map_json(&rig.conn_file(), &lines);
     assert_eq!(code, Some(1), "the two big tasks fail, the small one does not");
     assert_eq!(results["small"][0]["stdout"], "fine\n");
     for name in ["big_result", "big_try"] {
@@ -103,7 +120,5 @@ fn a_try_or_result_that_can_never_fit_fails_with_too_large() {
     let ran = std::fs::read_to_string(&runs).expect("run log");
     assert_eq!(ran.lines().count(), 1, "a TooLarge result is not retried: it ran {} times", ran.lines().count());
     // The output of the first was not sent as a whole: the interchange refused nothing.
-    let mut c = strand::client::Client::connect(&conn).expect("client");
-    let status = c.status(Duration::from_secs(10)).expect("status");
-    assert_eq!(status.dropped.oversized, 0, "{:?}", status.dropped);
+    rig.assert_nothing_oversized();
 }
