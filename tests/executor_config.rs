@@ -325,7 +325,7 @@ fn config_conflicts_with_connection_and_workers_and_bad_files_start_nothing() {
 #[test]
 fn strand_run_with_a_slurm_config_runs_job_steps_on_a_real_slurm() {
     use common::slurm::{LocalSlurm, SlurmOptions};
-    let Some(slurm) = LocalSlurm::start_with(SlurmOptions { nodes: 2, cpus_per_node: 4 }) else { return };
+    let slurm = LocalSlurm::start_with(SlurmOptions { nodes: 2, cpus_per_node: 4 });
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("slurm.toml");
     std::fs::write(

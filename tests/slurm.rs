@@ -39,12 +39,12 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(opts: SlurmOptions) -> Option<Cluster> {
-        let slurm = LocalSlurm::start_with(opts)?;
+    fn start(opts: SlurmOptions) -> Cluster {
+        let slurm = LocalSlurm::start_with(opts);
         let run = tempfile::tempdir().expect("run dir");
         // Short heartbeats so a lost manager is noticed within seconds.
         let (ix, conn) = interchange(run.path(), &["--heartbeat-period", "0.2", "--heartbeat-threshold", "3"]);
-        Some(Cluster { slurm, _ix: ix, conn, run })
+        Cluster { slurm, _ix: ix, conn, run }
     }
 
     fn conn_file(&self) -> PathBuf {
@@ -207,7 +207,7 @@ fn wait_busy(c: &Cluster, dfk: &Dfk, block: &str, done: u64) {
 
 #[test]
 fn sbatch_block_runs_the_launcher_through_srun_and_serves_tasks() {
-    let Some(c) = Cluster::start(SlurmOptions::default()) else { return };
+    let c = Cluster::start(SlurmOptions::default());
     let job = c.block(&["--job-name=strand-serve", "--ntasks=3"], 1, &["--pool-size", "3"]);
     c.slurm.wait_state(&job, "RUNNING", START);
     c.wait_blocks(&[(&job, 1)], START);
@@ -255,7 +255,7 @@ fn sbatch_block_runs_the_launcher_through_srun_and_serves_tasks() {
 
 #[test]
 fn scancel_of_a_busy_block_loses_nothing() {
-    let Some(c) = Cluster::start(SlurmOptions::default()) else { return };
+    let c = Cluster::start(SlurmOptions::default());
     let launcher = ["--pool-size", "2", "--slots-per-worker", "4"];
     let doomed = c.block(&["--job-name=strand-doomed", "--ntasks=2"], 1, &launcher);
     let survivor = c.block(&["--job-name=strand-survivor", "--ntasks=2"], 1, &launcher);
@@ -280,7 +280,7 @@ fn scancel_of_a_busy_block_loses_nothing() {
 #[test]
 fn a_killed_job_step_leaves_the_other_step_of_its_block_serving() {
     // One node: the block's 4 tasks are split into two steps of 2 (one pool each).
-    let Some(c) = Cluster::start(SlurmOptions::default()) else { return };
+    let c = Cluster::start(SlurmOptions::default());
     let job = c.block(&["--job-name=strand-steps", "--ntasks=4"], 2, &["--pool-size", "2", "--slots-per-worker", "4"]);
     c.wait_blocks(&[(&job, 2)], START);
     c.wait_srun_steps(&job, 2);
@@ -320,7 +320,7 @@ fn a_killed_job_step_leaves_the_other_step_of_its_block_serving() {
 fn a_failed_node_costs_only_its_job_step_with_no_kill() {
     // Two nodes: the block's steps run on disjoint nodes. A control block submitted with
     // --no-kill=off (overriding the template's #SBATCH --no-kill) shows what the option buys.
-    let Some(c) = Cluster::start(SlurmOptions { nodes: 2, cpus_per_node: 8 }) else { return };
+    let c = Cluster::start(SlurmOptions { nodes: 2, cpus_per_node: 8 });
     let launcher = ["--pool-size", "2", "--slots-per-worker", "4"];
     let per_node = ["--nodes=2", "--ntasks-per-node=2"];
     let kept = c.block(&[&per_node[..], &["--job-name=strand-kept"]].concat(), 2, &launcher);
@@ -369,7 +369,7 @@ fn a_failed_node_costs_only_its_job_step_with_no_kill() {
 
 #[test]
 fn slurm_provider_submits_polls_and_cancels_real_blocks() {
-    let Some(c) = Cluster::start(SlurmOptions::default()) else { return };
+    let c = Cluster::start(SlurmOptions::default());
     let mut p = c.slurm.provider();
     assert!(p.status(&[]).expect("status of nothing").is_empty());
 
@@ -507,7 +507,7 @@ fn real_slurm_outputs_parse() {
 fn cray_ex_script_runs_one_step_per_node() {
     // Off a Cray there is no Cray PMI for Open MPI, so STRAND_SRUN_MPI=pmix replaces the
     // script's cray_shasta: this checks its steps and options under a real srun.
-    let Some(c) = Cluster::start(SlurmOptions { nodes: 2, cpus_per_node: 8 }) else { return };
+    let c = Cluster::start(SlurmOptions { nodes: 2, cpus_per_node: 8 });
     let export = format!(
         "--export=ALL,STRAND_LAUNCHER={},STRAND_STEPS_PER_BLOCK=2,STRAND_SRUN_MPI=pmix",
         bin("strand-launcher").display()
@@ -546,7 +546,7 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
     use strand::run_dir::{RunDir, BLOCKS_FILE};
     const PERIOD: Duration = Duration::from_millis(500);
     const IDLE: Duration = Duration::from_secs(2);
-    let Some(c) = Cluster::start(SlurmOptions::default()) else { return };
+    let c = Cluster::start(SlurmOptions::default());
     let out = c.run.path().join("block-%j.out");
     let (launcher, script, conn) = (bin("strand-launcher"), repo().join("job-scripts/slurm.sbatch"), c.conn_file());
     // One rank per block running 8 sleeps at once: 3 blocks bring 24 slots.
