@@ -5,6 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build first so the integration tests find both binaries beside them.
 cargo build --release --workspace
+# Formatting (rustfmt.toml), checked before anything slow.
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check
+else
+  echo "test: cargo fmt is not installed (rustup component add rustfmt): formatting not checked" >&2
+fi
 # Lints: missing docs on public items and clippy's default set, as errors ([workspace.lints]).
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --release --workspace --all-targets -- -D warnings

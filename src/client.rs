@@ -2,7 +2,7 @@
 
 use crate::connection::{ConnectionInfo, Side};
 use crate::task::{ClientId, Try, TryId};
-use crate::wire::{random_id, split_by_size, ClientMsg, Codec, DropCounts, StatusReport, TooLarge, ToClientMsg};
+use crate::wire::{random_id, split_by_size, ClientMsg, Codec, DropCounts, StatusReport, ToClientMsg, TooLarge};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 

@@ -101,15 +101,20 @@ fn bench_memory_holds_the_rest_when_the_interchange_is_full() {
 fn bench_json_lines_answers_every_task_both_ways() {
     let cwd = tempfile::tempdir().expect("cwd");
     let r = &bench(cwd.path(), &["json-lines", "--tasks", "2000", "--workers", "2"], Duration::from_secs(120))[0];
-    assert_eq!((r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()), (Some("json-lines"), Some(2000), Some(2)));
+    assert_eq!(
+        (r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()),
+        (Some("json-lines"), Some(2000), Some(2))
+    );
     assert_eq!(r["failed"], 0, "every task answered, both ways: {r}");
     let (rust, json) = (r["rust_tasks_per_s"].as_f64().expect("rust"), r["json_tasks_per_s"].as_f64().expect("json"));
     assert!(rust > 0.0 && json > 0.0, "{r}");
     assert!((r["ratio"].as_f64().expect("ratio") - json / rust).abs() < 1e-9, "{r}");
     // The benchmark's run directory, and the one `strand map --connection` made for its checkpoint.
-    let runs: Vec<_> = std::fs::read_dir(cwd.path().join("runs")).expect("runs").map(|e| e.expect("entry").path()).collect();
+    let runs: Vec<_> =
+        std::fs::read_dir(cwd.path().join("runs")).expect("runs").map(|e| e.expect("entry").path()).collect();
     assert_eq!(runs.len(), 2, "{runs:?}");
-    let records: Vec<String> = runs.iter().filter_map(|r| std::fs::read_to_string(r.join("checkpoint.jsonl")).ok()).collect();
+    let records: Vec<String> =
+        runs.iter().filter_map(|r| std::fs::read_to_string(r.join("checkpoint.jsonl")).ok()).collect();
     assert_eq!(records.len(), 1, "one checkpoint, strand map's: {runs:?}");
     assert_eq!(records[0].lines().count(), 2000, "one checkpoint record per JSON task, written at task exit");
 }
@@ -118,7 +123,10 @@ fn bench_json_lines_answers_every_task_both_ways() {
 fn bench_commands_measures_the_spawn_floor_beside_the_tasks() {
     let cwd = tempfile::tempdir().expect("cwd");
     let r = &bench(cwd.path(), &["commands", "--tasks", "300", "--workers", "2"], Duration::from_secs(120))[0];
-    assert_eq!((r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()), (Some("commands"), Some(300), Some(2)));
+    assert_eq!(
+        (r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()),
+        (Some("commands"), Some(300), Some(2))
+    );
     assert_eq!(r["failed"], 0, "{r}");
     let (floor, tasks) = (r["floor_per_s"].as_f64().expect("floor"), r["tasks_per_s"].as_f64().expect("tasks"));
     assert!(floor > 0.0 && tasks > 0.0, "{r}");

@@ -31,11 +31,7 @@ fn map_json(conn_file: &std::path::Path, lines: &[String]) -> (Option<i32>, Hash
         let name = v["name"].as_str().expect("name").to_string();
         by_name.entry(name).or_default().push(v);
     }
-    assert!(
-        out.status.code().is_some(),
-        "strand map did not finish: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.code().is_some(), "strand map did not finish: {}", String::from_utf8_lossy(&out.stderr));
     (out.status.code(), by_name)
 }
 

@@ -41,7 +41,10 @@ fn a_dead_drivers_queued_tries_are_dropped_after_the_client_timeout() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let after_start = spawned.elapsed();
-    assert!(after_start >= Duration::from_secs(2), "dropped {after_start:?} after the driver started: before the 2 s client timeout");
+    assert!(
+        after_start >= Duration::from_secs(2),
+        "dropped {after_start:?} after the driver started: before the 2 s client timeout"
+    );
     let log = std::fs::read_to_string(dir.path().join("interchange.log")).unwrap_or_default();
     assert!(log.contains("client gone"), "{log}");
 }

@@ -50,9 +50,15 @@ fn a_large_try_sent_to_a_hung_worker_does_not_block_the_manager() {
     // to it (and failed with it): without that, nothing here tested a send to a hung rank.
     let sent_to_hung = big
         .iter()
-        .filter(|f| matches!(f.peek(), Some(Err(TaskError::Failed { failure: Failure::WorkerLost { rank: 2, .. }, .. }))))
+        .filter(|f| {
+            matches!(f.peek(), Some(Err(TaskError::Failed { failure: Failure::WorkerLost { rank: 2, .. }, .. })))
+        })
         .count();
-    assert!(sent_to_hung >= 1, "no big try went to the stopped rank: {:?}", big.iter().map(|f| f.peek()).collect::<Vec<_>>());
+    assert!(
+        sent_to_hung >= 1,
+        "no big try went to the stopped rank: {:?}",
+        big.iter().map(|f| f.peek()).collect::<Vec<_>>()
+    );
     for f in &long {
         assert!(f.wait_timeout(Duration::from_secs(30)).is_some());
     }
@@ -60,7 +66,11 @@ fn a_large_try_sent_to_a_hung_worker_does_not_block_the_manager() {
     unsafe { libc::kill(victim, libc::SIGCONT) };
     // Resumed, it takes the pending sends, runs them and answers; its manager drops those
     // late results, since their tries already failed as WorkerLost.
-    wait_for_log_line(&dir.path().join("block.log"), &["dropped stale results from a worker", "rank: 2"], Duration::from_secs(30));
+    wait_for_log_line(
+        &dir.path().join("block.log"),
+        &["dropped stale results from a worker", "rank: 2"],
+        Duration::from_secs(30),
+    );
     let after = dfk.submit(Call::function("echo", b"after".to_vec()));
     assert_eq!(after.wait_timeout(Duration::from_secs(30)), Some(Ok(b"after".to_vec())));
     assert_eq!(dfk.counts().stale, 0, "no late result reached the DFK");

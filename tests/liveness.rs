@@ -271,7 +271,11 @@ fn hung_worker_is_lost_and_the_rest_of_its_pool_keeps_serving() {
     unsafe { libc::kill(victim, libc::SIGCONT) };
     // The resumed worker ends its try and sends the result; the manager, which declared it
     // lost and failed that try already, drops it. Only after that is the check below meaningful.
-    wait_for_log_line(&dir.path().join("block.log"), &["dropped stale results from a worker", "rank: 2"], Duration::from_secs(30));
+    wait_for_log_line(
+        &dir.path().join("block.log"),
+        &["dropped stale results from a worker", "rank: 2"],
+        Duration::from_secs(30),
+    );
     let after = dfk.submit(Call::function("echo", b"after".to_vec()));
     assert_eq!(after.wait_timeout(Duration::from_secs(30)), Some(Ok(b"after".to_vec())));
     assert_eq!(dfk.counts().stale, 0, "the resumed worker's late result never reached the DFK");

@@ -36,7 +36,10 @@ fn bind_core_puts_each_rank_on_its_own_core_and_tasks_inherit_it() {
         assert!(cores.contains(set), "rank {rank} is on {set:?}, not one core of {cores:?}\n{}", tail(&log));
     }
     // Not skipped on a one-core machine: placing ranks apart needs two cores, and the test says so.
-    assert!(cores.len() >= 2, "this test needs two cores to check that ranks are placed apart; this machine has {cores:?}");
+    assert!(
+        cores.len() >= 2,
+        "this test needs two cores to check that ranks are placed apart; this machine has {cores:?}"
+    );
     assert_ne!(sets[0], sets[1], "both ranks on the same core\n{}", tail(&log));
 
     // The task runs as a child of the worker (rank 1) and inherits its binding.

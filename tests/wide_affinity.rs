@@ -56,7 +56,10 @@ fn a_wide_try_runs_on_the_cores_of_all_its_ranks() {
     let (set, text) = seen(out);
     let union: BTreeSet<u32> = sets[1].union(&sets[2]).copied().collect();
     // Not skipped on a one-core machine: the test needs two cores to mean anything, and says so.
-    assert!(cores.len() >= 2, "this test needs two cores (a wide try over two workers' cores); this machine has {cores:?}");
+    assert!(
+        cores.len() >= 2,
+        "this test needs two cores (a wide try over two workers' cores); this machine has {cores:?}"
+    );
     assert_ne!(sets[1], sets[2], "both workers on one core of {cores:?}\n{}", tail(&log));
     assert_eq!(set, union, "the 2-core task did not run on both its ranks' cores:\n{text}\n{}", tail(&log));
     if cores == [BTreeSet::from([0]), BTreeSet::from([1])] {

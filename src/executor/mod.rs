@@ -219,7 +219,16 @@ impl Executor {
     pub fn connect(run_dir: RunDir, connection_file: &Path, slots: u32) -> Result<Executor, ExecutorError> {
         let conn = ConnectionInfo::load(connection_file)?;
         let connection_file = Some(connection_file.to_path_buf());
-        Ok(Executor { run_dir, conn, interchange: None, block: None, scaler: None, config: None, slots, connection_file })
+        Ok(Executor {
+            run_dir,
+            conn,
+            interchange: None,
+            block: None,
+            scaler: None,
+            config: None,
+            slots,
+            connection_file,
+        })
     }
 
     /// The connection file clients use: the one given to `connect`, else the run directory's.

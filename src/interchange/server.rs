@@ -9,8 +9,8 @@ use crate::connection::ConnectionInfo;
 use crate::run_dir::CONNECTION_FILE;
 use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
 use crate::wire::{
-    random_id, split_by_size, ClientMsg, Codec, DropCounts, Key, ManagerMode, ManagerMsg, Message, ReplayGuard, ToClientMsg,
-    ToManagerMsg, PROTOCOL_VERSION,
+    random_id, split_by_size, ClientMsg, Codec, DropCounts, Key, ManagerMode, ManagerMsg, Message, ReplayGuard,
+    ToClientMsg, ToManagerMsg, PROTOCOL_VERSION,
 };
 use slog::{debug, info, warn, Logger};
 use std::collections::HashSet;

@@ -196,7 +196,12 @@ pub fn wait_for_log_line(path: &Path, words: &[&str], timeout: Duration) -> Stri
         if let Some(line) = text.lines().find(|l| words.iter().all(|w| l.contains(w))) {
             return line.to_string();
         }
-        assert!(Instant::now() < deadline, "no line with {words:?} in {} within {timeout:?}:\n{}", path.display(), tail(path));
+        assert!(
+            Instant::now() < deadline,
+            "no line with {words:?} in {} within {timeout:?}:\n{}",
+            path.display(),
+            tail(path)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
