@@ -54,8 +54,6 @@ pub struct Unsent {
     pub too_large: Vec<TooLarge<Try>>,
     /// Tries not sent because a send failed: queue them again.
     pub failed: Vec<TryId>,
-    /// The failed send's error.
-    pub error: Option<ClientError>,
 }
 
 impl Client {
@@ -107,18 +105,19 @@ impl Client {
     /// Submit tries in as many frames as the run's frame limit needs; returns what was not sent.
     pub fn submit(&mut self, tries: Vec<Try>) -> Unsent {
         let (batches, too_large) = split_by_size(tries, self.codec.batch_budget());
-        let mut unsent = Unsent { too_large, failed: Vec::new(), error: None };
+        let mut failed = Vec::new();
         let mut batches = batches.into_iter();
         for b in batches.by_ref() {
-            let ids: Vec<TryId> = b.iter().map(|t| t.id).collect();
-            if let Err(e) = self.send(&ClientMsg::Submit(b)) {
-                unsent.failed = ids;
-                unsent.error = Some(e);
+            let msg = ClientMsg::Submit(b);
+            if self.send(&msg).is_err() {
+                if let ClientMsg::Submit(b) = msg {
+                    failed.extend(b.iter().map(|t| t.id));
+                }
                 break;
             }
         }
-        unsent.failed.extend(batches.flatten().map(|t| t.id));
-        unsent
+        failed.extend(batches.flatten().map(|t| t.id));
+        Unsent { too_large, failed }
     }
 
     /// The run's frame limit in bytes.

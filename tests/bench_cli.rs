@@ -97,18 +97,23 @@ fn bench_memory_holds_the_rest_when_the_interchange_is_full() {
     assert!(r["dfk_bytes_per_pending_task"].as_f64().expect("bytes per task") > 0.0, "{r}");
 }
 
+/// Run a benchmark that measures against a baseline in the same run (`--tasks N --workers 2`):
+/// checks its name and sizes, that no task failed, that both rates are positive and that
+/// `ratio` is the measured rate over the baseline's.
+fn side_by_side(cwd: &Path, kind: &str, tasks: u64, (baseline, measured): (&str, &str)) {
+    let n = tasks.to_string();
+    let r = bench(cwd, &[kind, "--tasks", &n, "--workers", "2"], Duration::from_secs(120)).remove(0);
+    assert_eq!((r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()), (Some(kind), Some(tasks), Some(2)));
+    assert_eq!(r["failed"], 0, "every task answered: {r}");
+    let (b, m) = (r[baseline].as_f64().expect("baseline rate"), r[measured].as_f64().expect("measured rate"));
+    assert!(b > 0.0 && m > 0.0, "{r}");
+    assert!((r["ratio"].as_f64().expect("ratio") - m / b).abs() < 1e-9, "{r}");
+}
+
 #[test]
 fn bench_json_lines_answers_every_task_both_ways() {
     let cwd = tempfile::tempdir().expect("cwd");
-    let r = &bench(cwd.path(), &["json-lines", "--tasks", "2000", "--workers", "2"], Duration::from_secs(120))[0];
-    assert_eq!(
-        (r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()),
-        (Some("json-lines"), Some(2000), Some(2))
-    );
-    assert_eq!(r["failed"], 0, "every task answered, both ways: {r}");
-    let (rust, json) = (r["rust_tasks_per_s"].as_f64().expect("rust"), r["json_tasks_per_s"].as_f64().expect("json"));
-    assert!(rust > 0.0 && json > 0.0, "{r}");
-    assert!((r["ratio"].as_f64().expect("ratio") - json / rust).abs() < 1e-9, "{r}");
+    side_by_side(cwd.path(), "json-lines", 2000, ("rust_tasks_per_s", "json_tasks_per_s"));
     // The benchmark's run directory, and the one `strand map --connection` made for its checkpoint.
     let runs: Vec<_> =
         std::fs::read_dir(cwd.path().join("runs")).expect("runs").map(|e| e.expect("entry").path()).collect();
@@ -122,13 +127,5 @@ fn bench_json_lines_answers_every_task_both_ways() {
 #[test]
 fn bench_commands_measures_the_spawn_floor_beside_the_tasks() {
     let cwd = tempfile::tempdir().expect("cwd");
-    let r = &bench(cwd.path(), &["commands", "--tasks", "300", "--workers", "2"], Duration::from_secs(120))[0];
-    assert_eq!(
-        (r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()),
-        (Some("commands"), Some(300), Some(2))
-    );
-    assert_eq!(r["failed"], 0, "{r}");
-    let (floor, tasks) = (r["floor_per_s"].as_f64().expect("floor"), r["tasks_per_s"].as_f64().expect("tasks"));
-    assert!(floor > 0.0 && tasks > 0.0, "{r}");
-    assert!((r["ratio"].as_f64().expect("ratio") - tasks / floor).abs() < 1e-9, "{r}");
+    side_by_side(cwd.path(), "commands", 300, ("floor_per_s", "tasks_per_s"));
 }
