@@ -27,10 +27,7 @@ fn tries(n: u64) -> Vec<Try> {
 
 fn results(n: u64) -> Vec<TryResult> {
     (0..n)
-        .map(|i| TryResult {
-            id: TryId { client: ClientId(1), task: TaskId(i), attempt: 0 },
-            outcome: Outcome::Done(vec![]),
-        })
+        .map(|i| TryResult::new(TryId { client: ClientId(1), task: TaskId(i), attempt: 0 }, Outcome::Done(vec![])))
         .collect()
 }
 

@@ -14,6 +14,7 @@ packages=(
   # the daemons themselves, nothing is started here. slurm-wlm-basic-plugins (a dependency) holds
   # mpi_pmix_v4, which loads libpmix2 for `srun --mpi=pmix` with Open MPI.
   slurmctld slurmd slurm-client munge libpmix2
+  parallel                              # GNU parallel, which tests/gnu_parallel.rs runs beside `strand map`
 )
 missing=()
 for p in "${packages[@]}"; do

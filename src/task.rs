@@ -209,6 +209,8 @@ pub enum Failure {
         code: i32,
         /// The tail of its standard error.
         stderr: String,
+        /// What it wrote to standard output (GNU parallel prints a failed job's output too).
+        stdout: Vec<u8>,
     },
     /// The command was killed by a signal it did not expect.
     Signal {
@@ -216,6 +218,8 @@ pub enum Failure {
         signal: i32,
         /// The tail of its standard error.
         stderr: String,
+        /// What it wrote to standard output before it was killed.
+        stdout: Vec<u8>,
     },
     /// The try ran past its walltime and was killed with its process tree.
     Timeout {
@@ -295,16 +299,32 @@ impl Failure {
     pub fn is_permanent(&self) -> bool {
         matches!(self, Failure::TooLarge { .. })
     }
+
+    /// What the command wrote to standard output, for the failures that keep it.
+    pub fn stdout(&self) -> &[u8] {
+        match self {
+            Failure::ExitCode { stdout, .. } | Failure::Signal { stdout, .. } => stdout,
+            _ => &[],
+        }
+    }
+
+    /// The tail of the command's standard error, for the failures that keep one.
+    pub fn stderr(&self) -> Option<&str> {
+        match self {
+            Failure::ExitCode { stderr, .. } | Failure::Signal { stderr, .. } => Some(stderr),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::ExitCode { code, stderr } => {
+            Failure::ExitCode { code, stderr, .. } => {
                 write!(f, "exit code {code}")?;
                 write_tail(f, stderr)
             }
-            Failure::Signal { signal, stderr } => {
+            Failure::Signal { signal, stderr, .. } => {
                 write!(f, "killed by signal {signal}")?;
                 write_tail(f, stderr)
             }
@@ -365,4 +385,35 @@ pub struct TryResult {
     pub id: TryId,
     /// How it ended.
     pub outcome: Outcome,
+    /// When and how long it ran on its worker; zero where no worker ran it.
+    pub ran: Ran,
+}
+
+impl TryResult {
+    /// A result that no worker timed (decided by a manager, the interchange or the DFK).
+    pub fn new(id: TryId, outcome: Outcome) -> TryResult {
+        TryResult { id, outcome, ran: Ran::default() }
+    }
+}
+
+/// When a try started on its worker and how long it ran, as the worker measured it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    /// Start, in microseconds since the Unix epoch; 0: not run on a worker.
+    pub started_us: u64,
+    /// Run time in microseconds.
+    pub run_us: u64,
+}
+
+impl Ran {
+    /// Time a run that started at `started` (system clock) and `begun` (monotonic).
+    pub fn since(started: std::time::SystemTime, begun: std::time::Instant) -> Ran {
+        let started_us = started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        Ran { started_us, run_us: begun.elapsed().as_micros() as u64 }
+    }
+
+    /// Whether a worker timed it.
+    pub fn is_known(&self) -> bool {
+        self.started_us != 0
+    }
 }

@@ -104,7 +104,7 @@ fn a_try_or_result_that_can_never_fit_fails_with_too_large() {
         r#"{"name":"small","command":"echo fine"}"#.to_string(),
     ];
     let (code, results) = map_json(&rig.conn_file(), &lines);
-    assert_eq!(code, Some(1), "the two big tasks fail, the small one does not");
+    assert_eq!(code, Some(2), "the two big tasks fail (the exit status counts them), the small one does not");
     assert_eq!(results["small"][0]["stdout"], "fine\n");
     for name in ["big_result", "big_try"] {
         let r = &results[name];

@@ -32,7 +32,7 @@ fn template_and_file_modes() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("one\n") && stdout.contains("three\n"), "{stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("exit code 7") && stderr.contains("1 of 3 tasks failed"), "{stderr}");
+    assert!(stderr.contains("exit code 7") && stderr.contains("1 of 4 job(s) failed"), "{stderr}");
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn check(kind: Kind, i: usize, f: &TaskFuture) {
     match (kind, &got) {
         (Kind::CommandOk, Ok(out)) => assert_eq!(out, format!("ok-{i}\n").as_bytes()),
         (Kind::FunctionOk, Ok(out)) => assert_eq!(out, format!("fn-{i}").as_bytes()),
-        (Kind::Exit3, Err(TaskError::Failed { failure: Failure::ExitCode { code: 3, stderr }, .. })) => {
+        (Kind::Exit3, Err(TaskError::Failed { failure: Failure::ExitCode { code: 3, stderr, .. }, .. })) => {
             assert!(stderr.contains("failing"), "stderr tail kept: {stderr:?}")
         }
         (Kind::Signal, Err(TaskError::Failed { failure: Failure::Signal { signal: 9, .. }, .. })) => {}

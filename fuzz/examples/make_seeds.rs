@@ -49,16 +49,13 @@ fn main() -> std::io::Result<()> {
         },
     };
     let results = vec![
-        TryResult { id: id(1), outcome: Outcome::Done(b"ok\n".to_vec()) },
-        TryResult { id: id(2), outcome: Outcome::Failed(Failure::ExitCode { code: 3, stderr: "boom".into() }) },
-        TryResult { id: id(3), outcome: Outcome::Failed(Failure::Signal { signal: 11, stderr: String::new() }) },
-        TryResult { id: id(4), outcome: Outcome::Failed(Failure::Timeout { walltime_ms: 100 }) },
-        TryResult {
-            id: id(5),
-            outcome: Outcome::Failed(Failure::ManagerLost { manager, host: "n1".into(), block: BlockId("b".into()) }),
-        },
-        TryResult { id: id(6), outcome: Outcome::Failed(Failure::WorkerLost { manager, rank: 2, host: "n1".into() }) },
-        TryResult { id: id(7), outcome: Outcome::Failed(Failure::MissingOutputs { paths: vec!["x".into()] }) },
+        TryResult::new(id(1), Outcome::Done(b"ok\n".to_vec())),
+        TryResult::new(id(2), Outcome::Failed(Failure::ExitCode { code: 3, stderr: "boom".into(), stdout: vec![] })),
+        TryResult::new(id(3), Outcome::Failed(Failure::Signal { signal: 11, stderr: String::new(), stdout: vec![] })),
+        TryResult::new(id(4), Outcome::Failed(Failure::Timeout { walltime_ms: 100 })),
+        TryResult::new(id(5), Outcome::Failed(Failure::ManagerLost { manager, host: "n1".into(), block: BlockId("b".into()) })),
+        TryResult::new(id(6), Outcome::Failed(Failure::WorkerLost { manager, rank: 2, host: "n1".into() })),
+        TryResult::new(id(7), Outcome::Failed(Failure::MissingOutputs { paths: vec!["x".into()] })),
     ];
     let seeds: Vec<(&str, Vec<u8>)> = vec![
         (

@@ -163,7 +163,11 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
     let code = if pool.rank() == 0 {
         run_as_manager(&args, &pool, registry, &stop, &log)
     } else {
-        let exec = Executor::new(args.slots_per_worker as usize, registry);
+        // Slots are numbered through the pool (rank 1's first, then rank 2's ...), so that a
+        // pool's running commands have distinct STRAND_SLOTs, as GNU parallel's slots on one host.
+        let per_worker = args.slots_per_worker.max(1) as u64;
+        let first_slot = (pool.rank() as u64 - 1) * per_worker + 1;
+        let exec = Executor::numbered(per_worker as usize, first_slot, registry);
         worker::run_worker(&pool, exec, secs(args.worker_heartbeat), cpus.as_ref(), &stop, &log);
         0
     };

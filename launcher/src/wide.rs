@@ -147,7 +147,7 @@ impl WidePlanner {
                 let Some(t) = self.queue.pop_front() else { break };
                 self.unreserve();
                 let failure = Failure::Unsatisfiable { needed: t.spec.resources, message };
-                out.push(Action::Fail(TryResult { id: t.id, outcome: Outcome::Failed(failure) }));
+                out.push(Action::Fail(TryResult::new(t.id, Outcome::Failed(failure))));
                 continue;
             }
             // A reserved rank that was lost meanwhile spoils the reservation: choose again.

@@ -100,10 +100,8 @@ impl Simulator {
                         }
                         ToManagerMsg::Tasks(tries) => {
                             report.answered += tries.len() as u64;
-                            let results: Vec<TryResult> = tries
-                                .into_iter()
-                                .map(|t| TryResult { id: t.id, outcome: Outcome::Done(Vec::new()) })
-                                .collect();
+                            let results: Vec<TryResult> =
+                                tries.into_iter().map(|t| TryResult::new(t.id, Outcome::Done(Vec::new()))).collect();
                             seq += 1;
                             let _ = s.send(self.codec.encode(&ManagerMsg::Results(results), seq), 0);
                         }

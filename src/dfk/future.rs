@@ -1,7 +1,8 @@
 //! Futures of tasks: resolved once by the DFK, waited on by anyone.
 
 use super::memo::MemoKey;
-use crate::task::{Failure, TaskId};
+use crate::task::{Failure, Ran, TaskId};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use thiserror::Error;
@@ -39,6 +40,9 @@ struct Cell {
     key: std::sync::OnceLock<MemoKey>,
     value: Mutex<Option<TaskOutcome>>,
     ready: Condvar,
+    /// When the latest try ran on its worker (`Ran` in two atomics: written once per try).
+    started_us: AtomicU64,
+    run_us: AtomicU64,
 }
 
 /// A handle on a task's eventual outcome; cheap to clone, pass as an input or dependency.
@@ -58,6 +62,8 @@ impl TaskFuture {
             key: std::sync::OnceLock::new(),
             value: Mutex::new(None),
             ready: Condvar::new(),
+            started_us: AtomicU64::new(0),
+            run_us: AtomicU64::new(0),
         }))
     }
 
@@ -101,6 +107,17 @@ impl TaskFuture {
         let v = self.0.value.lock().unwrap_or_else(|p| p.into_inner());
         let (v, _) = self.0.ready.wait_timeout_while(v, timeout, |v| v.is_none()).unwrap_or_else(|p| p.into_inner());
         v.clone()
+    }
+
+    /// When and how long the latest try ran on its worker; unknown (zero) for a memo or
+    /// checkpoint hit and for a try that failed without reaching a worker.
+    pub fn ran(&self) -> Ran {
+        Ran { started_us: self.0.started_us.load(Ordering::Acquire), run_us: self.0.run_us.load(Ordering::Acquire) }
+    }
+
+    pub(crate) fn note_ran(&self, ran: Ran) {
+        self.0.run_us.store(ran.run_us, Ordering::Release);
+        self.0.started_us.store(ran.started_us, Ordering::Release);
     }
 
     /// Resolve once; later calls are ignored (one terminal state per task).

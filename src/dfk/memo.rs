@@ -175,6 +175,9 @@ pub struct Memo {
     pub loaded: usize,
     /// Lines that did not parse (a torn last record after a crash, normally).
     pub torn: usize,
+    /// Index this run's results too (a task repeated within the run is a hit); off, they
+    /// only go to the file, so memory stays flat over a stream of any length.
+    index_new: bool,
 }
 
 impl Memo {
@@ -190,7 +193,13 @@ impl Memo {
             last_flush: std::time::Instant::now(),
             loaded: 0,
             torn: 0,
+            index_new: true,
         }
+    }
+
+    /// Whether results of this run are indexed as well as written (see [`DfkConfig::memo_indexes_new`](super::DfkConfig)).
+    pub fn set_index_new(&mut self, on: bool) {
+        self.index_new = on;
     }
 
     /// Load the index of `path` if it exists and append new results to it.
@@ -314,7 +323,9 @@ impl Memo {
                 let offset = self.file_len + self.pending.len() as u64;
                 self.pending.extend_from_slice(&line);
                 self.pending.push(b'\n');
-                self.done.insert(key, Stored::InFile { offset, len });
+                if self.index_new {
+                    self.done.insert(key, Stored::InFile { offset, len });
+                }
                 return;
             }
         }
@@ -471,5 +482,21 @@ mod tests {
         m.take_due(false).expect("task-exit: due at once").write().expect("write");
         let m = Memo::open(&p).expect("reopen again");
         assert_eq!((m.loaded, m.torn), (3, 1), "the record after the torn one is intact");
+    }
+
+    #[test]
+    fn without_the_new_index_results_only_go_to_the_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join(CHECKPOINT_FILE);
+        let mut m = Memo::open(&p).expect("open");
+        m.set_index_new(false);
+        for i in 0..100u8 {
+            m.record(MemoKey([i; 32]), None, b"out");
+        }
+        assert!(m.done.is_empty() && !m.contains(&MemoKey([1; 32])), "nothing held in memory");
+        m.flush().expect("flush");
+        let m = Memo::open(&p).expect("reopen");
+        assert_eq!(m.loaded, 100);
+        assert_eq!(m.lookup(&MemoKey([7; 32])), Some(b"out".to_vec()), "a later run finds them");
     }
 }

@@ -52,6 +52,10 @@ pub struct DfkConfig {
     pub memoize: bool,
     /// When results reach the checkpoint file.
     pub checkpoint_mode: memo::CheckpointMode,
+    /// With a checkpoint file, also index this run's results, so that a task repeated within
+    /// the run is a hit (on by default). `strand map` turns it off: its memory then stays flat
+    /// over a stream of any length, and a later run with the same file still finds them.
+    pub memo_indexes_new: bool,
     /// Where stagers put remote inputs.
     pub staging_dir: std::path::PathBuf,
     /// Stagers tried in order for each input file (default: local paths, HTTP(S)).
@@ -69,6 +73,7 @@ impl Default for DfkConfig {
             events: None,
             memoize: false,
             checkpoint_mode: memo::CheckpointMode::TaskExit,
+            memo_indexes_new: true,
             staging_dir: std::path::PathBuf::from("staging"),
             stagers: staging::default_stagers(),
         }
@@ -199,6 +204,7 @@ impl Dfk {
         }
         shared.graph().memoize_by_default(cfg.memoize);
         shared.graph().set_checkpoint_mode(cfg.checkpoint_mode);
+        shared.graph().set_memo_indexes_new(cfg.memo_indexes_new);
         let s2 = Arc::clone(&shared);
         let io = std::thread::Builder::new()
             .name("strand-dfk-io".into())
@@ -367,7 +373,7 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
                 let limit = client.max_frame() as u64;
                 for t in unsent.too_large {
                     let failure = Failure::TooLarge { what: "the try".into(), bytes: t.bytes as u64, limit };
-                    g.on_result(TryResult { id: t.item.id, outcome: Outcome::Failed(failure) });
+                    g.on_result(TryResult::new(t.item.id, Outcome::Failed(failure)));
                     ended = true;
                 }
                 if !unsent.failed.is_empty() {

@@ -18,8 +18,14 @@ pub struct Progress {
 impl Progress {
     /// Follow `monitor`; `total` is the number of tasks when known up front.
     pub fn start(monitor: Monitor, total: Option<u64>) -> Progress {
+        Progress::start_when(monitor, total, false)
+    }
+
+    /// As [`Progress::start`], and drawn even when stdout is not a terminal if `always`
+    /// (`strand map --bar`); stderr must still be one.
+    pub fn start_when(monitor: Monitor, total: Option<u64>, always: bool) -> Progress {
         let stop = Arc::new(AtomicBool::new(false));
-        if !std::io::stdout().is_terminal() {
+        if !always && !std::io::stdout().is_terminal() {
             return Progress { stop, thread: None };
         }
         let bar = match total {

@@ -66,7 +66,7 @@ mod tests {
 
     fn result(task: u64, bytes: usize) -> TryResult {
         let id = TryId { client: ClientId(7), task: TaskId(task), attempt: 0 };
-        TryResult { id, outcome: Outcome::Done(vec![b'x'; bytes]) }
+        TryResult::new(id, Outcome::Done(vec![b'x'; bytes]))
     }
 
     #[test]

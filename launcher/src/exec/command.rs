@@ -101,8 +101,8 @@ fn run(
             Outcome::Failed(Failure::SpawnError { message: format!("{}: {why}", describe(&spec.program)) })
         }
         End::Exited => match (status.code(), status.signal()) {
-            (Some(code), _) => Outcome::Failed(Failure::ExitCode { code, stderr }),
-            (None, Some(signal)) => Outcome::Failed(Failure::Signal { signal, stderr }),
+            (Some(code), _) => Outcome::Failed(Failure::ExitCode { code, stderr, stdout }),
+            (None, Some(signal)) => Outcome::Failed(Failure::Signal { signal, stderr, stdout }),
             (None, None) => Outcome::Failed(Failure::SpawnError {
                 message: format!("{}: unexpected wait status {status}", describe(&spec.program)),
             }),
@@ -345,11 +345,11 @@ mod tests {
     fn exit_code_carries_the_stderr_tail() {
         assert_eq!(
             run_command(&sh("echo out; echo oops >&2; exit 3"), None),
-            Outcome::Failed(Failure::ExitCode { code: 3, stderr: "oops\n".into() })
+            Outcome::Failed(Failure::ExitCode { code: 3, stderr: "oops\n".into(), stdout: b"out\n".to_vec() })
         );
         // Only the last 4 KiB of a long stderr is kept.
         match run_command(&sh("head -c 10000 /dev/zero | tr '\\0' a >&2; echo END >&2; exit 1"), None) {
-            Outcome::Failed(Failure::ExitCode { code: 1, stderr }) => {
+            Outcome::Failed(Failure::ExitCode { code: 1, stderr, .. }) => {
                 assert_eq!(stderr.len(), STDERR_TAIL);
                 assert!(stderr.ends_with("aaEND\n"), "{stderr:?}");
             }
@@ -362,7 +362,7 @@ mod tests {
         // ulimit -c 0: no core file left in the test's directory.
         assert!(matches!(
             run_command(&sh("ulimit -c 0; echo dying >&2; kill -SEGV $$"), None),
-            Outcome::Failed(Failure::Signal { signal: libc::SIGSEGV, stderr }) if stderr == "dying\n"
+            Outcome::Failed(Failure::Signal { signal: libc::SIGSEGV, stderr, .. }) if stderr == "dying\n"
         ));
         assert!(matches!(
             run_command(&sh("kill -9 $$"), None),
@@ -397,7 +397,8 @@ mod tests {
     fn without_pidfd_exit_codes_and_output_still_arrive() {
         let r = |s: &str| run(&sh(s), Some(20_000), None, &RunningGroups::new(), ExitWatch::with_thread);
         assert_eq!(r("echo hi"), Outcome::Done(b"hi\n".to_vec()));
-        assert_eq!(r("echo no >&2; exit 4"), Outcome::Failed(Failure::ExitCode { code: 4, stderr: "no\n".into() }));
+        let failed = Failure::ExitCode { code: 4, stderr: "no\n".into(), stdout: b"out\n".to_vec() };
+        assert_eq!(r("echo out; echo no >&2; exit 4"), Outcome::Failed(failed), "a failed command's output is kept");
     }
 
     #[test]
@@ -519,7 +520,10 @@ mod tests {
             stderr: Some("e.log".into()),
             ..spec
         };
-        assert_eq!(run_command(&spec, None), Outcome::Failed(Failure::ExitCode { code: 1, stderr: String::new() }));
+        assert_eq!(
+            run_command(&spec, None),
+            Outcome::Failed(Failure::ExitCode { code: 1, stderr: String::new(), stdout: vec![] })
+        );
         assert_eq!(std::fs::read_to_string(dir.path().join("e.log")).expect("log"), "bad\n");
     }
 
@@ -531,7 +535,7 @@ mod tests {
         }
         // Both pipes full at once, and a failure at the end.
         match run_command(&sh("head -c 2097152 /dev/zero; head -c 2097152 /dev/zero >&2; exit 5"), Some(30_000)) {
-            Outcome::Failed(Failure::ExitCode { code: 5, stderr }) => assert_eq!(stderr.len(), STDERR_TAIL),
+            Outcome::Failed(Failure::ExitCode { code: 5, stderr, .. }) => assert_eq!(stderr.len(), STDERR_TAIL),
             o => panic!("{o:?}"),
         }
     }

@@ -60,8 +60,14 @@ impl Shared {
 }
 
 impl Executor {
-    /// Start `slots` execution threads (at least one), named `strand-exec-N`.
+    /// Start `slots` execution threads (at least one), named `strand-exec-N`, slots 1 ...
     pub fn new(slots: usize, registry: Arc<Registry>) -> Executor {
+        Executor::numbered(slots, 1, registry)
+    }
+
+    /// As [`Executor::new`], its slots numbered from `first_slot`: each command is told its
+    /// slot as `STRAND_SLOT` (what `strand map` fills `{%}` with, GNU parallel's job slot).
+    pub fn numbered(slots: usize, first_slot: u64, registry: Arc<Registry>) -> Executor {
         let (submit, inbox) = unbounded::<Job>();
         let (done_tx, done) = unbounded::<TryResult>();
         let shared = Arc::new(Shared::default());
@@ -72,7 +78,7 @@ impl Executor {
                 (inbox.clone(), done_tx.clone(), Arc::clone(&registry), Arc::clone(&shared));
             match std::thread::Builder::new()
                 .name(format!("strand-exec-{i}"))
-                .spawn(move || slot(&inbox, &done_tx, &registry, &shared))
+                .spawn(move || slot(first_slot + i as u64, &inbox, &done_tx, &registry, &shared))
             {
                 Ok(h) => threads.push(h),
                 // Fewer slots than asked still run everything; none is handled in submit.
@@ -93,8 +99,7 @@ impl Executor {
         if let Some(why) = &self.no_threads {
             // Still exactly one result per try, so the caller's accounting holds.
             let message = format!("no executor thread could be started: {why}");
-            let _ =
-                self.done_tx.send(TryResult { id: t.id, outcome: Outcome::Failed(Failure::SpawnError { message }) });
+            let _ = self.done_tx.send(TryResult::new(t.id, Outcome::Failed(Failure::SpawnError { message })));
             return;
         }
         // Cannot fail: the slot threads hold receivers until the executor is dropped, and
@@ -141,8 +146,13 @@ impl Drop for Executor {
 }
 
 /// One slot thread: run tries until the executor goes away.
-fn slot(inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: &Registry, shared: &Shared) {
-    for Job { t, cpus } in inbox.iter() {
+fn slot(number: u64, inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: &Registry, shared: &Shared) {
+    let number = number.to_string();
+    for Job { mut t, cpus } in inbox.iter() {
+        if let strand::task::App::Command(c) = &mut t.spec.app {
+            c.env.push(("STRAND_SLOT".into(), number.clone()));
+        }
+        let (started, begun) = (std::time::SystemTime::now(), std::time::Instant::now());
         let outcome = if shared.stopping() {
             Outcome::Failed(Failure::Shutdown)
         } else {
@@ -157,7 +167,8 @@ fn slot(inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: &Registry, sh
             shared.running.fetch_sub(1, Ordering::AcqRel);
             o
         };
-        if done.send(TryResult { id: t.id, outcome }).is_err() {
+        let result = TryResult { id: t.id, outcome, ran: strand::task::Ran::since(started, begun) };
+        if done.send(result).is_err() {
             return; // the executor is gone: nobody wants results any more
         }
     }
@@ -196,6 +207,30 @@ mod tests {
     }
 
     #[test]
+    fn commands_are_told_their_slot_and_timed() {
+        let ex = Executor::numbered(2, 5, Arc::new(Registry::with_builtins()));
+        let before = std::time::SystemTime::now();
+        // Two at once, so that both slot threads take one.
+        let hold = "sleep 0.3; echo $STRAND_SLOT";
+        ex.submit(try_of(1, shell(hold)));
+        ex.submit(try_of(2, shell(hold)));
+        let mut slots: Vec<String> = (0..2)
+            .map(|_| {
+                let r = recv(&ex);
+                assert!(r.ran.is_known() && r.ran.run_us >= 300_000, "timed: {:?}", r.ran);
+                let started = std::time::UNIX_EPOCH + Duration::from_micros(r.ran.started_us);
+                assert!(started >= before - Duration::from_millis(1), "started in this test");
+                match r.outcome {
+                    Outcome::Done(out) => String::from_utf8_lossy(&out).trim().to_string(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        slots.sort();
+        assert_eq!(slots, ["5", "6"]);
+    }
+
+    #[test]
     fn every_try_yields_exactly_one_result() {
         let ex = Executor::new(2, Arc::new(Registry::with_builtins()));
         assert_eq!(ex.slots(), 2);
@@ -209,7 +244,10 @@ mod tests {
                     App::Command(CommandSpec { program: Program::Argv(vec!["true".into()]), ..blank() }),
                     Outcome::Done(vec![]),
                 ),
-                3 => (shell("exit 2"), Outcome::Failed(Failure::ExitCode { code: 2, stderr: String::new() })),
+                3 => (
+                    shell("exit 2"),
+                    Outcome::Failed(Failure::ExitCode { code: 2, stderr: String::new(), stdout: vec![] }),
+                ),
                 4 => (function("nope", b""), Outcome::Failed(Failure::UnknownFunction { name: "nope".into() })),
                 _ => (shell(&format!("echo {i}")), Outcome::Done(format!("{i}\n").into_bytes())),
             };

@@ -92,7 +92,7 @@ impl ManagerComm for Transport<'_> {
             warn!(self.log, "a result exceeds the frame limit; it is sent as a TooLarge failure";
                 "try" => %t.item.id, "bytes" => t.bytes, "limit" => limit);
             let failure = Failure::TooLarge { what: "the result".into(), bytes: t.bytes as u64, limit };
-            self.send(&ManagerMsg::Results(vec![TryResult { id: t.item.id, outcome: Outcome::Failed(failure) }]));
+            self.send(&ManagerMsg::Results(vec![TryResult::new(t.item.id, Outcome::Failed(failure))]));
         }
     }
 

@@ -356,7 +356,7 @@ impl ManagerState {
             let host = if w.host.is_empty() { "unknown".to_string() } else { w.host.clone() };
             for id in w.tries.drain() {
                 let failure = Failure::WorkerLost { manager, rank: w.rank.0, host: host.clone() };
-                self.results.push(TryResult { id, outcome: Outcome::Failed(failure) });
+                self.results.push(TryResult::new(id, Outcome::Failed(failure)));
             }
         }
         if lost_any {

@@ -106,7 +106,7 @@ fn tasks(ns: impl IntoIterator<Item = u64>) -> ToManagerMsg {
 }
 
 fn done(ns: &[u64]) -> Vec<TryResult> {
-    ns.iter().map(|&n| TryResult { id: id(n), outcome: Outcome::Done(vec![]) }).collect()
+    ns.iter().map(|&n| TryResult::new(id(n), Outcome::Done(vec![]))).collect()
 }
 
 fn hello(host: &str, cpus: &[u32]) -> Option<WorkerHello> {
@@ -234,7 +234,7 @@ fn heartbeats_keep_a_worker_and_silence_past_the_threshold_loses_it() {
     lost.sort_by_key(|r| r.id);
     let failure = Failure::WorkerLost { manager: ManagerId(7), rank: 2, host: "h2".into() };
     let want: Vec<TryResult> =
-        [2, 4].iter().map(|&n| TryResult { id: id(n), outcome: Outcome::Failed(failure.clone()) }).collect();
+        [2, 4].iter().map(|&n| TryResult::new(id(n), Outcome::Failed(failure.clone()))).collect();
     assert_eq!(lost, want);
     // Rank 1, beating, is still alive ten seconds on and is the only one fed.
     for s in 4..=10 {

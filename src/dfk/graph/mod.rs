@@ -340,6 +340,11 @@ impl Graph {
         self.memo.set_mode(mode);
     }
 
+    /// Whether this run's results are indexed for hits within the run (see [`Memo::set_index_new`]).
+    pub fn set_memo_indexes_new(&mut self, on: bool) {
+        self.memo.set_index_new(on);
+    }
+
     /// The checkpoint records due now (all of them with `now`), for the caller to write
     /// after it lets go of the lock.
     pub fn checkpoint_due(&mut self, now: bool) -> Option<super::memo::CheckpointWrite> {
@@ -562,6 +567,7 @@ impl Graph {
         }
         node.in_flight = false;
         self.in_flight -= 1;
+        node.future.note_ran(r.ran);
         match r.outcome {
             Outcome::Done(bytes) => self.succeed(r.id.task, bytes),
             Outcome::Failed(failure) => {
@@ -631,7 +637,7 @@ impl Graph {
             .map(|(id, n)| TryId { client: self.client, task: *id, attempt: n.attempt })
             .collect();
         for id in ids {
-            self.on_result(TryResult { id, outcome: Outcome::Failed(failure.clone()) });
+            self.on_result(TryResult::new(id, Outcome::Failed(failure.clone())));
         }
     }
 

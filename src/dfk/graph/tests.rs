@@ -1,10 +1,10 @@
 use super::*;
 
 fn done(t: &Try, out: &str) -> TryResult {
-    TryResult { id: t.id, outcome: Outcome::Done(out.as_bytes().to_vec()) }
+    TryResult::new(t.id, Outcome::Done(out.as_bytes().to_vec()))
 }
 fn fail(t: &Try) -> TryResult {
-    TryResult { id: t.id, outcome: Outcome::Failed(Failure::ExitCode { code: 3, stderr: String::new() }) }
+    TryResult::new(t.id, Outcome::Failed(Failure::ExitCode { code: 3, stderr: String::new(), stdout: vec![] }))
 }
 
 #[test]
@@ -68,9 +68,8 @@ fn retry_handler_decides_what_is_retried() {
     let mut g = Graph::new(ClientId(1));
     let a = g.add(Call::shell("x").retries(3).retry_handler(retry_on(&[75])));
     let t = g.take_ready(1);
-    let temp = |t: &Try, code| TryResult {
-        id: t.id,
-        outcome: Outcome::Failed(Failure::ExitCode { code, stderr: String::new() }),
+    let temp = |t: &Try, code| {
+        TryResult::new(t.id, Outcome::Failed(Failure::ExitCode { code, stderr: String::new(), stdout: vec![] }))
     };
     g.on_result(temp(&t[0], 75));
     let t = g.take_ready(1);

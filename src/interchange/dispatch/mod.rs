@@ -278,7 +278,7 @@ impl Dispatcher {
         for id in st.tries {
             self.owner.remove(&id);
             let failure = Failure::ManagerLost { manager: m, host: st.reg.host.clone(), block: st.reg.block.clone() };
-            self.outbox.entry(id.client).or_default().push(TryResult { id, outcome: Outcome::Failed(failure) });
+            self.outbox.entry(id.client).or_default().push(TryResult::new(id, Outcome::Failed(failure)));
         }
     }
 

@@ -59,7 +59,7 @@ fn tries(client: u64, range: std::ops::Range<u64>, priority: i32) -> Vec<Try> {
 }
 
 fn done(id: TryId) -> TryResult {
-    TryResult { id, outcome: Outcome::Done(vec![]) }
+    TryResult::new(id, Outcome::Done(vec![]))
 }
 
 fn cfg() -> DispatchConfig {

@@ -63,6 +63,18 @@ impl From<&TargetArgs> for strand::executor::Target {
     }
 }
 
+impl TargetArgs {
+    /// Whether the tasks go to an interchange started elsewhere (`--connection`).
+    pub fn connection_given(&self) -> bool {
+        self.connection.is_some()
+    }
+
+    /// Set the local block's worker ranks (`strand map -j`).
+    pub fn set_workers(&mut self, n: u32) {
+        self.workers = Some(n);
+    }
+}
+
 /// Start what the target arguments name.
 pub fn open(t: &TargetArgs, default_prefetch: u32) -> Result<strand::executor::Executor> {
     Ok(strand::executor::Executor::open(&t.into(), default_prefetch)?)

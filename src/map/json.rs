@@ -1,41 +1,13 @@
-//! `strand map`: many tasks from a command template and arguments (GNU parallel style),
-//! or from JSON lines so any language can drive Strand.
+//! Tasks as JSON lines (`strand map --json`), so that any language can drive Strand:
 //!
 //! ```text
-//! strand map 'gzip -9 {}' ::: a.txt b.txt c.txt
-//! strand map 'convert {} {.}.png' --from files.txt      # one argument a line
-//! strand map --from commands.txt                          # one command a line
-//! python make_tasks.py | strand map --json --from -       # JSON lines in, JSON lines out
+//! python make_tasks.py | strand map --json        # JSON lines in, JSON lines out
 //! ```
 
 use crate::dfk::Call;
 use crate::task::{App, CommandSpec, FunctionCall, Program};
-use crate::text::shell_quote;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// Fill a template: `{}` the argument, `{.}` without its extension, `{/}` its base name,
-/// `{//}` its directory, `{#}` the 1-based task number. Arguments are shell-quoted.
-/// A template with no placeholder gets the argument appended, as GNU parallel does.
-pub fn fill_template(template: &str, arg: &str, number: usize) -> String {
-    let path = std::path::Path::new(arg);
-    let no_ext = match (path.extension(), arg.rfind('.')) {
-        (Some(_), Some(i)) => &arg[..i],
-        _ => arg,
-    };
-    let base = path.file_name().map(|b| b.to_string_lossy().into_owned()).unwrap_or_else(|| arg.to_string());
-    let dir = path.parent().map(|d| d.display().to_string()).filter(|d| !d.is_empty()).unwrap_or_else(|| ".".into());
-    let placeholders = ["{}", "{.}", "{/}", "{//}", "{#}"];
-    if !placeholders.iter().any(|p| template.contains(p)) {
-        return format!("{template} {}", shell_quote(arg));
-    }
-    template
-        .replace("{//}", &shell_quote(&dir))
-        .replace("{/}", &shell_quote(&base))
-        .replace("{.}", &shell_quote(no_ext))
-        .replace("{#}", &number.to_string())
-        .replace("{}", &shell_quote(arg))
-}
 
 /// One task as a JSON line: exactly one of `command`, `argv`, `function`.
 #[derive(Deserialize, Debug, Default)]
@@ -104,14 +76,6 @@ pub fn parse_json_line(line: &str, lineno: usize) -> Result<(String, Call), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn templates() {
-        assert_eq!(fill_template("gzip {}", "a b.txt", 1), "gzip 'a b.txt'");
-        assert_eq!(fill_template("convert {} {.}.png", "dir/x.jpg", 1), "convert dir/x.jpg dir/x.png");
-        assert_eq!(fill_template("echo {/} {//} {#}", "dir/x.jpg", 7), "echo x.jpg dir 7");
-        assert_eq!(fill_template("echo", "it's", 1), r"echo 'it'\''s'");
-    }
 
     #[test]
     fn json_lines() {
