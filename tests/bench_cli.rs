@@ -129,3 +129,25 @@ fn bench_commands_measures_the_spawn_floor_beside_the_tasks() {
     let cwd = tempfile::tempdir().expect("cwd");
     side_by_side(cwd.path(), "commands", 300, ("floor_per_s", "tasks_per_s"));
 }
+
+#[test]
+fn bench_gnu_parallel_times_both_and_streams_through_strand_map() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let args = ["gnu-parallel", "--tasks", "300", "--stream", "20000"];
+    let r = bench(cwd.path(), &args, Duration::from_secs(300)).remove(0);
+    assert_eq!(
+        (r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()),
+        (Some("gnu-parallel"), Some(300), Some(2))
+    );
+    assert_eq!(r["failed"], 0, "both ran every job: {r}");
+    let (g, s) = (r["parallel_s"].as_f64().expect("parallel_s"), r["strand_s"].as_f64().expect("strand_s"));
+    assert!(g > 0.0 && s > 0.0 && (r["speedup"].as_f64().expect("speedup") - g / s).abs() < 1e-9, "{r}");
+    assert_eq!(r["stream_tasks"], 20_000);
+    let (tenth, whole) =
+        (r["stream_tenth_peak_rss_mib"].as_f64().expect("tenth"), r["stream_peak_rss_mib"].as_f64().expect("whole"));
+    assert!(tenth > 1.0 && whole > 1.0, "peaks measured: {r}");
+    let run_dir = default_run_dir(cwd.path());
+    let streamed =
+        std::fs::read_to_string(run_dir.join("map-stream-20000").join("checkpoint.jsonl")).expect("checkpoint");
+    assert_eq!(streamed.lines().count(), 20_000, "every streamed argument answered once");
+}

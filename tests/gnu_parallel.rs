@@ -285,15 +285,18 @@ fn refusals_name_the_input_and_what_was_expected() {
 }
 
 #[test]
-fn the_readme_map_examples_run() {
+fn the_readme_and_docs_map_examples_run() {
     let s = Side::new();
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
-    let lines: Vec<&str> = readme
+    let mut text = String::new();
+    for doc in ["README.md", "docs/map.md"] {
+        text += &std::fs::read_to_string(repo().join(doc)).expect(doc);
+    }
+    let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("strand map") || l.contains("| strand map"))
         .map(|l| l.split(" # ").next().unwrap_or(l).trim())
         .collect();
-    assert!(lines.len() >= 6, "the README's strand map block: {lines:?}");
+    assert!(lines.len() >= 9, "the strand map blocks of README.md and docs/map.md: {lines:?}");
     for f in ["a.txt", "b.txt", "c.dat", "d.dat"] {
         std::fs::write(s.path(f), "one\ntwo\n").expect("write");
     }
@@ -310,5 +313,5 @@ fn the_readme_map_examples_run() {
         assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
     }
     assert_eq!(std::fs::read_to_string(s.path("c.lines")).expect("c.lines").trim(), "2");
-    assert!(s.path("a.txt.gz").exists() && s.path("jobs.log").exists());
+    assert!(s.path("a.txt.gz").exists() && s.path("jobs.log").exists() && s.path("c.gz").exists());
 }

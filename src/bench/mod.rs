@@ -8,6 +8,7 @@
 pub mod chain;
 pub mod commands;
 pub mod elasticity;
+pub mod gnu_parallel;
 pub mod json_lines;
 pub mod latency;
 pub mod load;

@@ -66,42 +66,9 @@ pub fn run(run_dir: &RunDir, o: &SimOptions) -> Result<Sim, BenchError> {
     at_least_one("--managers", o.managers as u64)?;
     at_least_one("--workers-per-manager", o.workers_per_manager as u64)?;
     at_least_one("--tasks", o.tasks)?;
-    // ZeroMQ takes about two descriptors per socket here, and the interchange one per peer.
-    crate::host::raise_fd_limit(2 * o.managers as u64 + 256, &format!("{} simulated managers", o.managers))
-        .map_err(|e| BenchError::Invalid(e.to_string()))?;
-    // The interchange's own heartbeat defaults: simulated managers heartbeat every 10 s.
-    let ix_opts =
-        InterchangeOptions { max_managers: Some(o.managers as u64), ..InterchangeOptions::remote("127.0.0.1".into()) };
-    let ix = InterchangeProcess::start(run_dir, &ix_opts)?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let pinned = o.pin && cores >= 2;
-    if pinned {
-        let pin = |pid, cpus: &[usize], what: &str| {
-            crate::host::pin_to_cpus(pid, cpus).map_err(|e| BenchError::Invalid(format!("pinning {what}: {e}")))
-        };
-        pin(ix.pid(), &[0], "the interchange to CPU 0")?;
-        pin(0, &(1..cores).collect::<Vec<_>>(), "this process")?;
-    }
-    let sim = Simulator::connect(&ix.conn, o.managers, o.workers_per_manager)
-        .map_err(|e| BenchError::Stalled(format!("connecting the simulated managers: {e}")))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let registered = Arc::new(AtomicBool::new(false));
-    let handle = simulator::spawn(sim, Arc::clone(&stop), Arc::clone(&registered));
-    let t0 = Instant::now();
-    while !registered.load(Ordering::Relaxed) {
-        if t0.elapsed() > o.registration_timeout || handle.is_finished() {
-            stop.store(true, Ordering::Relaxed);
-            let seen = handle.join().map(|r| r.registered).unwrap_or(0);
-            return Err(BenchError::Stalled(format!(
-                "{seen} of {} simulated managers registered within {:?}; see `strand status --connection {}`",
-                o.managers,
-                o.registration_timeout,
-                run_dir.connection_file().display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let registration_s = t0.elapsed().as_secs_f64();
+    let served = Served::start(run_dir, o.managers, o.workers_per_manager, o.pin, o.registration_timeout)?;
+    let (registration_s, pinned) = (served.registration.as_secs_f64(), served.pinned);
+    let ix = &served.ix;
     let (_, cpu0) = crate::host::proc_usage(ix.pid()).unwrap_or((0, 0.0));
     let dfk = Dfk::connect(&ix.conn, DfkConfig::default())?;
     let start = Instant::now();
@@ -111,9 +78,7 @@ pub fn run(run_dir: &RunDir, o: &SimOptions) -> Result<Sim, BenchError> {
     let (rss, cpu1) = crate::host::proc_usage(ix.pid()).unwrap_or((0, 0.0));
     let done = futures.iter().filter(|f| matches!(f.peek(), Some(Ok(_)))).count() as u64;
     dfk.shutdown();
-    stop.store(true, Ordering::Relaxed);
-    let report = handle.join().map_err(|_| BenchError::Stalled("the simulator thread panicked".into()))?;
-    ix.stop(Duration::from_secs(10));
+    let report = served.stop()?;
     Ok(Sim {
         bench: "sim",
         managers: o.managers,
@@ -131,4 +96,73 @@ pub fn run(run_dir: &RunDir, o: &SimOptions) -> Result<Sim, BenchError> {
         interchange_tasks_per_cpu_s: o.tasks as f64 / (cpu1 - cpu0).max(0.01),
         pinned,
     })
+}
+
+/// A real interchange process served by simulated managers, until [`Served::stop`].
+pub struct Served {
+    /// The interchange.
+    pub ix: InterchangeProcess,
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<simulator::SimReport>,
+    /// How long until every simulated manager was registered.
+    pub registration: Duration,
+    /// Whether the interchange (CPU 0) and this process (the others) were pinned apart.
+    pub pinned: bool,
+}
+
+impl Served {
+    /// Start an interchange in `run_dir` and `managers` simulated managers of
+    /// `workers_per_manager` slots each; returns once all are registered (or fails at `timeout`).
+    pub fn start(
+        run_dir: &RunDir,
+        managers: usize,
+        workers_per_manager: u32,
+        pin: bool,
+        timeout: Duration,
+    ) -> Result<Served, BenchError> {
+        // ZeroMQ takes about two descriptors per socket here, and the interchange one per peer.
+        crate::host::raise_fd_limit(2 * managers as u64 + 256, &format!("{managers} simulated managers"))
+            .map_err(|e| BenchError::Invalid(e.to_string()))?;
+        // The interchange's own heartbeat defaults: simulated managers heartbeat every 10 s.
+        let ix_opts = InterchangeOptions {
+            max_managers: Some(managers as u64),
+            ..InterchangeOptions::remote("127.0.0.1".into())
+        };
+        let ix = InterchangeProcess::start(run_dir, &ix_opts)?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let pinned = pin && cores >= 2;
+        if pinned {
+            let pin = |pid, cpus: &[usize], what: &str| {
+                crate::host::pin_to_cpus(pid, cpus).map_err(|e| BenchError::Invalid(format!("pinning {what}: {e}")))
+            };
+            pin(ix.pid(), &[0], "the interchange to CPU 0")?;
+            pin(0, &(1..cores).collect::<Vec<_>>(), "this process")?;
+        }
+        let sim = Simulator::connect(&ix.conn, managers, workers_per_manager)
+            .map_err(|e| BenchError::Stalled(format!("connecting the simulated managers: {e}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let registered = Arc::new(AtomicBool::new(false));
+        let handle = simulator::spawn(sim, Arc::clone(&stop), Arc::clone(&registered));
+        let t0 = Instant::now();
+        while !registered.load(Ordering::Relaxed) {
+            if t0.elapsed() > timeout || handle.is_finished() {
+                stop.store(true, Ordering::Relaxed);
+                let seen = handle.join().map(|r| r.registered).unwrap_or(0);
+                return Err(BenchError::Stalled(format!(
+                    "{seen} of {managers} simulated managers registered within {timeout:?}; see `strand status --connection {}`",
+                    run_dir.connection_file().display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Served { ix, stop, handle, registration: t0.elapsed(), pinned })
+    }
+
+    /// Stop the simulated managers, then the interchange; what the managers answered.
+    pub fn stop(self) -> Result<simulator::SimReport, BenchError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let report = self.handle.join().map_err(|_| BenchError::Stalled("the simulator thread panicked".into()));
+        self.ix.stop(Duration::from_secs(10));
+        report
+    }
 }

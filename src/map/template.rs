@@ -240,6 +240,112 @@ fn dir(s: &str) -> String {
     }
 }
 
+/// Shell builtins and keywords: a command line starting with one of these needs the shell
+/// even when it has no shell syntax (`exit 3`, `cd dir`, `true`).
+const SHELL_WORDS: &[&str] = &[
+    "!",
+    ".",
+    ":",
+    "[",
+    "[[",
+    "]]",
+    "{",
+    "}",
+    "alias",
+    "bg",
+    "bind",
+    "break",
+    "builtin",
+    "caller",
+    "case",
+    "cd",
+    "command",
+    "compgen",
+    "complete",
+    "compopt",
+    "continue",
+    "coproc",
+    "declare",
+    "dirs",
+    "disown",
+    "do",
+    "done",
+    "echo",
+    "elif",
+    "else",
+    "enable",
+    "esac",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "fc",
+    "fg",
+    "fi",
+    "for",
+    "function",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "if",
+    "in",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "select",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "then",
+    "time",
+    "times",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "until",
+    "wait",
+    "while",
+];
+
+/// The program and arguments of a command line that the shell would only split into words
+/// (no quotes, variables, globs, redirections, assignments or builtins), so that it can be
+/// started without a shell: one process less per job, which is most of a short job's cost.
+pub fn as_argv(command: &str) -> Option<Vec<String>> {
+    let plain =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+' | b'/' | b',' | b'@' | b'%' | b':');
+    if !command.bytes().all(|b| plain(b) || b == b' ' || b == b'=') {
+        return None;
+    }
+    let words: Vec<String> = command.split(' ').filter(|w| !w.is_empty()).map(str::to_string).collect();
+    let first = words.first()?;
+    // `A=1 cmd` is an assignment; a builtin or keyword is not a program.
+    if first.contains('=') || SHELL_WORDS.contains(&first.as_str()) {
+        return None;
+    }
+    Some(words)
+}
+
 /// Quote one value for the shell exactly as GNU parallel does: bare if it holds only
 /// `[-_.+a-zA-Z0-9/]`, else in single quotes with `'` written `'"'"'` (so `--dry-run`
 /// prints the same line as GNU parallel's).
@@ -330,6 +436,32 @@ mod tests {
     fn braces_that_are_not_replacement_strings_stay() {
         assert_eq!(fill("awk '{print $1}' {}", &["f"]), "awk '{print $1}' f");
         assert_eq!(fill("echo {x} {-} {1x} {", &["f"]), "echo {x} {-} {1x} { f");
+    }
+
+    #[test]
+    fn only_plain_command_lines_skip_the_shell() {
+        let argv = |s: &str| as_argv(s).map(|v| v.join("|"));
+        assert_eq!(argv("/bin/true 1").as_deref(), Some("/bin/true|1"));
+        assert_eq!(argv("gzip  -9 dir/a.b,c=d@e%f:g").as_deref(), Some("gzip|-9|dir/a.b,c=d@e%f:g"));
+        for shell in [
+            "exit 3",
+            "true",
+            "echo a",
+            "cd /tmp",
+            "A=1 env",
+            "ls *.txt",
+            "cat 'a b'",
+            "echo $HOME",
+            "a > f",
+            "a; b",
+            "a && b",
+            "ls ~",
+            "x # y",
+            "",
+            "  ",
+        ] {
+            assert_eq!(as_argv(shell), None, "{shell:?} needs the shell");
+        }
     }
 
     #[test]

@@ -46,6 +46,23 @@ enum BenchKind {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// `strand map -j W` beside GNU parallel's `parallel -j W` on `/bin/true` over N
+    /// arguments (each timed start to exit, in one run), and `strand map`'s peak memory
+    /// streaming S/10 and S arguments to simulated managers (flat: the same).
+    GnuParallel {
+        /// Arguments of the speed comparison.
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        /// Slots of both (`-j`).
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+        /// Arguments of the long stream (and a tenth of it); 0 leaves the memory part out.
+        #[arg(long, default_value_t = 1_000_000)]
+        stream: u64,
+        /// Run directory (default: a fresh one under runs/).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+    },
     /// Round trip of one no-op task at a time (mean, p50, p99 in microseconds).
     Latency {
         /// Number of tasks.
@@ -144,6 +161,15 @@ pub fn exec(a: Args) -> Result<i32> {
             print(&r)?;
             Ok(if r.failed == 0 { 0 } else { 1 })
         }),
+        BenchKind::GnuParallel { tasks, workers, stream, run_dir } => {
+            let run_dir = RunDir::create(run_dir.as_deref())?;
+            let r = bench::gnu_parallel::run(
+                &run_dir,
+                &bench::gnu_parallel::GnuParallelOptions { tasks, workers, stream },
+            )?;
+            print(&r)?;
+            Ok(if r.failed == 0 { 0 } else { 1 })
+        }
         BenchKind::Latency { tasks, target } => {
             on_executor(&target, tasks, |dfk, exe| print(&bench::latency::run(dfk, tasks, exe.slots())))
         }

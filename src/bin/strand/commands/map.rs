@@ -31,7 +31,7 @@ strand map 'gzip -9 {}' ::: a.txt b.txt c.txt\n  \
 strand map 'echo {1}-{2}' ::: a b ::: 1 2               (every combination: a-1 a-2 b-1 b-2)\n  \
 strand map -k --joblog jobs.log 'convert {} {.}.png' :::: images.txt\n  \
 strand map --joblog jobs.log --resume-failed 'convert {} {.}.png' :::: images.txt\n  \
-find . -name '*.fa' | strand map -j 8 'blastn -query {} -out {/.}.out'\n  \
+find . -name '*.dat' | strand map -j 8 'gzip -9 -c {} > {/.}.gz'\n  \
 strand map -a commands.txt                                 (one command a line)\n  \
 python tasks.py | strand map --json                        (JSON lines in and out)\n\n\
 Input sources: ::: values, :::: files (one value a line), -a FILE, stdin when none is given;\n\
@@ -390,7 +390,11 @@ pub fn exec(a: Args) -> Result<i32> {
             Some(t) => {
                 let command = t.fill(Job { inputs: &inputs, seq });
                 let name = if t.is_empty() { seq.to_string() } else { inputs.join(" ") };
-                (name, command.clone(), Call::shell(command))
+                let call = match strand::map::template::as_argv(&command) {
+                    Some(argv) => Call::argv(argv),
+                    None => Call::shell(command.clone()),
+                };
+                (name, command, call)
             }
             None => {
                 let line = inputs.concat();
