@@ -15,6 +15,7 @@ packages=(
   # mpi_pmix_v4, which loads libpmix2 for `srun --mpi=pmix` with Open MPI.
   slurmctld slurmd slurm-client munge libpmix2
   parallel                              # GNU parallel, which tests/gnu_parallel.rs runs beside `strand map`
+  python3 python3-venv python3-dev      # the Python package (python/), in .venv
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -34,6 +35,10 @@ if ! command -v cargo >/dev/null; then
 fi
 
 cargo build --release --workspace
+
+# The Python package (python/, PyO3 + maturin) in a virtual environment of its own, with
+# Strand's binaries linked beside its interpreter (where `strand.Dfk` looks for them).
+./scripts/python-package.sh
 
 echo "setup: running examples/hello.toml on the local default"
 target/release/strand run examples/hello.toml --run-dir runs/hello --timeout 120

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests and the integration tests that start a real
-# interchange and real launchers under mpirun. Run scripts/setup.sh once first.
+# Runs the whole test suite: unit tests, the integration tests that start a real interchange
+# and real launchers under mpirun, and the Python package's tests (pytest). Run
+# scripts/setup.sh once first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build first so the integration tests find both binaries beside them.
@@ -21,3 +22,12 @@ fi
 # or panics fails here (`cargo test` alone does not build benches).
 cargo test --release --workspace --bench '*'
 cargo test --release --workspace "$@"
+# The Python package (python/), rebuilt from this tree, against real launchers.
+if [ ! -x .venv/bin/python ]; then
+  echo "test: .venv is missing: run scripts/setup.sh first (it makes the Python environment)" >&2
+  exit 1
+fi
+CARGO_TARGET_DIR="$PWD/target" cargo fmt --manifest-path python/Cargo.toml --check
+CARGO_TARGET_DIR="$PWD/target" cargo clippy --release --manifest-path python/Cargo.toml -- -D warnings
+./scripts/python-package.sh
+.venv/bin/python -m pytest -q -p no:cacheprovider python/tests

@@ -18,8 +18,22 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     }
 }
 
-/// A binary that sits next to the running executable (cargo puts all of a workspace's binaries together).
+/// Where `strand` and `strand-launcher` are when this process is not one of them and does not
+/// sit beside them (the Python package: its executable is the interpreter).
+static BINARY_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Find Strand's binaries in `dir` from now on (once per process; later calls are ignored
+/// and return false).
+pub fn use_binaries_in(dir: PathBuf) -> bool {
+    BINARY_DIR.set(dir).is_ok()
+}
+
+/// A binary that sits next to the running executable (cargo puts all of a workspace's binaries
+/// together), or in the directory given to [`use_binaries_in`].
 pub fn sibling_binary(name: &str) -> PathBuf {
+    if let Some(dir) = BINARY_DIR.get() {
+        return dir.join(name);
+    }
     let here = std::env::current_exe().ok();
     let dir = here.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     // Test executables live in target/<profile>/deps; the binaries one level up.
@@ -29,7 +43,9 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 
 /// The `strand` binary: this one if it is `strand`, else the one next to this executable.
 pub fn strand_binary() -> PathBuf {
-    let me = std::env::current_exe().ok().filter(|p| p.file_name().is_some_and(|n| n == "strand"));
+    let me = std::env::current_exe()
+        .ok()
+        .filter(|p| BINARY_DIR.get().is_none() && p.file_name().is_some_and(|n| n == "strand"));
     me.unwrap_or_else(|| sibling_binary("strand"))
 }
 

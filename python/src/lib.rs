@@ -1,0 +1,242 @@
+//! `strand._strand`: the Rust DFK and executor behind the `strand` Python package. The Python
+//! side (`strand/__init__.py`) wraps these in `concurrent.futures.Future`s; here the GIL is
+//! released whenever Rust waits or works.
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use strand::dfk::{Call, Dfk, DfkConfig, TaskError, TaskFuture};
+use strand::executor::{Executor, Target};
+use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
+use strand::task::{Failure, Resources, TaskId};
+
+/// One submitted task, held by its Python future (so it can order later tasks).
+#[pyclass(frozen, module = "strand._strand")]
+struct Task(TaskFuture);
+
+#[pymethods]
+impl Task {
+    /// The task's id in its DFK.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.0.id().0
+    }
+}
+
+/// What the running DFK and its executor are.
+struct Running {
+    dfk: Dfk,
+    exe: Executor,
+}
+
+/// A DFK connected to an executor; see `strand.Dfk` for the Python API.
+#[pyclass(frozen, module = "strand._strand")]
+struct Session {
+    running: Mutex<Option<Running>>,
+    ends: crossbeam_channel::Receiver<TaskId>,
+    /// Tasks not yet ended, to read their outcome when they do.
+    open: Mutex<HashMap<TaskId, TaskFuture>>,
+    connection_file: String,
+    run_dir: String,
+}
+
+/// How one task ended, as the Python side turns it into a result or an exception:
+/// (id, ok, stdout or return bytes, error message, exit code, tries).
+type End = (u64, bool, Py<PyBytes>, String, Option<i32>, u32);
+
+fn runtime(e: impl std::fmt::Display) -> PyErr {
+    PyRuntimeError::new_err(e.to_string())
+}
+
+#[pymethods]
+impl Session {
+    /// Start (or attach to) an executor and connect a DFK to it.
+    #[staticmethod]
+    #[pyo3(signature = (*, bin_dir, connection=None, workers=None, prefetch=None, run_dir=None, config=None, executor=None, memoize=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        py: Python<'_>,
+        bin_dir: String,
+        connection: Option<String>,
+        workers: Option<u32>,
+        prefetch: Option<u32>,
+        run_dir: Option<String>,
+        config: Option<String>,
+        executor: Option<String>,
+        memoize: bool,
+    ) -> PyResult<Session> {
+        let bin_dir = PathBuf::from(bin_dir);
+        if !bin_dir.join("strand-launcher").is_file() || !bin_dir.join("strand").is_file() {
+            return Err(PyValueError::new_err(format!(
+                "bin_dir {}: expected the strand and strand-launcher binaries there (scripts/setup.sh links them into .venv/bin)",
+                bin_dir.display()
+            )));
+        }
+        strand::process::use_binaries_in(bin_dir.clone());
+        let target = Target {
+            connection: connection.map(PathBuf::from),
+            workers,
+            prefetch,
+            run_dir: run_dir.map(PathBuf::from),
+            launcher: Some(bin_dir.join("strand-launcher")),
+            config: config.map(PathBuf::from),
+            executor,
+        };
+        py.detach(|| {
+            let exe = Executor::open(&target, 1).map_err(runtime)?;
+            let cfg = DfkConfig {
+                checkpoint: memoize.then(|| exe.run_dir().file(CHECKPOINT_FILE)),
+                events: Some(exe.run_dir().file(EVENTS_FILE)),
+                memoize,
+                ..DfkConfig::default()
+            };
+            let dfk = match Dfk::connect(exe.connection(), cfg) {
+                Ok(d) => d,
+                Err(e) => {
+                    exe.stop();
+                    return Err(runtime(e));
+                }
+            };
+            let ends = dfk.ends();
+            let connection_file = exe.connection_file().display().to_string();
+            let run_dir = exe.run_dir().path().display().to_string();
+            Ok(Session {
+                running: Mutex::new(Some(Running { dfk, exe })),
+                ends,
+                open: Mutex::default(),
+                connection_file,
+                run_dir,
+            })
+        })
+    }
+
+    /// Submit one task: a shell command, an argv list, or a registered function.
+    #[pyo3(signature = (*, command=None, argv=None, function=None, args=Vec::new(), name=None, retries=0, walltime=None, priority=0, cores=1, gpus=0, ranks=1, after=Vec::new(), memoize=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &self,
+        command: Option<String>,
+        argv: Option<Vec<String>>,
+        function: Option<String>,
+        args: Vec<u8>,
+        name: Option<String>,
+        retries: u32,
+        walltime: Option<f64>,
+        priority: i32,
+        cores: u32,
+        gpus: u32,
+        ranks: u32,
+        after: Vec<Py<Task>>,
+        memoize: Option<bool>,
+    ) -> PyResult<Task> {
+        let mut call = match (command, argv, function) {
+            (Some(c), None, None) => Call::shell(c),
+            (None, Some(a), None) if !a.is_empty() => Call::argv(a),
+            (None, None, Some(f)) => Call::function(f, args),
+            _ => return Err(PyValueError::new_err("give exactly one of command=, argv= (not empty) or function=")),
+        };
+        if cores == 0 || ranks == 0 {
+            return Err(PyValueError::new_err(format!("cores={cores}, ranks={ranks}: each must be at least 1")));
+        }
+        call = call.retries(retries).priority(priority).resources(Resources { cores, gpus, ranks });
+        if let Some(n) = name {
+            call = call.named(n);
+        }
+        if let Some(m) = memoize {
+            call = call.memoize(m);
+        }
+        if let Some(w) = walltime {
+            if !(w.is_finite() && w > 0.0) {
+                return Err(PyValueError::new_err(format!("walltime={w}: expected a positive number of seconds")));
+            }
+            call = call.walltime(Duration::from_secs_f64(w));
+        }
+        for t in &after {
+            call = call.after(&t.get().0);
+        }
+        let guard = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(r) = guard.as_ref() else { return Err(runtime("this Dfk is closed")) };
+        // Under the open-table lock, so the end of a task is never read before it is known.
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let f = r.dfk.submit(call);
+        open.insert(f.id(), f.clone());
+        Ok(Task(f))
+    }
+
+    /// Tasks that ended: waits up to `timeout` seconds for the first (without the GIL), then
+    /// takes every end already there.
+    fn wait_ends(&self, py: Python<'_>, timeout: f64) -> PyResult<Vec<End>> {
+        let wait = Duration::from_secs_f64(timeout.max(0.0));
+        let ids: Vec<TaskId> = py.detach(|| {
+            let mut ids = Vec::new();
+            if let Ok(first) = self.ends.recv_timeout(wait) {
+                ids.push(first);
+                ids.extend(self.ends.try_iter());
+            }
+            ids
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(f) = self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) else { continue };
+            let end = match f.peek() {
+                Some(Ok(bytes)) => (id.0, true, PyBytes::new(py, &bytes).unbind(), String::new(), Some(0), 1),
+                Some(Err(e)) => {
+                    let (code, tries, stdout) = match &e {
+                        TaskError::Failed { failure, tries } => {
+                            let code = match failure {
+                                Failure::ExitCode { code, .. } => Some(*code),
+                                _ => None,
+                            };
+                            (code, *tries, failure.stdout().to_vec())
+                        }
+                        _ => (None, 0, Vec::new()),
+                    };
+                    (id.0, false, PyBytes::new(py, &stdout).unbind(), e.to_string(), code, tries)
+                }
+                None => continue,
+            };
+            out.push(end);
+        }
+        Ok(out)
+    }
+
+    /// Tasks submitted and not yet ended.
+    fn pending(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The interchange's connection file (another driver can `Dfk.connect` to it).
+    #[getter]
+    fn connection_file(&self) -> String {
+        self.connection_file.clone()
+    }
+
+    /// The run directory (events, checkpoint, block logs).
+    #[getter]
+    fn run_dir(&self) -> String {
+        self.run_dir.clone()
+    }
+
+    /// Stop the DFK, then what the executor started (blocks, interchange); idempotent.
+    fn close(&self, py: Python<'_>) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(Running { dfk, exe }) = running {
+            py.detach(|| {
+                dfk.shutdown();
+                exe.stop();
+            });
+        }
+    }
+}
+
+/// The Rust side of the `strand` package.
+#[pymodule]
+fn _strand(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Session>()?;
+    m.add_class::<Task>()?;
+    Ok(())
+}

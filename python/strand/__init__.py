@@ -1,0 +1,234 @@
+"""Drive Strand from Python: the Rust DFK and executor, with concurrent.futures futures.
+
+    import strand
+
+    with strand.Dfk.local(workers=2) as dfk:
+        futures = [dfk.submit_command(f"echo {i}") for i in range(100)]
+        print(sum(int(f.result()) for f in futures))
+
+Futures are ``concurrent.futures.Future`` objects, so ``as_completed``, ``wait`` and
+``asyncio.wrap_future`` work. A future given in ``after=`` orders the tasks. Python
+functions on workers are not supported yet (see docs/python.md).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+from . import _strand
+
+__all__ = ["Dfk", "TaskFailed", "bash_app"]
+
+
+class TaskFailed(Exception):
+    """A task's last try failed: ``reason`` says why (exit code, signal, walltime, ...)."""
+
+    def __init__(self, reason: str, exit_code: Optional[int], tries: int, stdout: bytes):
+        super().__init__(reason)
+        self.reason = reason
+        #: The command's exit code, when it exited with one.
+        self.exit_code = exit_code
+        #: How many tries ran.
+        self.tries = tries
+        #: What the command wrote to standard output before it failed.
+        self.stdout = stdout
+
+
+def _bin_dir(bin_dir: Optional[str]) -> str:
+    """Where the strand and strand-launcher binaries are: given, next to this interpreter
+    (scripts/setup.sh links them into .venv/bin), or on PATH."""
+    if bin_dir is not None:
+        return str(Path(bin_dir).resolve())
+    here = Path(sys.prefix) / "bin"
+    if (here / "strand-launcher").is_file():
+        return str(here.resolve())
+    found = shutil.which("strand-launcher")
+    if found:
+        return str(Path(found).resolve().parent)
+    raise FileNotFoundError(
+        f"strand-launcher is neither in {here} nor on PATH: run scripts/setup.sh "
+        "(it links the binaries into .venv/bin), or pass bin_dir= the folder that holds them"
+    )
+
+
+_current: list = []
+
+
+class Dfk:
+    """A DFK connected to an executor; a context manager that tears down what it started."""
+
+    def __init__(self, session: "_strand.Session"):
+        self._session = session
+        self._futures: dict = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._read_ends, name="strand-ends", daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def local(cls, workers: Optional[int] = None, *, run_dir: Optional[str] = None, memoize: bool = False,
+              prefetch: Optional[int] = None, bin_dir: Optional[str] = None) -> "Dfk":
+        """An interchange and one local block of ``workers`` ranks (default: one per core)."""
+        return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), workers=workers, run_dir=_abs(run_dir),
+                                         memoize=memoize, prefetch=prefetch))
+
+    @classmethod
+    def connect(cls, connection: str, *, run_dir: Optional[str] = None, memoize: bool = False,
+                bin_dir: Optional[str] = None) -> "Dfk":
+        """Attach to a running interchange by its connection file."""
+        return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), connection=_abs(connection),
+                                         run_dir=_abs(run_dir), memoize=memoize))
+
+    @classmethod
+    def from_config(cls, config: str, executor: Optional[str] = None, *, run_dir: Optional[str] = None,
+                    memoize: bool = False, bin_dir: Optional[str] = None) -> "Dfk":
+        """Start the executor ``executor`` (by label; default the first) of a TOML configuration."""
+        return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), config=_abs(config), executor=executor,
+                                         run_dir=_abs(run_dir), memoize=memoize))
+
+    @property
+    def connection_file(self) -> str:
+        """The interchange's connection file."""
+        return self._session.connection_file
+
+    @property
+    def run_dir(self) -> str:
+        """The run directory (events, checkpoint, block logs)."""
+        return self._session.run_dir
+
+    def submit_command(self, command: str, **options) -> concurrent.futures.Future:
+        """Run a shell command; the future's result is its standard output (text)."""
+        return self._submit(dict(command=command), text=True, **options)
+
+    def submit_argv(self, argv: Sequence[str], **options) -> concurrent.futures.Future:
+        """Run a program with arguments, no shell; the result is its standard output (text)."""
+        return self._submit(dict(argv=[str(a) for a in argv]), text=True, **options)
+
+    def submit_function(self, name: str, args: bytes | str = b"", **options) -> concurrent.futures.Future:
+        """Call a function registered in the launcher; the result is the bytes it returned."""
+        data = args.encode() if isinstance(args, str) else bytes(args)
+        return self._submit(dict(function=name, args=data), text=False, **options)
+
+    def _submit(self, what: dict, *, text: bool, name: Optional[str] = None, retries: int = 0,
+                walltime: Optional[float] = None, priority: int = 0, cores: int = 1, gpus: int = 0,
+                ranks: int = 1, after: Iterable[concurrent.futures.Future] = (),
+                memoize: Optional[bool] = None) -> concurrent.futures.Future:
+        tasks = []
+        for f in after:
+            task = getattr(f, "_strand_task", None)
+            if task is None:
+                raise TypeError(f"after= takes futures of this Dfk, got {f!r}")
+            tasks.append(task)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        fut._strand_text = text  # type: ignore[attr-defined]
+        with self._lock:
+            if self._closed.is_set():
+                raise RuntimeError("this Dfk is closed")
+            task = self._session.submit(**what, name=name, retries=retries, walltime=walltime, priority=priority,
+                                        cores=cores, gpus=gpus, ranks=ranks, after=tasks, memoize=memoize)
+            fut._strand_task = task  # type: ignore[attr-defined]
+            self._futures[task.id] = fut
+        fut.set_running_or_notify_cancel()
+        return fut
+
+    def _read_ends(self) -> None:
+        while not self._closed.is_set():
+            for task_id, ok, data, reason, code, tries in self._session.wait_ends(0.1):
+                with self._lock:
+                    fut = self._futures.pop(task_id, None)
+                if fut is None:
+                    continue
+                if ok:
+                    fut.set_result(data.decode(errors="replace") if fut._strand_text else data)
+                else:
+                    fut.set_exception(TaskFailed(reason, code, tries, data))
+
+    def close(self) -> None:
+        """Stop reading results, then the DFK and what the executor started."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._reader.join()
+        self._session.close()
+        with self._lock:
+            left, self._futures = self._futures, {}
+        for fut in left.values():
+            fut.set_exception(RuntimeError("the Dfk was closed before this task ended"))
+
+    def __enter__(self) -> "Dfk":
+        _current.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if _current and _current[-1] is self:
+            _current.pop()
+        self.close()
+
+
+def _abs(path: Optional[str]) -> Optional[str]:
+    return None if path is None else os.path.abspath(path)
+
+
+def _dfk(dfk: Optional[Dfk]) -> Dfk:
+    if dfk is not None:
+        return dfk
+    if not _current:
+        raise RuntimeError("no Dfk: call the app inside `with strand.Dfk.local(...):`, or give dfk=")
+    return _current[-1]
+
+
+def bash_app(fn: Optional[Callable] = None, *, dfk: Optional[Dfk] = None, **options):
+    """Parsl's bash_app: the function returns a command line, which runs as a task. Futures
+    among the arguments are waited for and replaced by their results first. The future's
+    result is 0 (the exit code, as Parsl's); ``future.stdout`` is the output."""
+
+    def wrap(f: Callable):
+        @functools.wraps(f)
+        def call(*args, **kwargs) -> concurrent.futures.Future:
+            target = _dfk(dfk)
+            out: concurrent.futures.Future = concurrent.futures.Future()
+            deps = [a for a in list(args) + list(kwargs.values()) if isinstance(a, concurrent.futures.Future)]
+
+            def run():
+                try:
+                    a = [x.result() if isinstance(x, concurrent.futures.Future) else x for x in args]
+                    k = {n: (v.result() if isinstance(v, concurrent.futures.Future) else v) for n, v in kwargs.items()}
+                    inner = target.submit_command(f(*a, **k), **options)
+                except BaseException as e:  # a failed dependency or a bad command line
+                    out.set_exception(e)
+                    return
+
+                def done(i: concurrent.futures.Future) -> None:
+                    if i.exception() is not None:
+                        out.set_exception(i.exception())
+                    else:
+                        out.stdout = i.result()  # type: ignore[attr-defined]
+                        out.set_result(0)
+
+                inner.add_done_callback(done)
+
+            lock = threading.Lock()
+            started = [False]
+
+            def once(_=None):
+                with lock:
+                    if started[0] or not all(d.done() for d in deps):
+                        return
+                    started[0] = True
+                run()
+
+            for d in deps:
+                d.add_done_callback(once)
+            once()
+            return out
+
+        return call
+
+    return wrap(fn) if fn is not None else wrap
