@@ -85,6 +85,16 @@ pub struct FunctionCall {
     pub args: Vec<u8>,
 }
 
+/// A Python function task: the function and its arguments as the driver pickled them, run
+/// in a warm `interpreter` on the worker (`python -m strand._worker`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PythonCall {
+    /// The workers' Python (a path; by default the driver's own interpreter).
+    pub interpreter: String,
+    /// `cloudpickle.dumps((function, args, kwargs))`.
+    pub payload: Vec<u8>,
+}
+
 /// What a task runs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum App {
@@ -92,6 +102,8 @@ pub enum App {
     Command(CommandSpec),
     /// A registered function.
     Function(FunctionCall),
+    /// A Python function, pickled.
+    Python(PythonCall),
 }
 
 /// Everything a worker needs to run one try.
@@ -241,6 +253,23 @@ pub enum Failure {
         /// The function's error.
         message: String,
     },
+    /// A Python function raised an exception on its worker (or its result would not pickle).
+    PythonError {
+        /// The exception's type name.
+        kind: String,
+        /// Its message.
+        message: String,
+        /// The traceback printed on the worker.
+        traceback: String,
+    },
+    /// The worker's Python interpreter died during the try (a crash, `os._exit`, out of
+    /// memory); the next try starts a fresh one.
+    InterpreterDied {
+        /// Its path.
+        interpreter: String,
+        /// How it ended.
+        how: String,
+    },
     /// No function of this name is registered in the launcher.
     UnknownFunction {
         /// The name asked for.
@@ -334,6 +363,13 @@ impl fmt::Display for Failure {
             Failure::SpawnError { message } => write!(f, "could not start: {message}"),
             Failure::Panic { message } => write!(f, "panicked: {message}"),
             Failure::FunctionError { message } => write!(f, "function error: {message}"),
+            Failure::PythonError { kind, message, .. } => write!(f, "Python {kind}: {message}"),
+            Failure::InterpreterDied { interpreter, how } => {
+                write!(
+                    f,
+                    "the Python interpreter {interpreter} died during the try ({how}); the next try starts a fresh one"
+                )
+            }
             Failure::UnknownFunction { name } => {
                 write!(f, "no function named {name:?} is registered in the launcher")
             }

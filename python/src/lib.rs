@@ -12,7 +12,7 @@ use std::time::Duration;
 use strand::dfk::{Call, Dfk, DfkConfig, TaskError, TaskFuture};
 use strand::executor::{Executor, Target};
 use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
-use strand::task::{Failure, Resources, TaskId};
+use strand::task::{App, Failure, PythonCall, Resources, TaskId};
 
 /// One submitted task, held by its Python future (so it can order later tasks).
 #[pyclass(frozen, module = "strand._strand")]
@@ -44,9 +44,12 @@ struct Session {
     run_dir: String,
 }
 
+/// A Python exception raised on a worker: (type name, message, traceback).
+type Remote = (String, String, String);
+
 /// How one task ended, as the Python side turns it into a result or an exception:
-/// (id, ok, stdout or return bytes, error message, exit code, tries).
-type End = (u64, bool, Py<PyBytes>, String, Option<i32>, u32);
+/// (id, ok, stdout or return bytes, error message, exit code, tries, remote exception).
+type End = (u64, bool, Py<PyBytes>, String, Option<i32>, u32, Option<Remote>);
 
 fn runtime(e: impl std::fmt::Display) -> PyErr {
     PyRuntimeError::new_err(e.to_string())
@@ -114,8 +117,9 @@ impl Session {
         })
     }
 
-    /// Submit one task: a shell command, an argv list, or a registered function.
-    #[pyo3(signature = (*, command=None, argv=None, function=None, args=Vec::new(), name=None, retries=0, walltime=None, priority=0, cores=1, gpus=0, ranks=1, after=Vec::new(), memoize=None))]
+    /// Submit one task: a shell command, an argv list, a registered function, or a pickled
+    /// Python call (`python=` the payload, run by `interpreter`).
+    #[pyo3(signature = (*, command=None, argv=None, function=None, args=Vec::new(), python=None, interpreter=None, name=None, retries=0, walltime=None, priority=0, cores=1, gpus=0, ranks=1, after=Vec::new(), memoize=None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -123,6 +127,8 @@ impl Session {
         argv: Option<Vec<String>>,
         function: Option<String>,
         args: Vec<u8>,
+        python: Option<Vec<u8>>,
+        interpreter: Option<String>,
         name: Option<String>,
         retries: u32,
         walltime: Option<f64>,
@@ -133,11 +139,21 @@ impl Session {
         after: Vec<Py<Task>>,
         memoize: Option<bool>,
     ) -> PyResult<Task> {
-        let mut call = match (command, argv, function) {
-            (Some(c), None, None) => Call::shell(c),
-            (None, Some(a), None) if !a.is_empty() => Call::argv(a),
-            (None, None, Some(f)) => Call::function(f, args),
-            _ => return Err(PyValueError::new_err("give exactly one of command=, argv= (not empty) or function=")),
+        let mut call = match (command, argv, function, python) {
+            (Some(c), None, None, None) => Call::shell(c),
+            (None, Some(a), None, None) if !a.is_empty() => Call::argv(a),
+            (None, None, Some(f), None) => Call::function(f, args),
+            (None, None, None, Some(payload)) => {
+                let Some(interpreter) = interpreter else {
+                    return Err(PyValueError::new_err("python= needs interpreter= (the workers' Python)"));
+                };
+                Call::app(App::Python(PythonCall { interpreter, payload }))
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "give exactly one of command=, argv= (not empty), function= or python=",
+                ))
+            }
         };
         if cores == 0 || ranks == 0 {
             return Err(PyValueError::new_err(format!("cores={cores}, ranks={ranks}: each must be at least 1")));
@@ -183,19 +199,25 @@ impl Session {
         for id in ids {
             let Some(f) = self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) else { continue };
             let end = match f.peek() {
-                Some(Ok(bytes)) => (id.0, true, PyBytes::new(py, &bytes).unbind(), String::new(), Some(0), 1),
+                Some(Ok(bytes)) => (id.0, true, PyBytes::new(py, &bytes).unbind(), String::new(), Some(0), 1, None),
                 Some(Err(e)) => {
-                    let (code, tries, stdout) = match &e {
+                    let (code, tries, stdout, remote) = match &e {
                         TaskError::Failed { failure, tries } => {
                             let code = match failure {
                                 Failure::ExitCode { code, .. } => Some(*code),
                                 _ => None,
                             };
-                            (code, *tries, failure.stdout().to_vec())
+                            let remote = match failure {
+                                Failure::PythonError { kind, message, traceback } => {
+                                    Some((kind.clone(), message.clone(), traceback.clone()))
+                                }
+                                _ => None,
+                            };
+                            (code, *tries, failure.stdout().to_vec(), remote)
                         }
-                        _ => (None, 0, Vec::new()),
+                        _ => (None, 0, Vec::new(), None),
                     };
-                    (id.0, false, PyBytes::new(py, &stdout).unbind(), e.to_string(), code, tries)
+                    (id.0, false, PyBytes::new(py, &stdout).unbind(), e.to_string(), code, tries, remote)
                 }
                 None => continue,
             };

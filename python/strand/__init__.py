@@ -7,8 +7,9 @@
         print(sum(int(f.result()) for f in futures))
 
 Futures are ``concurrent.futures.Future`` objects, so ``as_completed``, ``wait`` and
-``asyncio.wrap_future`` work. A future given in ``after=`` orders the tasks. Python
-functions on workers are not supported yet (see docs/python.md).
+``asyncio.wrap_future`` work. A future given in ``after=`` orders the tasks.
+``submit_python`` and ``@python_app`` run Python functions in a warm interpreter on each
+worker slot (see docs/python.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import os
+import pickle
 import shutil
 import sys
 import threading
@@ -24,7 +26,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from . import _strand
 
-__all__ = ["Dfk", "TaskFailed", "bash_app"]
+__all__ = ["Dfk", "RemoteError", "TaskFailed", "bash_app", "python_app"]
 
 
 class TaskFailed(Exception):
@@ -39,6 +41,20 @@ class TaskFailed(Exception):
         self.tries = tries
         #: What the command wrote to standard output before it failed.
         self.stdout = stdout
+
+
+class RemoteError(TaskFailed):
+    """A Python function raised on its worker: ``kind`` is the exception's type name,
+    ``remote_traceback`` the traceback printed there."""
+
+    def __init__(self, reason: str, tries: int, kind: str, message: str, remote_traceback: str):
+        super().__init__(reason, None, tries, b"")
+        self.kind = kind
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f"{self.reason}\n--- on the worker ---\n{self.remote_traceback}"
 
 
 def _bin_dir(bin_dir: Optional[str]) -> str:
@@ -64,8 +80,10 @@ _current: list = []
 class Dfk:
     """A DFK connected to an executor; a context manager that tears down what it started."""
 
-    def __init__(self, session: "_strand.Session"):
+    def __init__(self, session: "_strand.Session", python: Optional[str] = None):
         self._session = session
+        #: The interpreter Python function tries run in on the workers.
+        self.python = python or sys.executable
         self._futures: dict = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -74,24 +92,25 @@ class Dfk:
 
     @classmethod
     def local(cls, workers: Optional[int] = None, *, run_dir: Optional[str] = None, memoize: bool = False,
-              prefetch: Optional[int] = None, bin_dir: Optional[str] = None) -> "Dfk":
-        """An interchange and one local block of ``workers`` ranks (default: one per core)."""
+              prefetch: Optional[int] = None, bin_dir: Optional[str] = None, python: Optional[str] = None) -> "Dfk":
+        """An interchange and one local block of ``workers`` ranks (default: one per core);
+        Python functions run in ``python`` (default: this interpreter)."""
         return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), workers=workers, run_dir=_abs(run_dir),
-                                         memoize=memoize, prefetch=prefetch))
+                                         memoize=memoize, prefetch=prefetch), python)
 
     @classmethod
     def connect(cls, connection: str, *, run_dir: Optional[str] = None, memoize: bool = False,
-                bin_dir: Optional[str] = None) -> "Dfk":
+                bin_dir: Optional[str] = None, python: Optional[str] = None) -> "Dfk":
         """Attach to a running interchange by its connection file."""
         return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), connection=_abs(connection),
-                                         run_dir=_abs(run_dir), memoize=memoize))
+                                         run_dir=_abs(run_dir), memoize=memoize), python)
 
     @classmethod
     def from_config(cls, config: str, executor: Optional[str] = None, *, run_dir: Optional[str] = None,
-                    memoize: bool = False, bin_dir: Optional[str] = None) -> "Dfk":
+                    memoize: bool = False, bin_dir: Optional[str] = None, python: Optional[str] = None) -> "Dfk":
         """Start the executor ``executor`` (by label; default the first) of a TOML configuration."""
         return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), config=_abs(config), executor=executor,
-                                         run_dir=_abs(run_dir), memoize=memoize))
+                                         run_dir=_abs(run_dir), memoize=memoize), python)
 
     @property
     def connection_file(self) -> str:
@@ -105,18 +124,31 @@ class Dfk:
 
     def submit_command(self, command: str, **options) -> concurrent.futures.Future:
         """Run a shell command; the future's result is its standard output (text)."""
-        return self._submit(dict(command=command), text=True, **options)
+        return self._submit(dict(command=command), decode="text", **options)
 
     def submit_argv(self, argv: Sequence[str], **options) -> concurrent.futures.Future:
         """Run a program with arguments, no shell; the result is its standard output (text)."""
-        return self._submit(dict(argv=[str(a) for a in argv]), text=True, **options)
+        return self._submit(dict(argv=[str(a) for a in argv]), decode="text", **options)
 
     def submit_function(self, name: str, args: bytes | str = b"", **options) -> concurrent.futures.Future:
         """Call a function registered in the launcher; the result is the bytes it returned."""
         data = args.encode() if isinstance(args, str) else bytes(args)
-        return self._submit(dict(function=name, args=data), text=False, **options)
+        return self._submit(dict(function=name, args=data), decode="bytes", **options)
 
-    def _submit(self, what: dict, *, text: bool, name: Optional[str] = None, retries: int = 0,
+    def submit_python(self, fn: Callable, args: Sequence = (), kwargs: Optional[dict] = None,
+                      **options) -> concurrent.futures.Future:
+        """Call ``fn(*args, **kwargs)`` in a warm interpreter on a worker (pickled with
+        cloudpickle); the result is its return value, an exception there raises ``RemoteError``."""
+        import cloudpickle
+
+        try:
+            call = cloudpickle.dumps((fn, tuple(args), dict(kwargs or {})))
+            payload = pickle.dumps(([p for p in sys.path if isinstance(p, str)], call))
+        except Exception as e:
+            raise TypeError(f"cannot pickle {getattr(fn, '__name__', fn)!r} or its arguments: {e}") from e
+        return self._submit(dict(python=payload, interpreter=self.python), decode="pickle", **options)
+
+    def _submit(self, what: dict, *, decode: str, name: Optional[str] = None, retries: int = 0,
                 walltime: Optional[float] = None, priority: int = 0, cores: int = 1, gpus: int = 0,
                 ranks: int = 1, after: Iterable[concurrent.futures.Future] = (),
                 memoize: Optional[bool] = None) -> concurrent.futures.Future:
@@ -127,7 +159,7 @@ class Dfk:
                 raise TypeError(f"after= takes futures of this Dfk, got {f!r}")
             tasks.append(task)
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        fut._strand_text = text  # type: ignore[attr-defined]
+        fut._strand_decode = decode  # type: ignore[attr-defined]
         with self._lock:
             if self._closed.is_set():
                 raise RuntimeError("this Dfk is closed")
@@ -140,15 +172,23 @@ class Dfk:
 
     def _read_ends(self) -> None:
         while not self._closed.is_set():
-            for task_id, ok, data, reason, code, tries in self._session.wait_ends(0.1):
+            for task_id, ok, data, reason, code, tries, remote in self._session.wait_ends(0.1):
                 with self._lock:
                     fut = self._futures.pop(task_id, None)
                 if fut is None:
                     continue
-                if ok:
-                    fut.set_result(data.decode(errors="replace") if fut._strand_text else data)
+                if not ok:
+                    error = RemoteError(reason, tries, *remote) if remote else TaskFailed(reason, code, tries, data)
+                    fut.set_exception(error)
+                elif fut._strand_decode == "text":
+                    fut.set_result(data.decode(errors="replace"))
+                elif fut._strand_decode == "pickle":
+                    try:
+                        fut.set_result(pickle.loads(data))
+                    except Exception as e:  # a class the driver cannot import, say
+                        fut.set_exception(TypeError(f"cannot unpickle the result here: {e}"))
                 else:
-                    fut.set_exception(TaskFailed(reason, code, tries, data))
+                    fut.set_result(data)
 
     def close(self) -> None:
         """Stop reading results, then the DFK and what the executor started."""
@@ -184,10 +224,10 @@ def _dfk(dfk: Optional[Dfk]) -> Dfk:
     return _current[-1]
 
 
-def bash_app(fn: Optional[Callable] = None, *, dfk: Optional[Dfk] = None, **options):
-    """Parsl's bash_app: the function returns a command line, which runs as a task. Futures
-    among the arguments are waited for and replaced by their results first. The future's
-    result is 0 (the exit code, as Parsl's); ``future.stdout`` is the output."""
+def _app(submit: Callable, finish: Callable, fn: Optional[Callable], dfk: Optional[Dfk], options: dict):
+    """The shared body of bash_app and python_app: futures among the arguments are waited for
+    and replaced by their results, then ``submit(dfk, fn, args, kwargs)`` runs the task and
+    ``finish(inner, out)`` passes its end on."""
 
     def wrap(f: Callable):
         @functools.wraps(f)
@@ -195,25 +235,6 @@ def bash_app(fn: Optional[Callable] = None, *, dfk: Optional[Dfk] = None, **opti
             target = _dfk(dfk)
             out: concurrent.futures.Future = concurrent.futures.Future()
             deps = [a for a in list(args) + list(kwargs.values()) if isinstance(a, concurrent.futures.Future)]
-
-            def run():
-                try:
-                    a = [x.result() if isinstance(x, concurrent.futures.Future) else x for x in args]
-                    k = {n: (v.result() if isinstance(v, concurrent.futures.Future) else v) for n, v in kwargs.items()}
-                    inner = target.submit_command(f(*a, **k), **options)
-                except BaseException as e:  # a failed dependency or a bad command line
-                    out.set_exception(e)
-                    return
-
-                def done(i: concurrent.futures.Future) -> None:
-                    if i.exception() is not None:
-                        out.set_exception(i.exception())
-                    else:
-                        out.stdout = i.result()  # type: ignore[attr-defined]
-                        out.set_result(0)
-
-                inner.add_done_callback(done)
-
             lock = threading.Lock()
             started = [False]
 
@@ -222,7 +243,14 @@ def bash_app(fn: Optional[Callable] = None, *, dfk: Optional[Dfk] = None, **opti
                     if started[0] or not all(d.done() for d in deps):
                         return
                     started[0] = True
-                run()
+                try:
+                    a = [x.result() if isinstance(x, concurrent.futures.Future) else x for x in args]
+                    k = {n: (v.result() if isinstance(v, concurrent.futures.Future) else v) for n, v in kwargs.items()}
+                    inner = submit(target, f, a, k, options)
+                except BaseException as e:  # a failed dependency, a bad command line, unpicklable
+                    out.set_exception(e)
+                    return
+                inner.add_done_callback(lambda i: finish(i, out))
 
             for d in deps:
                 d.add_done_callback(once)
@@ -232,3 +260,31 @@ def bash_app(fn: Optional[Callable] = None, *, dfk: Optional[Dfk] = None, **opti
         return call
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _bash_done(inner: concurrent.futures.Future, out: concurrent.futures.Future) -> None:
+    if inner.exception() is not None:
+        out.set_exception(inner.exception())
+    else:
+        out.stdout = inner.result()  # type: ignore[attr-defined]
+        out.set_result(0)
+
+
+def _python_done(inner: concurrent.futures.Future, out: concurrent.futures.Future) -> None:
+    if inner.exception() is not None:
+        out.set_exception(inner.exception())
+    else:
+        out.set_result(inner.result())
+
+
+def bash_app(fn: Optional[Callable] = None, *, dfk: Optional[Dfk] = None, **options):
+    """Parsl's bash_app: the function returns a command line, which runs as a task. Futures
+    among the arguments are waited for and replaced by their results first. The future's
+    result is 0 (the exit code, as Parsl's); ``future.stdout`` is the output."""
+    return _app(lambda d, f, a, k, o: d.submit_command(f(*a, **k), **o), _bash_done, fn, dfk, options)
+
+
+def python_app(fn: Optional[Callable] = None, *, dfk: Optional[Dfk] = None, **options):
+    """Parsl's python_app: the function runs on a worker (``Dfk.submit_python``); futures among
+    the arguments are waited for and replaced by their results first."""
+    return _app(lambda d, f, a, k, o: d.submit_python(f, a, k, **o), _python_done, fn, dfk, options)

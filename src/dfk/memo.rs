@@ -47,6 +47,12 @@ impl MemoKey {
                 h.update(&(f.args.len() as u64).to_le_bytes());
                 h.update(&f.args);
             }
+            App::Python(p) => {
+                h.update(b"python\0");
+                h.update(p.interpreter.as_bytes());
+                h.update(b"\0");
+                h.update(&p.payload);
+            }
         }
         h.update(format!("\0outputs\0{:?}", spec.outputs).as_bytes());
         h.update(b"\0version\0");

@@ -3,6 +3,7 @@
 use super::command::run_command_tracked;
 use super::function::run_function_within;
 use super::groups::RunningGroups;
+use super::python::PythonSlot;
 use super::registry::Registry;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,7 +11,7 @@ use strand::task::{App, Failure, Outcome, TaskSpec};
 
 /// Run one task to completion on this thread.
 pub fn execute(registry: &Registry, spec: &TaskSpec) -> Outcome {
-    execute_tracked(registry, spec, None, &RunningGroups::new())
+    execute_tracked(registry, spec, None, &RunningGroups::new(), &mut PythonSlot::default())
 }
 
 /// As [`execute`], a command bound to `cpus` when given, its process group registered in
@@ -20,10 +21,12 @@ pub fn execute_tracked(
     spec: &TaskSpec,
     cpus: Option<&BTreeSet<u32>>,
     groups: &RunningGroups,
+    python: &mut PythonSlot,
 ) -> Outcome {
     let (outcome, cwd) = match &spec.app {
         App::Command(c) => (run_command_tracked(c, spec.walltime_ms, cpus, groups), c.cwd.as_deref()),
         App::Function(f) => (run_function_within(registry, f, spec.walltime_ms), None),
+        App::Python(p) => (python.run(p, spec.walltime_ms), None),
     };
     match outcome {
         // Outputs are checked here, on the worker, because only it sees the files.

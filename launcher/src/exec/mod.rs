@@ -10,6 +10,7 @@ mod dispatch;
 mod exit_watch;
 pub mod function;
 mod groups;
+mod python;
 pub mod registry;
 
 pub use command::{run_command, run_command_tracked, STDERR_TAIL, STDOUT_LIMIT};
@@ -148,6 +149,8 @@ impl Drop for Executor {
 /// One slot thread: run tries until the executor goes away.
 fn slot(number: u64, inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: &Registry, shared: &Shared) {
     let number = number.to_string();
+    // This slot's warm Python interpreter, started by its first Python try.
+    let mut python = python::PythonSlot::default();
     for Job { mut t, cpus } in inbox.iter() {
         if let strand::task::App::Command(c) = &mut t.spec.app {
             c.env.push(("STRAND_SLOT".into(), number.clone()));
@@ -159,11 +162,10 @@ fn slot(number: u64, inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: 
             shared.running.fetch_add(1, Ordering::AcqRel);
             // Function panics are caught inside; this catches bugs in the launcher's own
             // code, so that even then the try gets its one result and the slot survives.
-            let o =
-                catch_unwind(AssertUnwindSafe(|| execute_tracked(registry, &t.spec, cpus.as_ref(), &shared.groups)))
-                    .unwrap_or_else(|p| {
-                        Outcome::Failed(Failure::Panic { message: strand::text::panic_message(p.as_ref()) })
-                    });
+            let o = catch_unwind(AssertUnwindSafe(|| {
+                execute_tracked(registry, &t.spec, cpus.as_ref(), &shared.groups, &mut python)
+            }))
+            .unwrap_or_else(|p| Outcome::Failed(Failure::Panic { message: strand::text::panic_message(p.as_ref()) }));
             shared.running.fetch_sub(1, Ordering::AcqRel);
             o
         };

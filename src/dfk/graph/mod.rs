@@ -769,6 +769,8 @@ fn concrete_spec(call: &Call) -> TaskSpec {
                     }
                 }
             }
+            // The Python side resolves its futures before it pickles the call.
+            App::Python(_) => {}
         }
     }
     TaskSpec {

@@ -1,0 +1,175 @@
+//! Python function tries: a warm interpreter per slot thread (`python -u -m strand._worker`),
+//! started on first use, fed one try at a time over its stdin and answering on its stdout,
+//! each way a frame of a 4-byte little-endian length and the bytes. The try's payload is
+//! what the driver pickled (the function and its arguments); the answer is a tag byte (0: the
+//! pickled return value follows; 1: `type\0message\0traceback` of the exception it raised).
+//! An interpreter that dies fails only its try, and the next try starts a fresh one; one past
+//! the walltime is killed with its try.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+use strand::task::{Failure, Outcome, PythonCall};
+
+/// Largest answer accepted from an interpreter (a result is also bounded by the frame limit).
+const MAX_ANSWER: usize = 1 << 30;
+
+/// One running interpreter.
+struct Interpreter {
+    path: String,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+}
+
+impl Drop for Interpreter {
+    fn drop(&mut self) {
+        // Its own process group: whatever the function started dies with it.
+        // SAFETY: kill(2) on a process group we created; a stale id only fails.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The warm interpreter of one slot thread, if it has one.
+#[derive(Default)]
+pub struct PythonSlot {
+    warm: Option<Interpreter>,
+}
+
+/// How reading an answer ended early.
+enum Cut {
+    TimedOut,
+    Closed,
+}
+
+impl PythonSlot {
+    /// Run one Python try on this slot's interpreter (starting it if needed).
+    pub fn run(&mut self, call: &PythonCall, walltime_ms: Option<u64>) -> Outcome {
+        let deadline = walltime_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+        if self.warm.as_ref().is_some_and(|i| i.path != call.interpreter) {
+            self.warm = None;
+        }
+        if self.warm.is_none() {
+            match start(&call.interpreter) {
+                Ok(i) => self.warm = Some(i),
+                Err(message) => return Outcome::Failed(Failure::SpawnError { message }),
+            }
+        }
+        let Some(py) = self.warm.as_mut() else { return Outcome::Failed(Failure::Shutdown) };
+        let sent = (|| -> std::io::Result<()> {
+            let len = u32::try_from(call.payload.len()).map_err(|_| std::io::Error::other("payload over 4 GiB"))?;
+            py.stdin.write_all(&len.to_le_bytes())?;
+            py.stdin.write_all(&call.payload)?;
+            py.stdin.flush()
+        })();
+        let answer = match sent {
+            Ok(()) => read_frame(&mut py.stdout, deadline),
+            Err(_) => Err(Cut::Closed),
+        };
+        match answer {
+            Ok(a) => match a.split_first() {
+                Some((0, value)) => Outcome::Done(value.to_vec()),
+                Some((1, text)) => {
+                    let text = String::from_utf8_lossy(text);
+                    let mut parts = text.splitn(3, '\0');
+                    let mut next = || parts.next().unwrap_or_default().to_string();
+                    let (kind, message, traceback) = (next(), next(), next());
+                    Outcome::Failed(Failure::PythonError { kind, message, traceback })
+                }
+                _ => self.died("answered with an empty or unknown frame"),
+            },
+            Err(Cut::TimedOut) => {
+                self.warm = None; // killed with its try
+                Outcome::Failed(Failure::Timeout { walltime_ms: walltime_ms.unwrap_or_default() })
+            }
+            Err(Cut::Closed) => self.died(""),
+        }
+    }
+
+    /// The interpreter is gone or broken: reap it, say how it ended, start fresh next time.
+    fn died(&mut self, what: &str) -> Outcome {
+        let Some(mut py) = self.warm.take() else { return Outcome::Failed(Failure::Shutdown) };
+        let how = match py.child.wait() {
+            Ok(s) if what.is_empty() => {
+                use std::os::unix::process::ExitStatusExt;
+                match (s.code(), s.signal()) {
+                    (Some(c), _) => format!("exited with code {c}"),
+                    (_, Some(sig)) => format!("killed by signal {sig}"),
+                    _ => s.to_string(),
+                }
+            }
+            Ok(_) => what.to_string(),
+            Err(e) => format!("could not be waited for: {e}"),
+        };
+        Outcome::Failed(Failure::InterpreterDied { interpreter: py.path.clone(), how })
+    }
+}
+
+fn start(path: &str) -> Result<Interpreter, String> {
+    let mut child = Command::new(path)
+        .args(["-u", "-m", "strand._worker"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting the Python interpreter {path}: {e}"))?;
+    match (child.stdin.take(), child.stdout.take()) {
+        (Some(stdin), Some(stdout)) => Ok(Interpreter { path: path.to_string(), child, stdin, stdout }),
+        _ => Err(format!("starting the Python interpreter {path}: no pipes")),
+    }
+}
+
+/// One frame from `r`, waiting at most until `deadline`.
+fn read_frame(r: &mut ChildStdout, deadline: Option<Instant>) -> Result<Vec<u8>, Cut> {
+    let mut head = [0u8; 4];
+    read_by(r, &mut head, deadline)?;
+    let len = u32::from_le_bytes(head) as usize;
+    if len > MAX_ANSWER {
+        return Err(Cut::Closed);
+    }
+    let mut body = vec![0u8; len];
+    read_by(r, &mut body, deadline)?;
+    Ok(body)
+}
+
+/// Fill `buf` from `r`, polling so that the walltime can end the wait.
+fn read_by(r: &mut ChildStdout, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), Cut> {
+    let mut got = 0;
+    while got < buf.len() {
+        let wait_ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Cut::TimedOut);
+                }
+                left.as_millis().min(i32::MAX as u128) as i32
+            }
+        };
+        let mut fd = libc::pollfd { fd: r.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut fd, 1, wait_ms) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Cut::Closed);
+        }
+        if n == 0 {
+            continue; // the deadline check above ends it
+        }
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return Err(Cut::Closed),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(Cut::Closed),
+        }
+    }
+    Ok(())
+}
