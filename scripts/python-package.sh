@@ -9,7 +9,8 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 # Build tools and test tools; pip leaves installed ones alone.
-.venv/bin/pip install -q "maturin>=1.5,<2" "pytest>=8" "cloudpickle>=2"
+# pytest below 8, as Parsl's own tests (run against strand.parsl) need.
+.venv/bin/pip install -q "maturin>=1.5,<2" "pytest>=7.4,<8" "cloudpickle>=2" "parsl>=2025.1"
 # The shared target directory reuses the workspace's build of the strand crate.
 PATH="$root/.venv/bin:$PATH" CARGO_TARGET_DIR="$root/target" \
   .venv/bin/pip install -q --no-build-isolation --no-deps --force-reinstall ./python

@@ -7,10 +7,16 @@ An answer is ``b"\\0" + pickle of the return value``, or ``b"\\1" + "type\\0mess
 of the exception the function raised (or of the error pickling its result).
 """
 
+import os
 import pickle
 import struct
 import sys
 import traceback
+
+try:  # results pickled by value where plain pickle cannot (a class defined in the function)
+    import cloudpickle as _results
+except ImportError:  # pragma: no cover - the package depends on it
+    _results = pickle
 
 
 def _frame(out, data: bytes) -> None:
@@ -19,16 +25,35 @@ def _frame(out, data: bytes) -> None:
     out.flush()
 
 
+def _read(inp, n: int) -> bytes:
+    """Exactly n bytes, or fewer at the end of input (the pipe is unbuffered)."""
+    chunks, left = [], n
+    while left:
+        chunk = inp.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def main() -> None:
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    # The function's own prints must not corrupt the frames: they go to stderr (the block's log).
+    # The frames move to descriptors of their own (not inherited: os.dup's are not), and fds
+    # 0 and 1 become /dev/null and stderr, so that neither the function's prints nor a
+    # command it starts (Parsl's bash_app) can read or write a frame.
+    inp = os.fdopen(os.dup(0), "rb", buffering=0)
+    out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
     sys.stdout = sys.stderr
     while True:
-        head = inp.read(4)
+        head = _read(inp, 4)
         if len(head) < 4:
             return
         (n,) = struct.unpack("<I", head)
-        data = inp.read(n)
+        data = _read(inp, n)
         try:
             try:
                 # The driver's import path comes first in the payload (as text), so that a
@@ -41,7 +66,7 @@ def main() -> None:
             except Exception as e:
                 # Most often a module the function needs that this interpreter cannot import.
                 raise type(e)(f"{e} (unpickling the task in {sys.executable})") from e
-            answer = b"\0" + pickle.dumps(fn(*args, **kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+            answer = b"\0" + _results.dumps(fn(*args, **kwargs), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException as e:  # noqa: BLE001 - every failure is the try's, reported back
             text = f"{type(e).__name__}\0{e}\0{traceback.format_exc()}"
             answer = b"\1" + text.encode("utf-8", errors="replace")

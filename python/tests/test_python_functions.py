@@ -89,3 +89,16 @@ def test_a_missing_module_on_the_worker_is_named(dfk, tmp_path):
             dfk.submit_python(only_here.f).result(timeout=LIMIT)
     finally:
         sys.path.remove(str(tmp_path))
+
+
+def test_a_command_the_function_starts_cannot_touch_the_frames(dfk):
+    def noisy():
+        import subprocess
+
+        # Writes to fd 1 and reads fd 0, as Parsl's bash_app commands do.
+        subprocess.run("echo junk; cat", shell=True, check=True)
+        print("printed")
+        return "clean"
+
+    assert dfk.submit_python(noisy).result(timeout=LIMIT) == "clean"
+    assert dfk.submit_python(square, (5,)).result(timeout=LIMIT) == 25
