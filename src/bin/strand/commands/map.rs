@@ -1,6 +1,10 @@
 //! `strand map`: GNU parallel's command lines over a Strand executor, whole commands one a
 //! line, or tasks as JSON lines; results are printed as tasks end (or in input order, `-k`).
 //! Where it differs from GNU parallel on purpose: docs/map.md.
+//!
+//! Over 600 lines because GNU parallel's option forms (`--halt`, `-j`, `--retries`,
+//! `--timeout`) are parsed here beside their unit tests; they belong in `src/map/` as soon
+//! as a second command takes them.
 
 use super::{open, TargetArgs};
 use anyhow::{bail, Context, Result};
