@@ -440,10 +440,12 @@ pub fn exec(a: Args) -> Result<i32> {
             dfk.cancel(f);
         }
     };
-    let halt_now = a.halt.now;
+    // Input is done, so nothing is submitted after the one cancel of `now`.
+    let mut cancel_pending = a.halt.now;
     let waited = loop {
-        if halt_now && halted.load(Ordering::Acquire) {
+        if cancel_pending && halted.load(Ordering::Acquire) {
             halting(&dfk);
+            cancel_pending = false;
         }
         match exe.wait_all(&dfk, Some(Duration::from_millis(100))) {
             Ok(0) => break Ok(()),
@@ -554,19 +556,17 @@ fn print_ends(
             let entry = Entry::of(job.seq, job.command.clone(), &outcome, job.future.ran(), job.submitted);
             note_error(&mut tally, j.write(&entry));
         }
-        {
-            if tally.halted_with.is_none() && p.halt.due(tally.failed, tally.succeeded) {
-                let (exitval, _) = joblog::exit_and_signal(&outcome);
-                tally.halted_with = Some(if outcome.is_ok() {
-                    0
-                } else if exitval > 0 {
-                    exitval
-                } else {
-                    1
-                });
-                eprintln!("strand: halting (--halt): job {} {}: {}", job.seq, job.name, job.command);
-                halted.store(true, Ordering::Release);
-            }
+        if tally.halted_with.is_none() && p.halt.due(tally.failed, tally.succeeded) {
+            let (exitval, _) = joblog::exit_and_signal(&outcome);
+            tally.halted_with = Some(if outcome.is_ok() {
+                0
+            } else if exitval > 0 {
+                exitval
+            } else {
+                1
+            });
+            eprintln!("strand: halting (--halt): job {} {}: {}", job.seq, job.name, job.command);
+            halted.store(true, Ordering::Release);
         }
         let text = (!cancelled).then(|| render(&p, &job, &outcome, &mut tally));
         if p.keep_order {
