@@ -16,6 +16,7 @@ packages=(
   slurmctld slurmd slurm-client munge libpmix2
   parallel                              # GNU parallel, which tests/gnu_parallel.rs runs beside `strand map`
   python3 python3-venv python3-dev      # the Python package (python/), in .venv
+  sqlite3                               # to query a run database by hand (docs/monitoring.md)
 )
 missing=()
 for p in "${packages[@]}"; do

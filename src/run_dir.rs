@@ -15,6 +15,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.jsonl";
 pub const EVENTS_FILE: &str = "events.jsonl";
 /// Every block's transitions (JSON lines, [`crate::block::BlockEvent`]).
 pub const BLOCKS_FILE: &str = "blocks.jsonl";
+/// The run database (SQLite): tasks, tries, managers, blocks.
+pub const MONITORING_DB: &str = "monitoring.db";
 /// The standard error of an interchange started for the run.
 pub const INTERCHANGE_LOG: &str = "interchange.log";
 /// The standard error of the local default's block.

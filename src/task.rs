@@ -28,7 +28,7 @@ pub struct TryId {
 }
 
 /// Identifies a manager (rank 0 of a pool) as registered with the interchange.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ManagerId(pub u64);
 
 impl fmt::Display for ClientId {
@@ -104,6 +104,29 @@ pub enum App {
     Function(FunctionCall),
     /// A Python function, pickled.
     Python(PythonCall),
+}
+
+impl App {
+    /// A short name for grouping tasks by what they run (the run database and reports): a
+    /// function's name, a command's program (its file name), or `python`.
+    pub fn label(&self) -> String {
+        match self {
+            App::Function(f) => f.name.clone(),
+            App::Python(_) => "python".into(),
+            App::Command(c) => {
+                let first = match &c.program {
+                    Program::Argv(v) => v.first().map(String::as_str).unwrap_or(""),
+                    Program::Shell(s) => s.split_whitespace().next().unwrap_or(""),
+                };
+                let name = first.rsplit('/').next().unwrap_or(first);
+                if name.is_empty() {
+                    "command".into()
+                } else {
+                    name.to_string()
+                }
+            }
+        }
+    }
 }
 
 /// Everything a worker needs to run one try.
@@ -324,6 +347,28 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The variant's name, for grouping failures by reason (the run database, reports).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::ExitCode { .. } => "ExitCode",
+            Failure::Signal { .. } => "Signal",
+            Failure::Timeout { .. } => "Timeout",
+            Failure::SpawnError { .. } => "SpawnError",
+            Failure::Panic { .. } => "Panic",
+            Failure::FunctionError { .. } => "FunctionError",
+            Failure::PythonError { .. } => "PythonError",
+            Failure::InterpreterDied { .. } => "InterpreterDied",
+            Failure::UnknownFunction { .. } => "UnknownFunction",
+            Failure::ManagerLost { .. } => "ManagerLost",
+            Failure::WorkerLost { .. } => "WorkerLost",
+            Failure::Shutdown => "Shutdown",
+            Failure::InterchangeLost { .. } => "InterchangeLost",
+            Failure::MissingOutputs { .. } => "MissingOutputs",
+            Failure::Unsatisfiable { .. } => "Unsatisfiable",
+            Failure::TooLarge { .. } => "TooLarge",
+        }
+    }
+
     /// Whether another try would fail the same way, so retries are not spent on it.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Failure::TooLarge { .. })
@@ -432,20 +477,27 @@ impl TryResult {
     }
 }
 
-/// When a try started on its worker and how long it ran, as the worker measured it.
+/// When a try started on its worker and how long it ran, as the worker measured it, and where:
+/// cheap fields on every result, so the run database needs no extra messages.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ran {
     /// Start, in microseconds since the Unix epoch; 0: not run on a worker.
     pub started_us: u64,
     /// Run time in microseconds.
     pub run_us: u64,
+    /// The manager whose pool ran it (stamped by the manager; 0: none).
+    pub manager: ManagerId,
+    /// The rank in that pool that ran it (0: the manager's own slots).
+    pub rank: u32,
+    /// The task slot of that rank (numbered from 1, as `{%}` and `$STRAND_SLOT`; 0: not said).
+    pub slot: u32,
 }
 
 impl Ran {
     /// Time a run that started at `started` (system clock) and `begun` (monotonic).
     pub fn since(started: std::time::SystemTime, begun: std::time::Instant) -> Ran {
         let started_us = started.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        Ran { started_us, run_us: begun.elapsed().as_micros() as u64 }
+        Ran { started_us, run_us: begun.elapsed().as_micros() as u64, ..Ran::default() }
     }
 
     /// Whether a worker timed it.

@@ -100,7 +100,7 @@ fn bench_memory_holds_the_rest_when_the_interchange_is_full() {
 /// Run a benchmark that measures against a baseline in the same run (`--tasks N --workers 2`):
 /// checks its name and sizes, that no task failed, that both rates are positive and that
 /// `ratio` is the measured rate over the baseline's.
-fn side_by_side(cwd: &Path, kind: &str, tasks: u64, (baseline, measured): (&str, &str)) {
+fn side_by_side(cwd: &Path, kind: &str, tasks: u64, (baseline, measured): (&str, &str)) -> Value {
     let n = tasks.to_string();
     let r = bench(cwd, &[kind, "--tasks", &n, "--workers", "2"], Duration::from_secs(120)).remove(0);
     assert_eq!((r["bench"].as_str(), r["tasks"].as_u64(), r["workers"].as_u64()), (Some(kind), Some(tasks), Some(2)));
@@ -108,6 +108,7 @@ fn side_by_side(cwd: &Path, kind: &str, tasks: u64, (baseline, measured): (&str,
     let (b, m) = (r[baseline].as_f64().expect("baseline rate"), r[measured].as_f64().expect("measured rate"));
     assert!(b > 0.0 && m > 0.0, "{r}");
     assert!((r["ratio"].as_f64().expect("ratio") - m / b).abs() < 1e-9, "{r}");
+    r
 }
 
 #[test]
@@ -122,6 +123,23 @@ fn bench_json_lines_answers_every_task_both_ways() {
         runs.iter().filter_map(|r| std::fs::read_to_string(r.join("checkpoint.jsonl")).ok()).collect();
     assert_eq!(records.len(), 1, "one checkpoint, strand map's: {runs:?}");
     assert_eq!(records[0].lines().count(), 2000, "one checkpoint record per JSON task, written at task exit");
+}
+
+#[test]
+fn bench_monitoring_measures_the_run_database_beside_none() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    let r = side_by_side(cwd.path(), "monitoring", 2000, ("off_tasks_per_s", "on_tasks_per_s"));
+    assert_eq!(
+        (r["reps"].as_u64(), r["db_tasks"].as_u64(), r["db_tries"].as_u64()),
+        (Some(3), Some(2100), Some(2100)),
+        "{r}"
+    );
+    assert!(
+        r["db_bytes_per_task"].as_f64().expect("bytes") > 0.0 && r["report_s"].as_f64().expect("report") > 0.0,
+        "{r}"
+    );
+    let db = std::path::PathBuf::from(r["db"].as_str().expect("db"));
+    assert!(db.is_file() && db.starts_with(default_run_dir(cwd.path())), "{r}");
 }
 
 #[test]

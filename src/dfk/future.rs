@@ -112,7 +112,11 @@ impl TaskFuture {
     /// When and how long the latest try ran on its worker; unknown (zero) for a memo or
     /// checkpoint hit and for a try that failed without reaching a worker.
     pub fn ran(&self) -> Ran {
-        Ran { started_us: self.0.started_us.load(Ordering::Acquire), run_us: self.0.run_us.load(Ordering::Acquire) }
+        Ran {
+            started_us: self.0.started_us.load(Ordering::Acquire),
+            run_us: self.0.run_us.load(Ordering::Acquire),
+            ..Ran::default()
+        }
     }
 
     pub(crate) fn note_ran(&self, ran: Ran) {

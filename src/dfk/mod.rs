@@ -48,6 +48,8 @@ pub struct DfkConfig {
     pub checkpoint: Option<std::path::PathBuf>,
     /// Event log: every task's state transitions, timestamped.
     pub events: Option<std::path::PathBuf>,
+    /// The run database (`RUN_DIR/monitoring.db`): tasks, tries, managers, blocks.
+    pub monitoring: Option<MonitoringConfig>,
     /// Memoize tasks that do not say otherwise (`strand run`/`map` turn it on with a run directory).
     pub memoize: bool,
     /// When results reach the checkpoint file.
@@ -71,11 +73,37 @@ impl Default for DfkConfig {
             connect_timeout: Duration::from_secs(30),
             checkpoint: None,
             events: None,
+            monitoring: None,
             memoize: false,
             checkpoint_mode: memo::CheckpointMode::TaskExit,
             memo_indexes_new: true,
             staging_dir: std::path::PathBuf::from("staging"),
             stagers: staging::default_stagers(),
+        }
+    }
+}
+
+/// Where and how a DFK writes its run database.
+#[derive(Clone, Debug)]
+pub struct MonitoringConfig {
+    /// The database file.
+    pub db: std::path::PathBuf,
+    /// The block log to mirror into it (`RUN_DIR/blocks.jsonl`), when blocks are known.
+    pub blocks: Option<std::path::PathBuf>,
+    /// What started the run (kept in the `runs` table).
+    pub command: String,
+    /// How often the interchange is asked for its managers and queue.
+    pub poll: Duration,
+}
+
+impl MonitoringConfig {
+    /// The run database of a run directory, polling the interchange every second.
+    pub fn in_run_dir(dir: &crate::run_dir::RunDir, command: impl Into<String>) -> MonitoringConfig {
+        MonitoringConfig {
+            db: dir.file(crate::run_dir::MONITORING_DB),
+            blocks: Some(dir.file(crate::run_dir::BLOCKS_FILE)),
+            command: command.into(),
+            poll: Duration::from_secs(1),
         }
     }
 }
@@ -88,6 +116,8 @@ struct Shared {
     progress: Condvar,
     waker: Waker,
     stop: AtomicBool,
+    /// Why the run database could not be written, once the I/O thread has stopped.
+    monitoring_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -105,6 +135,9 @@ pub enum DfkError {
     /// The checkpoint could not be opened.
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] memo::CheckpointError),
+    /// The run database could not be opened.
+    #[error(transparent)]
+    Monitoring(#[from] crate::monitoring::db::DbError),
     /// The event log could not be opened.
     #[error("event log {path}: {source}")]
     Events {
@@ -188,6 +221,10 @@ impl Dfk {
             ),
             None => None,
         };
+        let db = match &cfg.monitoring {
+            Some(m) => Some(crate::monitoring::db::RunDb::start(&m.db, m.blocks.clone(), &m.command)?),
+            None => None,
+        };
         let mut client = Client::connect(conn)?;
         let (_, incarnation) = client.hello(cfg.connect_timeout)?;
         let waker = Waker::new().map_err(ClientError::Random)?;
@@ -198,7 +235,11 @@ impl Dfk {
             progress: Condvar::new(),
             waker,
             stop: AtomicBool::new(false),
+            monitoring_error: Mutex::new(None),
         });
+        if db.is_some() {
+            shared.graph().keep_records();
+        }
         if let Some(log) = events {
             shared.graph().record_events(log);
         }
@@ -208,7 +249,7 @@ impl Dfk {
         let s2 = Arc::clone(&shared);
         let io = std::thread::Builder::new()
             .name("strand-dfk-io".into())
-            .spawn(move || io_loop(client, s2, cfg, incarnation))
+            .spawn(move || io_loop(client, s2, cfg, incarnation, db))
             .map_err(ClientError::Random)?;
         Ok(Dfk { shared, io: Some(io) })
     }
@@ -294,9 +335,11 @@ impl Dfk {
         g.pending()
     }
 
-    /// Stop the I/O thread (tasks still pending stay unresolved) and say goodbye.
-    pub fn shutdown(mut self) {
+    /// Stop the I/O thread (tasks still pending stay unresolved) and say goodbye. Returns why
+    /// the run database could not be written, if it could not (the run itself is unaffected).
+    pub fn shutdown(mut self) -> Option<String> {
         self.stop_io();
+        self.shared.monitoring_error.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     fn stop_io(&mut self) {
@@ -315,7 +358,15 @@ impl Drop for Dfk {
 }
 
 /// The I/O thread: ready tries out, results in, liveness of the interchange.
-fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnation: u64) {
+fn io_loop(
+    mut client: Client,
+    shared: Arc<Shared>,
+    cfg: DfkConfig,
+    mut incarnation: u64,
+    db: Option<crate::monitoring::db::RunDb>,
+) {
+    let poll_every = cfg.monitoring.as_ref().map(|m| m.poll);
+    let mut last_poll: Option<Instant> = None;
     let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
     let ping_every = (cfg.interchange_timeout / 4).max(Duration::from_millis(50));
@@ -350,7 +401,14 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
                         shared.graph().resubmit_in_flight();
                     }
                 }
-                ToClientMsg::Status(_) | ToClientMsg::Ack { .. } => {}
+                ToClientMsg::Status(report) => {
+                    if let Some(db) = &db {
+                        let t_us = crate::monitoring::record::now_us();
+                        let (managers, queued) = (report.managers, report.queued);
+                        db.send(vec![crate::monitoring::record::Record::Managers { t_us, managers, queued }]);
+                    }
+                }
+                ToClientMsg::Ack { .. } => {}
             }
         }
         run_joins(&shared);
@@ -406,13 +464,27 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
             shared.progress.notify_all();
         }
         shared.graph().flush_events();
+        if let Some(db) = &db {
+            // Taken under the lock, handed over outside it.
+            let records = shared.graph().take_records();
+            db.send(records);
+            if let Some(every) = poll_every {
+                if last_poll.is_none_or(|t| now.saturating_duration_since(t) >= every) {
+                    let _ = client.send(&ClientMsg::Status);
+                    last_poll = Some(now);
+                }
+            }
+        }
         write_checkpoint(&shared, false);
         // Joins and hashing that became due while sending start before we sleep: nothing else
         // would wake us.
         if client.readable() || shared.graph().has_local_work() {
             continue;
         }
-        let wait = if ready > 0 && refused_until.is_some() { Duration::from_millis(5) } else { ping_every };
+        let mut wait = if ready > 0 && refused_until.is_some() { Duration::from_millis(5) } else { ping_every };
+        if let Some(every) = poll_every {
+            wait = wait.min(every);
+        }
         let mut fds = vec![shared.waker_fd()];
         if let Some(fd) = client.fd() {
             fds.push(fd);
@@ -421,6 +493,13 @@ fn io_loop(mut client: Client, shared: Arc<Shared>, cfg: DfkConfig, mut incarnat
     }
     shared.graph().flush_events();
     let _ = client.send(&ClientMsg::Bye);
+    if let Some(db) = db {
+        let records = shared.graph().take_records();
+        db.send(records);
+        if let Err(e) = db.finish() {
+            *shared.monitoring_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
 }
 
 /// Write the checkpoint records due now (all with `now`): taken under the graph's lock,

@@ -208,7 +208,7 @@ mod tests {
             failure: Failure::ExitCode { code: 3, stderr: String::new(), stdout: vec![] },
             tries: 1,
         });
-        let ran = Ran { started_us: 1_796_138_137_619_500, run_us: 5_000 };
+        let ran = Ran { started_us: 1_796_138_137_619_500, run_us: 5_000, ..Default::default() };
         let at = std::time::SystemTime::now();
         let mut log = Joblog::open(&path, false).expect("opens");
         log.write(&Entry::of(1, "echo a".into(), &Ok(b"a\n".to_vec()), ran, at)).expect("writes");

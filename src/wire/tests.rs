@@ -9,7 +9,7 @@ fn sample() -> ManagerMsg {
     ManagerMsg::Results(vec![TryResult {
         id: TryId { client: ClientId(1), task: TaskId(2), attempt: 0 },
         outcome: Outcome::Failed(Failure::ExitCode { code: 3, stderr: "boom".into(), stdout: vec![] }),
-        ran: crate::task::Ran { started_us: 1_796_138_137_619_000, run_us: 5_000 },
+        ran: crate::task::Ran { started_us: 1_796_138_137_619_000, run_us: 5_000, ..Default::default() },
     }])
 }
 

@@ -148,6 +148,7 @@ impl Drop for Executor {
 
 /// One slot thread: run tries until the executor goes away.
 fn slot(number: u64, inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: &Registry, shared: &Shared) {
+    let slot_number = u32::try_from(number).unwrap_or(u32::MAX);
     let number = number.to_string();
     // This slot's warm Python interpreter, started by its first Python try.
     let mut python = python::PythonSlot::default();
@@ -169,7 +170,8 @@ fn slot(number: u64, inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: 
             shared.running.fetch_sub(1, Ordering::AcqRel);
             o
         };
-        let result = TryResult { id: t.id, outcome, ran: strand::task::Ran::since(started, begun) };
+        let ran = strand::task::Ran { slot: slot_number, ..strand::task::Ran::since(started, begun) };
+        let result = TryResult { id: t.id, outcome, ran };
         if done.send(result).is_err() {
             return; // the executor is gone: nobody wants results any more
         }

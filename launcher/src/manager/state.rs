@@ -257,16 +257,23 @@ impl ManagerState {
         // Only answers to tries it still holds count: a lost worker's late results were
         // already reported as WorkerLost and must not be delivered a second time.
         let before = results.len();
-        let kept: Vec<TryResult> = results.into_iter().filter(|r| !w.lost && w.tries.remove(&r.id)).collect();
+        let mut kept: Vec<TryResult> = results.into_iter().filter(|r| !w.lost && w.tries.remove(&r.id)).collect();
         if kept.len() < before {
             info!(self.log, "dropped stale results from a worker"; "rank" => w.rank.0, "n" => before - kept.len());
+        }
+        // Where it ran, for the run database: stamped here, where it is known for sure.
+        for r in &mut kept {
+            r.ran.manager = self.cfg.id;
+            r.ran.rank = u32::try_from(rank.0).unwrap_or(0);
         }
         self.results.extend(kept);
     }
 
     /// A try on the manager's own slots ended.
-    pub fn local_result(&mut self, r: TryResult) {
+    pub fn local_result(&mut self, mut r: TryResult) {
         self.local_held = self.local_held.saturating_sub(1);
+        r.ran.manager = self.cfg.id;
+        r.ran.rank = 0;
         self.results.push(r);
     }
 

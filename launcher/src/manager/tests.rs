@@ -109,6 +109,19 @@ fn done(ns: &[u64]) -> Vec<TryResult> {
     ns.iter().map(|&n| TryResult::new(id(n), Outcome::Done(vec![]))).collect()
 }
 
+/// What the manager sends on for `done(ns)` from `rank` (0: its own slots): stamped with
+/// where they ran, for the run database.
+fn answered(rank: u32, ns: &[u64]) -> Vec<TryResult> {
+    done(ns)
+        .into_iter()
+        .map(|mut r| {
+            r.ran.manager = ManagerId(7);
+            r.ran.rank = rank;
+            r
+        })
+        .collect()
+}
+
 fn hello(host: &str, cpus: &[u32]) -> Option<WorkerHello> {
     Some(WorkerHello { host: host.into(), cpus: Some(cpus.iter().copied().collect()) })
 }
@@ -251,7 +264,7 @@ fn heartbeats_keep_a_worker_and_silence_past_the_threshold_loses_it() {
     m.worker_results(WorkerRank(1), done(&[1]), now);
     m.step(now, &mut c);
     assert_eq!(c.fed(), [(1, vec![5])]);
-    assert_eq!(c.sent(), [ManagerMsg::Results(done(&[1]))]);
+    assert_eq!(c.sent(), [ManagerMsg::Results(answered(1, &[1]))]);
 }
 
 #[test]
@@ -301,11 +314,11 @@ fn tries_go_out_level_by_level_and_the_backlog_refills_workers_without_asking() 
     m.worker_results(WorkerRank(2), done(&[2]), t0 + T);
     assert!(m.step(t0 + T, &mut c));
     assert_eq!(c.fed(), [(2, vec![5])]);
-    assert_eq!(c.sent(), [ManagerMsg::Results(done(&[2]))]);
+    assert_eq!(c.sent(), [ManagerMsg::Results(answered(2, &[2]))]);
     m.worker_results(WorkerRank(1), done(&[1, 3]), t0 + T * 2);
     m.step(t0 + T * 2, &mut c);
     assert_eq!(c.fed(), [(1, vec![6])]);
-    assert_eq!(c.sent(), [ManagerMsg::Results(done(&[1, 3]))]);
+    assert_eq!(c.sent(), [ManagerMsg::Results(answered(1, &[1, 3]))]);
     assert!(m.busy());
 }
 
@@ -329,7 +342,7 @@ fn draining_is_announced_once_and_held_tries_finish_before_the_stop() {
     // What it holds still finishes and is reported; then the interchange stops it.
     m.worker_results(WorkerRank(1), done(&[1]), t0 + Duration::from_secs(11));
     m.step(t0 + Duration::from_secs(11), &mut c);
-    assert_eq!(c.sent(), [ManagerMsg::Results(done(&[1]))]);
+    assert_eq!(c.sent(), [ManagerMsg::Results(answered(1, &[1]))]);
     assert!(!m.busy());
     let now = t0 + Duration::from_secs(12);
     assert_eq!(m.interchange(ToManagerMsg::Stop, now, &mut c), Some(ManagerExit::Stopped));
@@ -368,7 +381,7 @@ fn reregister_drops_what_has_not_started_and_registers_again() {
     m.worker_results(WorkerRank(1), done(&[1, 3]), t0 + T * 2);
     m.worker_results(WorkerRank(2), done(&[2, 4]), t0 + T * 2);
     m.step(t0 + T * 2, &mut c);
-    assert_eq!(c.sent(), [ManagerMsg::Results([done(&[1, 3]), done(&[2, 4])].concat())]);
+    assert_eq!(c.sent(), [ManagerMsg::Results([answered(1, &[1, 3]), answered(2, &[2, 4])].concat())]);
     assert_eq!(c.fed(), []);
     assert!(!m.busy());
     // Registered again with the capacity it registered: nothing more to say.
@@ -419,7 +432,7 @@ fn a_wide_try_goes_to_its_leader_with_the_cpus_of_its_ranks() {
     // When it ends, both ranks are fed again.
     m.worker_results(WorkerRank(1), done(&[9]), t0 + T);
     m.step(t0 + T, &mut c);
-    assert_eq!(c.sent(), [ManagerMsg::Results(done(&[9]))]);
+    assert_eq!(c.sent(), [ManagerMsg::Results(answered(1, &[9]))]);
     m.interchange(tasks([2, 3]), t0 + T, &mut c);
     m.step(t0 + T, &mut c);
     assert_eq!(c.fed(), [(1, vec![2]), (2, vec![3])]);
@@ -440,5 +453,5 @@ fn a_pool_of_one_runs_tries_on_its_own_slots() {
     m.local_result(done(&[1]).remove(0));
     m.step(t0 + T, &mut c);
     assert_eq!(ids(&mut c), [5]);
-    assert_eq!(c.sent(), [ManagerMsg::Results(done(&[1]))]);
+    assert_eq!(c.sent(), [ManagerMsg::Results(answered(0, &[1]))]);
 }

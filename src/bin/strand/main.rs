@@ -28,6 +28,8 @@ enum Cmd {
     Map(map::Args),
     /// Show a run directory's tasks and blocks (after or during a run), or a live interchange (--connection).
     Status(status::Args),
+    /// Write a self-contained HTML report of a run (from RUN_DIR/monitoring.db).
+    Report(report::Args),
     /// Hold a manager: it gets no new tasks and keeps what it has.
     Hold(manager_mode::HoldArgs),
     /// Release a held manager: it gets tasks again.
@@ -48,6 +50,7 @@ fn main() {
         Cmd::Submit(a) => submit::exec(a),
         Cmd::Map(a) => map::exec(a),
         Cmd::Status(a) => status::exec(a),
+        Cmd::Report(a) => report::exec(a),
         Cmd::Hold(a) => manager_mode::exec(a.into()),
         Cmd::Release(a) => manager_mode::exec(a.into()),
         Cmd::Drain(a) => manager_mode::exec(a.into()),

@@ -10,6 +10,7 @@
 use super::future::{TaskError, TaskFuture, TaskOutcome};
 use super::memo::{Memo, MemoKey};
 use crate::monitoring::events::{EventLog, State};
+use crate::monitoring::record::{now_us, Record, TryEnd};
 use crate::task::{App, ClientId, Failure, Outcome, Program, TaskId, TaskSpec, Try, TryId, TryResult};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -237,6 +238,8 @@ struct Node {
     /// For a join whose body has run: the future it stands for.
     forward: Option<TaskFuture>,
     future: TaskFuture,
+    /// When its current try was sent (µs since the epoch; 0: never, or no run database).
+    launched_us: u64,
 }
 
 /// Counters of what the graph has seen.
@@ -277,6 +280,8 @@ pub struct Graph {
     memoize_by_default: bool,
     /// Where state transitions are recorded, if anywhere.
     events: Option<EventLog>,
+    /// Records for the run database, taken by the I/O thread each round (`None`: not kept).
+    records: Option<Vec<Record>>,
     /// The latest task declaring each output file, so readers of the file run after it.
     producers: HashMap<String, TaskFuture>,
     /// Join bodies ready to run (outside the graph's lock).
@@ -306,6 +311,7 @@ impl Graph {
             counts: GraphCounts::default(),
             memo,
             events: None,
+            records: None,
             memoize_by_default: false,
             producers: HashMap::new(),
             joins: Vec::new(),
@@ -363,7 +369,47 @@ impl Graph {
         }
     }
 
+    /// Keep records for the run database from now on (taken with [`Graph::take_records`]).
+    pub fn keep_records(&mut self) {
+        self.records.get_or_insert_with(Vec::new);
+    }
+
+    /// The records since the last call, for the run database's writer.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        self.records.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     fn event(&mut self, id: TaskId, state: State, attempt: u32, detail: Option<String>) {
+        if let Some(records) = &mut self.records {
+            let t_us = now_us();
+            let task = id.0;
+            match state {
+                State::Submitted => {
+                    if let Some(n) = self.nodes.get(&id) {
+                        let (name, app) = (n.call.name.clone(), n.call.app.label());
+                        records.push(Record::Task { task, name, app, t_us });
+                    }
+                }
+                State::Launched => {
+                    if let Some(n) = self.nodes.get_mut(&id) {
+                        n.launched_us = t_us;
+                    }
+                }
+                // Implied by the try's record (its outcome is `done`): one record less per task.
+                State::Done if self.nodes.get(&id).is_some_and(|n| n.launched_us != 0) => {}
+                State::Retrying => {}
+                State::Done | State::MemoHit | State::Failed | State::DepFailed | State::Cancelled => {
+                    // Tries the task made: a memo hit or a task that never launched made none.
+                    let launched = self.nodes.get(&id).is_some_and(|n| n.in_flight || n.attempt > 0);
+                    let tries = match state {
+                        State::Done | State::Failed => attempt + 1,
+                        _ if launched => attempt + 1,
+                        _ => 0,
+                    };
+                    records.push(Record::TaskEnded { task, state, tries, t_us, reason: detail.clone() });
+                }
+            }
+        }
         if let Some(log) = &mut self.events {
             let name = self.nodes.get(&id).and_then(|n| n.call.name.as_deref());
             log.record(id.0, name, state, attempt, detail);
@@ -435,6 +481,7 @@ impl Graph {
                 input_hashes: None,
                 forward: None,
                 future: future.clone(),
+                launched_us: 0,
             }),
         );
         self.event(id, State::Submitted, 0, None);
@@ -568,6 +615,11 @@ impl Graph {
         node.in_flight = false;
         self.in_flight -= 1;
         node.future.note_ran(r.ran);
+        if let Some(records) = &mut self.records {
+            let (task, attempt, ran, launched_us) = (r.id.task.0, r.id.attempt, r.ran, node.launched_us);
+            let end = TryEnd::of(&r.outcome);
+            records.push(Record::TryEnded { task, attempt, launched_us, t_us: now_us(), end, ran });
+        }
         match r.outcome {
             Outcome::Done(bytes) => self.succeed(r.id.task, bytes),
             Outcome::Failed(failure) => {

@@ -28,6 +28,18 @@ enum BenchKind {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// No-op tasks per second with the run database (monitoring.db) and without, alternating
+    /// on the same blocks; the database's bytes per task and the report's time on it.
+    Monitoring {
+        /// Number of tasks per run.
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        /// Runs of each kind.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        reps: u32,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// No-op tasks per second through `strand map --json` (JSON lines in and out, as a driver
     /// in Python or any language uses it) beside the same tasks from Rust, on the same blocks.
     JsonLines {
@@ -151,6 +163,11 @@ pub fn exec(a: Args) -> Result<i32> {
         BenchKind::Throughput { tasks, target } => {
             on_executor(&target, tasks, |dfk, exe| print(&bench::throughput::run(dfk, tasks, exe.slots())))
         }
+        BenchKind::Monitoring { tasks, reps, target } => on_executor(&target, tasks, |_, exe| {
+            let r = bench::monitoring::run(exe, tasks, reps)?;
+            print(&r)?;
+            Ok(if r.failed == 0 && r.db_tasks == tasks + 100 { 0 } else { 1 })
+        }),
         BenchKind::JsonLines { tasks, target } => on_executor(&target, tasks, |dfk, exe| {
             let r = bench::json_lines::run(dfk, &exe.connection_file(), tasks, exe.slots())?;
             print(&r)?;

@@ -6,7 +6,7 @@
 //! `--timeout`) are parsed here beside their unit tests; they belong in `src/map/` as soon
 //! as a second command takes them.
 
-use super::{open, TargetArgs};
+use super::{finish_monitoring, open, MonitoringArgs, TargetArgs};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -107,6 +107,8 @@ pub struct Args {
     window: u64,
     #[command(flatten)]
     target: TargetArgs,
+    #[command(flatten)]
+    monitoring: MonitoringArgs,
     /// The command template, then input sources: `:::` values, `::::` files (options go before the template).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "TEMPLATE [::: ARG...]")]
     words: Vec<String>,
@@ -335,11 +337,13 @@ pub fn exec(a: Args) -> Result<i32> {
     let exe = open(&target, 1)?;
     let checkpoint = exe.run_dir().file(CHECKPOINT_FILE);
     let events = Some(exe.run_dir().file(EVENTS_FILE));
+    let monitoring = a.monitoring.config(&exe);
     let dfk = Dfk::connect(
         exe.connection(),
         DfkConfig {
             checkpoint: Some(checkpoint),
             events,
+            monitoring: monitoring.clone(),
             memoize: true,
             memo_indexes_new: false,
             ..DfkConfig::default()
@@ -455,14 +459,16 @@ pub fn exec(a: Args) -> Result<i32> {
     };
     if let Err(e) = waited {
         drop(progress);
-        dfk.shutdown();
+        let db_error = dfk.shutdown();
         exe.stop();
+        finish_monitoring(monitoring.as_ref(), db_error);
         return Err(e.into());
     }
     let tally = printer.join().unwrap_or_default();
     drop(progress);
-    dfk.shutdown();
+    let db_error = dfk.shutdown();
     exe.stop();
+    finish_monitoring(monitoring.as_ref(), db_error);
     if let Some(e) = input_error {
         return Err(e).context("reading the input (the jobs before it ran)");
     }

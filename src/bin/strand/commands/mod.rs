@@ -5,6 +5,7 @@ pub mod bench;
 pub mod interchange;
 pub mod manager_mode;
 pub mod map;
+pub mod report;
 pub mod run;
 pub mod shutdown;
 pub mod status;
@@ -78,4 +79,36 @@ impl TargetArgs {
 /// Start what the target arguments name.
 pub fn open(t: &TargetArgs, default_prefetch: u32) -> Result<strand::executor::Executor> {
     Ok(strand::executor::Executor::open(&t.into(), default_prefetch)?)
+}
+
+/// Whether a run keeps its run database.
+#[derive(clap::Args, Clone)]
+pub struct MonitoringArgs {
+    /// Do not write the run database (RUN_DIR/monitoring.db: every task, try, manager and
+    /// block, read by `strand report`). It is on by default; it costs the run under 10%.
+    #[arg(long)]
+    no_monitoring: bool,
+}
+
+impl MonitoringArgs {
+    /// The run database's configuration for a run on `exe`, unless `--no-monitoring`.
+    pub fn config(&self, exe: &strand::executor::Executor) -> Option<strand::dfk::MonitoringConfig> {
+        let command: Vec<String> = std::env::args().map(|a| strand::text::shell_quote(&a)).collect();
+        (!self.no_monitoring).then(|| strand::dfk::MonitoringConfig::in_run_dir(exe.run_dir(), command.join(" ")))
+    }
+}
+
+/// After the executor stopped: bring the database's blocks up to date (their last events are
+/// written as the executor stops) and say on stderr if the database could not be written
+/// (`error`, from `Dfk::shutdown`); the run itself went on either way.
+pub fn finish_monitoring(cfg: Option<&strand::dfk::MonitoringConfig>, error: Option<String>) {
+    let mirrored = match cfg {
+        Some(strand::dfk::MonitoringConfig { db, blocks: Some(blocks), .. }) if error.is_none() => {
+            strand::monitoring::db::mirror_blocks(db, blocks).err().map(|e| e.to_string())
+        }
+        _ => None,
+    };
+    if let Some(e) = error.or(mirrored) {
+        eprintln!("strand: warning: the run database is incomplete: {e}");
+    }
 }

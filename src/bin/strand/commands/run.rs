@@ -1,11 +1,11 @@
 //! `strand run`: run a TOML workflow file on an executor and print each task's end.
 
-use super::{open, seconds, TargetArgs};
+use super::{finish_monitoring, open, seconds, MonitoringArgs, TargetArgs};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
 use strand::dfk::memo::CheckpointMode;
-use strand::dfk::{Dfk, DfkConfig, TaskFuture};
+use strand::dfk::{Dfk, DfkConfig, MonitoringConfig, TaskFuture};
 use strand::executor::Executor;
 use strand::monitoring::progress::Progress;
 use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
@@ -18,6 +18,8 @@ pub struct Args {
     workflow: PathBuf,
     #[command(flatten)]
     target: TargetArgs,
+    #[command(flatten)]
+    monitoring: MonitoringArgs,
     /// Give up (exit 3) if the workflow has not finished after this many seconds.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
@@ -32,8 +34,11 @@ pub fn exec(a: Args) -> Result<i32> {
     let wf = Workflow::from_file(&a.workflow)?;
     let timeout = a.timeout.map(|s| seconds("--timeout", s)).transpose()?;
     let exe = open(&a.target, 1)?;
-    let result = run_workflow(&wf, &exe, timeout, a.checkpoint);
+    let monitoring = a.monitoring.config(&exe);
+    let mut db_error = None;
+    let result = run_workflow(&wf, &exe, timeout, a.checkpoint, monitoring.clone(), &mut db_error);
     exe.stop();
+    finish_monitoring(monitoring.as_ref(), db_error);
     result
 }
 
@@ -42,6 +47,8 @@ fn run_workflow(
     exe: &Executor,
     timeout: Option<Duration>,
     checkpoint_mode: CheckpointMode,
+    monitoring: Option<MonitoringConfig>,
+    db_error: &mut Option<String>,
 ) -> Result<i32> {
     let checkpoint = exe.run_dir().file(CHECKPOINT_FILE);
     let dfk = Dfk::connect(
@@ -49,6 +56,7 @@ fn run_workflow(
         DfkConfig {
             checkpoint: Some(checkpoint.clone()),
             events: Some(exe.run_dir().file(EVENTS_FILE)),
+            monitoring,
             memoize: true,
             checkpoint_mode,
             ..DfkConfig::default()
@@ -69,7 +77,7 @@ fn run_workflow(
     let left = match waited {
         Ok(left) => left,
         Err(e) => {
-            dfk.shutdown();
+            *db_error = dfk.shutdown();
             return Err(e.into());
         }
     };
@@ -96,7 +104,7 @@ fn run_workflow(
     for e in dfk.checkpoint_errors().iter().take(3) {
         eprintln!("strand: warning: could not write the checkpoint: {e}");
     }
-    dfk.shutdown();
+    *db_error = dfk.shutdown();
     Ok(if left > 0 {
         3
     } else if failed > 0 {
