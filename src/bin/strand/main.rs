@@ -30,6 +30,8 @@ enum Cmd {
     Status(status::Args),
     /// Write a self-contained HTML report of a run (from RUN_DIR/monitoring.db).
     Report(report::Args),
+    /// A live terminal view of a run: blocks, managers, queue, rates, failures; keys hold, release, drain.
+    Top(top::Args),
     /// Hold a manager: it gets no new tasks and keeps what it has.
     Hold(manager_mode::HoldArgs),
     /// Release a held manager: it gets tasks again.
@@ -51,6 +53,7 @@ fn main() {
         Cmd::Map(a) => map::exec(a),
         Cmd::Status(a) => status::exec(a),
         Cmd::Report(a) => report::exec(a),
+        Cmd::Top(a) => top::exec(a),
         Cmd::Hold(a) => manager_mode::exec(a.into()),
         Cmd::Release(a) => manager_mode::exec(a.into()),
         Cmd::Drain(a) => manager_mode::exec(a.into()),

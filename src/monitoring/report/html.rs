@@ -10,6 +10,14 @@ const H: f64 = 220.0;
 const ML: f64 = 60.0;
 /// Bottom margin (time axis).
 const MB: f64 = 24.0;
+/// Top margin (the y axis's label) and right margin (the last time label).
+const MT: f64 = 16.0;
+const MR: f64 = 24.0;
+/// Width of the plotting area.
+const PW: f64 = W - ML - MR;
+/// The Gantt chart's left margin (its lanes' names) and plotting width.
+const GL: f64 = 150.0;
+const GW: f64 = W - GL - MR;
 const COLORS: [&str; 9] =
     ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"];
 
@@ -50,19 +58,20 @@ fn frame(out: &mut String, title: &str, ymax: f64, ylabel: &str, secs: f64, heig
         esc(title),
         esc(title)
     );
-    let ph = height - MB;
+    let ph = height - MB - MT;
+    let (top, bottom, right) = (MT, MT + ph, ML + PW);
     let _ = write!(
         out,
-        r##"<line x1="{ML}" y1="0" x2="{ML}" y2="{ph}" stroke="#888"/><line x1="{ML}" y1="{ph}" x2="{W}" y2="{ph}" stroke="#888"/>"##
+        r##"<line x1="{ML}" y1="{top}" x2="{ML}" y2="{bottom}" stroke="#888"/><line x1="{ML}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#888"/>"##
     );
     for i in 0..=4 {
-        let y = ph - ph * i as f64 / 4.0;
+        let y = MT + ph - ph * i as f64 / 4.0;
         let v = ymax * i as f64 / 4.0;
         let label = if ymax <= 4.0 { format!("{v:.2}") } else { format!("{v:.0}") };
         let _ = write!(out, r#"<text x="{}" y="{}" class="ax" text-anchor="end">{label}</text>"#, ML - 4.0, y + 4.0);
     }
     for i in 0..=5 {
-        let x = ML + (W - ML) * i as f64 / 5.0;
+        let x = ML + PW * i as f64 / 5.0;
         let _ = write!(
             out,
             r#"<text x="{x}" y="{}" class="ax" text-anchor="middle">{:.1} s</text>"#,
@@ -70,18 +79,18 @@ fn frame(out: &mut String, title: &str, ymax: f64, ylabel: &str, secs: f64, heig
             secs * i as f64 / 5.0
         );
     }
-    let _ = write!(out, r#"<text x="4" y="12" class="ax">{}</text>"#, esc(ylabel));
+    let _ = write!(out, r#"<text x="{}" y="11" class="ax">{}</text>"#, ML + 4.0, esc(ylabel));
 }
 
 /// Stacked areas over the time bins.
 fn stacked(out: &mut String, series: &[(String, Vec<f64>)], ymax: f64, height: f64) {
-    let ph = height - MB;
+    let ph = height - MB - MT;
     let n = series.first().map_or(0, |s| s.1.len());
     if n == 0 {
         return;
     }
-    let x = |i: usize| ML + (W - ML) * i as f64 / n as f64;
-    let y = |v: f64| ph - ph * (v / ymax).min(1.0);
+    let x = |i: usize| ML + PW * i as f64 / n as f64;
+    let y = |v: f64| MT + ph - ph * (v / ymax).min(1.0);
     let mut base = vec![0.0; n];
     for (k, (_, vals)) in series.iter().enumerate() {
         let top: Vec<f64> = base.iter().zip(vals).map(|(b, v)| b + v).collect();
@@ -99,13 +108,13 @@ fn stacked(out: &mut String, series: &[(String, Vec<f64>)], ymax: f64, height: f
 
 /// A line over the time bins.
 fn line(out: &mut String, vals: &[f64], ymax: f64, color: &str, dash: bool, height: f64) {
-    let ph = height - MB;
+    let ph = height - MB - MT;
     let n = vals.len().max(1);
     let mut pts = String::new();
     for (i, v) in vals.iter().enumerate() {
-        let xa = ML + (W - ML) * i as f64 / n as f64;
-        let xb = ML + (W - ML) * (i + 1) as f64 / n as f64;
-        let yy = ph - ph * (v / ymax).min(1.0);
+        let xa = ML + PW * i as f64 / n as f64;
+        let xb = ML + PW * (i + 1) as f64 / n as f64;
+        let yy = MT + ph - ph * (v / ymax).min(1.0);
         let _ = write!(pts, "{xa:.1},{yy:.1} {xb:.1},{yy:.1} ");
     }
     let dash = if dash { r#" stroke-dasharray="5,4""# } else { "" };
@@ -181,7 +190,7 @@ pub fn render(r: &Report) -> String {
         }
         acc
     });
-    let ymax = nice_max(top.iter().chain(&r.capacity).copied().fold(0.0, f64::max));
+    let ymax = nice_max(top.iter().chain(&r.capacity).copied().fold(0.0, f64::max) * 1.1);
     frame(&mut o, "Tries running, by app", ymax, "tries", secs, H);
     stacked(&mut o, &r.running, ymax, H);
     line(&mut o, &r.capacity, ymax, "#333", true, H);
@@ -229,13 +238,13 @@ pub fn render(r: &Report) -> String {
         o.push_str("</table>");
         let cmax = r.durations.iter().flat_map(|d| d.counts.iter()).copied().max().unwrap_or(1) as f64;
         let h = H;
-        let ph = h - MB;
+        let ph = h - MB - MT;
         let _ = write!(
             o,
             r#"<svg viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="run-time histogram">"#
         );
         let nb = r.duration_edges_us.len().saturating_sub(1).max(1);
-        let bw = (W - ML) / nb as f64;
+        let bw = PW / nb as f64;
         let k = r.durations.len() as f64;
         for (a, d) in r.durations.iter().enumerate() {
             for (i, c) in d.counts.iter().enumerate() {
@@ -247,7 +256,7 @@ pub fn render(r: &Report) -> String {
                 let _ = write!(
                     o,
                     r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{}"><title>{}: {c}</title></rect>"#,
-                    ph - bh,
+                    MT + ph - bh,
                     (bw / k).max(1.0),
                     COLORS[a % COLORS.len()],
                     esc(&d.app)
@@ -260,7 +269,10 @@ pub fn render(r: &Report) -> String {
             let _ =
                 write!(o, r#"<text x="{x:.1}" y="{}" class="ax" text-anchor="middle">{}</text>"#, h - 6.0, human_us(e));
         }
-        let _ = write!(o, r#"<text x="4" y="12" class="ax">tries (max {cmax:.0})</text></svg>"#);
+        let _ = write!(o, r#"<text x="{}" y="11" class="ax">tries (max {cmax:.0})</text></svg>"#, ML + 4.0);
+        let names: Vec<(&str, &str)> =
+            r.durations.iter().enumerate().map(|(i, d)| (d.app.as_str(), COLORS[i % COLORS.len()])).collect();
+        legend(&mut o, &names);
     }
 
     // Gantt chart.
@@ -285,14 +297,14 @@ pub fn render(r: &Report) -> String {
                 let _ = write!(
                     o,
                     r#"<text x="{}" y="{:.1}" class="ax" text-anchor="end">{}</text>"#,
-                    ML - 4.0,
+                    GL - 4.0,
                     y + lh - 2.0,
                     esc(&lane.name)
                 );
             }
             for (a, b, ok) in &lane.spans {
-                let x = ML + (W - ML) * (a - r.span_us.0) as f64 / span;
-                let w = ((W - ML) * (b - a) as f64 / span).max(0.5);
+                let x = GL + GW * (a - r.span_us.0) as f64 / span;
+                let w = (GW * (b - a) as f64 / span).max(0.5);
                 let fill = if *ok { COLORS[0] } else { COLORS[3] };
                 let _ = write!(
                     o,
@@ -302,7 +314,7 @@ pub fn render(r: &Report) -> String {
             }
         }
         for i in 0..=5 {
-            let x = ML + (W - ML) * i as f64 / 5.0;
+            let x = GL + GW * i as f64 / 5.0;
             let _ = write!(
                 o,
                 r#"<text x="{x}" y="{}" class="ax" text-anchor="middle">{:.1} s</text>"#,
@@ -317,7 +329,7 @@ pub fn render(r: &Report) -> String {
     if r.queued.len() > 1 {
         let qmax = nice_max(r.queued.iter().map(|q| q.1 as f64).fold(0.0, f64::max));
         frame(&mut o, "Tries queued at the interchange", qmax, "tries", secs, H * 0.7);
-        let ph = H * 0.7 - MB;
+        let ph = H * 0.7 - MB - MT;
         let span = (r.span_us.1 - r.span_us.0).max(1) as f64;
         let pts: String = r
             .queued
@@ -325,8 +337,8 @@ pub fn render(r: &Report) -> String {
             .map(|(t, q)| {
                 format!(
                     "{:.1},{:.1} ",
-                    ML + (W - ML) * ((t - r.span_us.0) as f64 / span).clamp(0.0, 1.0),
-                    ph - ph * *q as f64 / qmax
+                    ML + PW * ((t - r.span_us.0) as f64 / span).clamp(0.0, 1.0),
+                    MT + ph - ph * *q as f64 / qmax
                 )
             })
             .collect();

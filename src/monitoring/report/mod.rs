@@ -117,7 +117,8 @@ pub struct Durations {
 pub struct Lane {
     /// `host rank r slot s` or the manager id when its host is unknown.
     pub name: String,
-    /// `(start, end, ok)` in µs since the epoch; `ok` is false if any try merged in failed.
+    /// `(start, end, ok)` in µs since the epoch; `ok` is false for failed tries (spans merge
+    /// only with neighbours that ended alike).
     pub spans: Vec<(i64, i64, bool)>,
 }
 
@@ -503,10 +504,10 @@ fn lanes(tries: &[TryRow], hosts: &HashMap<i64, String>, gap_us: f64) -> (Vec<La
         spans.sort_unstable();
         let mut merged: Vec<(i64, i64, bool)> = Vec::new();
         for (a, b, ok) in spans {
+            // Only spans that ended alike merge, so a failure stays visible in a busy lane.
             match merged.last_mut() {
-                Some(last) if (a - last.1) as f64 <= gap_us => {
+                Some(last) if (a - last.1) as f64 <= gap_us && last.2 == ok => {
                     last.1 = last.1.max(b);
-                    last.2 &= ok;
                 }
                 _ => merged.push((a, b, ok)),
             }

@@ -10,6 +10,7 @@ pub mod run;
 pub mod shutdown;
 pub mod status;
 pub mod submit;
+pub mod top;
 
 use anyhow::{bail, Result};
 use std::path::PathBuf;
