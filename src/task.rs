@@ -491,6 +491,18 @@ pub struct Ran {
     pub rank: u32,
     /// The task slot of that rank (numbered from 1, as `{%}` and `$STRAND_SLOT`; 0: not said).
     pub slot: u32,
+    /// What a command used (zero for functions, which run inside the worker).
+    pub usage: Usage,
+}
+
+/// What a command try used, as the kernel counted it when the worker reaped the command
+/// (`wait4`): the command and every descendant it waited for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// User plus system CPU time, in microseconds.
+    pub cpu_us: u64,
+    /// The largest resident set of any one of those processes, in KiB (0: not measured).
+    pub max_rss_kib: u64,
 }
 
 impl Ran {

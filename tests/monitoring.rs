@@ -93,6 +93,11 @@ fn database_and_report_match_what_happened() {
         32
     );
     assert_eq!(count(&c, "SELECT count(DISTINCT rank) FROM tries"), 2, "both workers ran tries");
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM tries WHERE max_rss_kib > 0 AND cpu_us >= 0"),
+        32,
+        "each command measured"
+    );
 
     let (j, html) = report(&run);
     let s = &j["summary"];
@@ -135,6 +140,41 @@ fn database_and_report_match_what_happened() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has no run database") && err.contains("--no-monitoring"), "{err}");
+}
+
+/// A command's CPU time and memory come from the kernel when its worker reaps it.
+#[test]
+fn command_resource_use_is_measured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let (memory, cpu) = ("b = b'x' * (64 << 20)", "sum(range(5 * 10 ** 6))");
+    let out = Command::new(bin("strand"))
+        .args(["map", "--workers", "2", "--run-dir"])
+        .arg(&run)
+        .args(["python3 -c {}", ":::", memory, cpu])
+        .output_within(Duration::from_secs(120));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = db(&run);
+    let rss = |name: &str| -> (i64, i64) {
+        c.query_row(
+            "SELECT r.max_rss_kib, r.cpu_us FROM tries r JOIN tasks t USING (run, task) WHERE t.name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect(name)
+    };
+    let (big, _) = rss(memory);
+    assert!(big >= 64 * 1024, "a 64 MiB string needs at least 64 MiB resident: {big} KiB");
+    let (small, spent) = rss(cpu);
+    assert!(small < big, "{small} KiB against {big} KiB");
+    assert!(spent >= 20_000, "summing 5 million numbers in Python takes CPU time: {spent} µs");
+    let (j, html) = report(&run);
+    let r = &j["resources"][0];
+    assert_eq!(
+        (r["app"].as_str(), r["tries"].as_u64(), r["max_rss_kib"].as_i64()),
+        (Some("python3"), Some(2), Some(big))
+    );
+    assert!(html.contains("id=\"rss-python3\">"), "the page has the resource table");
 }
 
 /// Wait (bounded) until `sql` counts at least `n` in the database of `dir`.

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS tries (
     launched_us INTEGER, ended_us INTEGER NOT NULL, started_us INTEGER, run_us INTEGER,
     manager INTEGER, rank INTEGER, slot INTEGER,
     outcome TEXT NOT NULL, exit_code INTEGER, signal INTEGER, reason TEXT,
+    cpu_us INTEGER, max_rss_kib INTEGER,
     PRIMARY KEY (run, task, attempt)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS managers (
     run INTEGER NOT NULL, manager INTEGER NOT NULL, host TEXT NOT NULL, block TEXT NOT NULL,
@@ -75,29 +76,55 @@ pub enum DbError {
         /// Its version.
         found: i64,
     },
+    /// The file holds no run database yet (a run is creating it, or it is not one).
+    #[error("{path} holds no run database yet (a run is starting, or the file is not one)")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The writer thread could not be started.
+    #[error("run database {path}: cannot start its writer thread: {source}")]
+    Thread {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The writer thread died (a bug): records after that point were not written.
     #[error("run database writer stopped unexpectedly")]
     WriterDied,
 }
 
-/// Open a database file for reading or writing, checking its schema version (a new file gets
-/// this build's schema).
+/// Open (or create) a database file to write a run into: a new file gets this build's schema,
+/// created in one transaction with its version, so a reader never sees half of it.
 pub fn open(path: &Path) -> Result<Connection, DbError> {
     let err = |source| DbError::Sqlite { path: path.to_path_buf(), source };
-    let conn = Connection::open(path).map_err(err)?;
+    let mut conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
-    let has_tables: bool = conn
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get::<_, i64>(0))
-        .map_err(err)?
-        > 0;
-    if found == 0 && !has_tables {
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+    let tables: i64 =
+        tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0)).map_err(err)?;
+    if found == 0 && tables == 0 {
+        tx.execute_batch(SCHEMA).map_err(err)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
     } else if found != SCHEMA_VERSION {
         return Err(DbError::Schema { path: path.to_path_buf(), found });
     }
+    tx.commit().map_err(err)?;
     Ok(conn)
+}
+
+/// Open an existing database file to read, never changing it.
+pub fn open_to_read(path: &Path) -> Result<Connection, DbError> {
+    let err = |source| DbError::Sqlite { path: path.to_path_buf(), source };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(err)? {
+        SCHEMA_VERSION => Ok(conn),
+        0 => Err(DbError::Empty { path: path.to_path_buf() }),
+        found => Err(DbError::Schema { path: path.to_path_buf(), found }),
+    }
 }
 
 enum Msg {
@@ -151,7 +178,7 @@ impl RunDb {
         let thread = std::thread::Builder::new()
             .name("strand-run-db".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+            .map_err(|source| DbError::Thread { path: path.to_path_buf(), source })?;
         Ok(RunDb { tx, thread: Some(thread) })
     }
 
@@ -201,6 +228,8 @@ struct TryData {
     exit_code: Option<i32>,
     signal: Option<i32>,
     reason: Option<String>,
+    cpu_us: Option<i64>,
+    max_rss_kib: Option<i64>,
 }
 
 /// A task row, gathered for [`insert_many`].
@@ -382,6 +411,9 @@ impl Writer {
                             exit_code: end.exit_code,
                             signal: end.signal,
                             reason: end.reason,
+                            // Measured for commands only (a command always has a resident set).
+                            cpu_us: (ran.usage.max_rss_kib > 0).then_some(ran.usage.cpu_us as i64),
+                            max_rss_kib: (ran.usage.max_rss_kib > 0).then_some(ran.usage.max_rss_kib as i64),
                         });
                         if let Some(m) = end.lost_manager {
                             lost.execute(params![run, m as i64, t_us as i64]).map_err(&err)?;
@@ -408,7 +440,7 @@ impl Writer {
                     }
                 }
             }
-            let refs: Vec<[&dyn ToSql; 14]> = try_rows
+            let refs: Vec<[&dyn ToSql; 16]> = try_rows
                 .iter()
                 .map(|r| {
                     [
@@ -426,13 +458,15 @@ impl Writer {
                         &r.exit_code,
                         &r.signal,
                         &r.reason,
+                        &r.cpu_us,
+                        &r.max_rss_kib,
                     ]
                 })
                 .collect();
             insert_many(
                 &tx,
                 "INSERT OR REPLACE INTO tries (run, task, attempt, launched_us, ended_us, started_us, run_us, \
-                 manager, rank, slot, outcome, exit_code, signal, reason) VALUES ",
+                 manager, rank, slot, outcome, exit_code, signal, reason, cpu_us, max_rss_kib) VALUES ",
                 &refs,
             )
             .map_err(&err)?;
@@ -641,7 +675,14 @@ mod tests {
     }
 
     fn ended(task: u64, attempt: u32, outcome: &Outcome, t_us: u64) -> Record {
-        let ran = Ran { started_us: t_us - 50, run_us: 40, manager: crate::task::ManagerId(7), rank: 1, slot: 1 };
+        let ran = Ran {
+            started_us: t_us - 50,
+            run_us: 40,
+            manager: crate::task::ManagerId(7),
+            rank: 1,
+            slot: 1,
+            ..Ran::default()
+        };
         Record::TryEnded { task, attempt, launched_us: t_us - 100, t_us, end: TryEnd::of(outcome), ran }
     }
 

@@ -21,7 +21,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use strand::task::{CommandSpec, Failure, Outcome, Program};
+use strand::task::{CommandSpec, Failure, Outcome, Program, Usage};
 
 /// Most stdout kept in a result; the rest is read and discarded so the child never blocks.
 pub const STDOUT_LIMIT: usize = 1 << 20;
@@ -45,6 +45,16 @@ pub fn run_command_tracked(
     cpus: Option<&BTreeSet<u32>>,
     groups: &RunningGroups,
 ) -> Outcome {
+    run_command_measured(spec, walltime_ms, cpus, groups).0
+}
+
+/// As [`run_command_tracked`], with what the command used (zero if it never started).
+pub fn run_command_measured(
+    spec: &CommandSpec,
+    walltime_ms: Option<u64>,
+    cpus: Option<&BTreeSet<u32>>,
+    groups: &RunningGroups,
+) -> (Outcome, Usage) {
     run(spec, walltime_ms, cpus, groups, ExitWatch::open)
 }
 
@@ -64,18 +74,19 @@ fn run(
     cpus: Option<&BTreeSet<u32>>,
     groups: &RunningGroups,
     open_watch: fn(i32) -> io::Result<ExitWatch>,
-) -> Outcome {
+) -> (Outcome, Usage) {
     // The walltime counts from here: a slow spawn (a binary on a loaded parallel file
     // system) is part of the task's time.
     let deadline = walltime_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
+    let none = Usage::default();
     let mut cmd = match build(spec, cpus) {
         Ok(c) => c,
-        Err(message) => return Outcome::Failed(Failure::SpawnError { message }),
+        Err(message) => return (Outcome::Failed(Failure::SpawnError { message }), none),
     };
     let mut child = match groups.spawn(&mut cmd) {
         Spawned::Child(c) => c,
-        Spawned::Closed => return Outcome::Failed(Failure::Shutdown),
-        Spawned::Failed(e) => return Outcome::Failed(Failure::SpawnError { message: spawn_message(spec, &e) }),
+        Spawned::Closed => return (Outcome::Failed(Failure::Shutdown), none),
+        Spawned::Failed(e) => return (Outcome::Failed(Failure::SpawnError { message: spawn_message(spec, &e) }), none),
     };
     drop(cmd); // closes our copies of the stdout/stderr files
     let pid = child.id() as i32; // pids fit: pid_max is at most 2^22
@@ -85,14 +96,16 @@ fn run(
     // it, and only then reap.
     kill_group(pid);
     let shut_down = groups.finish(pid);
-    let status = match child.wait() {
+    // Reaped here, not by `child.wait()`: wait4 also says what it used.
+    let (status, usage) = match reap(pid) {
         Ok(s) => s,
         Err(e) => {
             let message = format!("{}: waiting for it failed: {e}", describe(&spec.program));
-            return Outcome::Failed(Failure::SpawnError { message });
+            return (Outcome::Failed(Failure::SpawnError { message }), none);
         }
     };
-    match end {
+    drop(child);
+    let outcome = match end {
         // An exit 0 that raced with kill_all still counts.
         End::Exited if status.success() => Outcome::Done(stdout),
         _ if shut_down => Outcome::Failed(Failure::Shutdown),
@@ -107,7 +120,30 @@ fn run(
                 message: format!("{}: unexpected wait status {status}", describe(&spec.program)),
             }),
         },
+    };
+    (outcome, usage)
+}
+
+/// Reap `pid` (our exited or killed child) with `wait4`: its status and its resource use.
+fn reap(pid: i32) -> io::Result<(std::process::ExitStatus, Usage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; all-zero is a valid value for the kernel to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid out-pointers; `pid` is our child and not reaped yet (nothing else waits
+        // for it: the exit watch only observes).
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
+    let us = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+    let usage = Usage { cpu_us: us(ru.ru_utime) + us(ru.ru_stime), max_rss_kib: ru.ru_maxrss.max(0) as u64 };
+    Ok((std::process::ExitStatus::from_raw(status), usage))
 }
 
 /// The `Command` for a spec, bound to `cpus` when given, with its stdio set up; a message
@@ -376,7 +412,7 @@ mod tests {
         let pidfile = dir.path().join("pid");
         let spec = sh(&format!("sleep 30 & echo $! > {}; wait", pidfile.display()));
         let t = Instant::now();
-        let o = run(&spec, Some(200), None, &RunningGroups::new(), open_watch);
+        let (o, _) = run(&spec, Some(200), None, &RunningGroups::new(), open_watch);
         let took = t.elapsed();
         assert_eq!(o, Outcome::Failed(Failure::Timeout { walltime_ms: 200 }));
         assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(5), "took {took:?}");
@@ -395,7 +431,7 @@ mod tests {
 
     #[test]
     fn without_pidfd_exit_codes_and_output_still_arrive() {
-        let r = |s: &str| run(&sh(s), Some(20_000), None, &RunningGroups::new(), ExitWatch::with_thread);
+        let r = |s: &str| run(&sh(s), Some(20_000), None, &RunningGroups::new(), ExitWatch::with_thread).0;
         assert_eq!(r("echo hi"), Outcome::Done(b"hi\n".to_vec()));
         let failed = Failure::ExitCode { code: 4, stderr: "no\n".into(), stdout: b"out\n".to_vec() };
         assert_eq!(r("echo out; echo no >&2; exit 4"), Outcome::Failed(failed), "a failed command's output is kept");

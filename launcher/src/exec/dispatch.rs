@@ -1,41 +1,46 @@
 //! One try on the calling thread: run its app, then check its declared outputs.
 
-use super::command::run_command_tracked;
+use super::command::run_command_measured;
 use super::function::run_function_within;
 use super::groups::RunningGroups;
 use super::python::PythonSlot;
 use super::registry::Registry;
 use std::collections::BTreeSet;
 use std::path::Path;
-use strand::task::{App, Failure, Outcome, TaskSpec};
+use strand::task::{App, Failure, Outcome, TaskSpec, Usage};
 
 /// Run one task to completion on this thread.
 pub fn execute(registry: &Registry, spec: &TaskSpec) -> Outcome {
-    execute_tracked(registry, spec, None, &RunningGroups::new(), &mut PythonSlot::default())
+    execute_tracked(registry, spec, None, &RunningGroups::new(), &mut PythonSlot::default()).0
 }
 
 /// As [`execute`], a command bound to `cpus` when given, its process group registered in
-/// `groups` while it runs. Functions run on the slot thread, whose binding they keep.
+/// `groups` while it runs, with what a command used. Functions run on the slot thread, whose
+/// binding they keep (and whose use is not told apart from the worker's: zero).
 pub fn execute_tracked(
     registry: &Registry,
     spec: &TaskSpec,
     cpus: Option<&BTreeSet<u32>>,
     groups: &RunningGroups,
     python: &mut PythonSlot,
-) -> Outcome {
-    let (outcome, cwd) = match &spec.app {
-        App::Command(c) => (run_command_tracked(c, spec.walltime_ms, cpus, groups), c.cwd.as_deref()),
-        App::Function(f) => (run_function_within(registry, f, spec.walltime_ms), None),
-        App::Python(p) => (python.run(p, spec.walltime_ms), None),
+) -> (Outcome, Usage) {
+    let (outcome, cwd, usage) = match &spec.app {
+        App::Command(c) => {
+            let (o, u) = run_command_measured(c, spec.walltime_ms, cpus, groups);
+            (o, c.cwd.as_deref(), u)
+        }
+        App::Function(f) => (run_function_within(registry, f, spec.walltime_ms), None, Usage::default()),
+        App::Python(p) => (python.run(p, spec.walltime_ms), None, Usage::default()),
     };
-    match outcome {
+    let outcome = match outcome {
         // Outputs are checked here, on the worker, because only it sees the files.
         Outcome::Done(out) => match missing_outputs(&spec.outputs, cwd) {
             Some(f) => Outcome::Failed(f),
             None => Outcome::Done(out),
         },
         failed => failed,
-    }
+    };
+    (outcome, usage)
 }
 
 /// The declared outputs (relative ones to `cwd`) that do not exist, as a failure.

@@ -13,7 +13,7 @@ mod groups;
 mod python;
 pub mod registry;
 
-pub use command::{run_command, run_command_tracked, STDERR_TAIL, STDOUT_LIMIT};
+pub use command::{run_command, run_command_measured, run_command_tracked, STDERR_TAIL, STDOUT_LIMIT};
 pub use dispatch::{execute, execute_tracked};
 pub use function::{run_function, run_function_within};
 pub use groups::RunningGroups;
@@ -157,8 +157,8 @@ fn slot(number: u64, inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: 
             c.env.push(("STRAND_SLOT".into(), number.clone()));
         }
         let (started, begun) = (std::time::SystemTime::now(), std::time::Instant::now());
-        let outcome = if shared.stopping() {
-            Outcome::Failed(Failure::Shutdown)
+        let (outcome, usage) = if shared.stopping() {
+            (Outcome::Failed(Failure::Shutdown), strand::task::Usage::default())
         } else {
             shared.running.fetch_add(1, Ordering::AcqRel);
             // Function panics are caught inside; this catches bugs in the launcher's own
@@ -166,11 +166,14 @@ fn slot(number: u64, inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: 
             let o = catch_unwind(AssertUnwindSafe(|| {
                 execute_tracked(registry, &t.spec, cpus.as_ref(), &shared.groups, &mut python)
             }))
-            .unwrap_or_else(|p| Outcome::Failed(Failure::Panic { message: strand::text::panic_message(p.as_ref()) }));
+            .unwrap_or_else(|p| {
+                let failure = Failure::Panic { message: strand::text::panic_message(p.as_ref()) };
+                (Outcome::Failed(failure), strand::task::Usage::default())
+            });
             shared.running.fetch_sub(1, Ordering::AcqRel);
             o
         };
-        let ran = strand::task::Ran { slot: slot_number, ..strand::task::Ran::since(started, begun) };
+        let ran = strand::task::Ran { slot: slot_number, usage, ..strand::task::Ran::since(started, begun) };
         let result = TryResult { id: t.id, outcome, ran };
         if done.send(result).is_err() {
             return; // the executor is gone: nobody wants results any more

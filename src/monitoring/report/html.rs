@@ -50,6 +50,17 @@ pub fn human_us(us: f64) -> String {
     }
 }
 
+/// A size in KiB as people read it.
+pub fn human_kib(k: u64) -> String {
+    if k < 1024 {
+        format!("{k} KiB")
+    } else if k < 1024 * 1024 {
+        format!("{:.1} MiB", k as f64 / 1024.0)
+    } else {
+        format!("{:.2} GiB", k as f64 / (1024.0 * 1024.0))
+    }
+}
+
 /// An SVG chart frame with a y axis from 0 to `ymax` and a time axis over `secs` seconds.
 fn frame(out: &mut String, title: &str, ymax: f64, ylabel: &str, secs: f64, height: f64) {
     let _ = write!(
@@ -370,10 +381,37 @@ pub fn render(r: &Report) -> String {
         }
         o.push_str("</table>");
     }
-    o.push_str(
-        "<h2>Resource use</h2><p>Per-try CPU time and memory are not sampled by this version of strand; \
-         the run times above are what the workers measured.</p></body></html>\n",
-    );
+    o.push_str("<h2>Resource use of command tries, by app</h2>");
+    if r.resources.is_empty() {
+        o.push_str(
+            "<p>No command try was measured (functions run inside their worker and are not told apart \
+             from it).</p>",
+        );
+    } else {
+        o.push_str(
+            "<table class=\"resources\"><tr><th>app</th><th>tries</th><th>CPU time</th><th>cores busy \
+             (CPU / run time)</th><th>largest resident set</th><th>mean largest resident set</th></tr>",
+        );
+        for u in &r.resources {
+            let _ = write!(
+                o,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{:.3} s</td><td class=\"n\">{:.2}</td>\
+                 <td class=\"n\" id=\"rss-{}\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&u.app),
+                u.tries,
+                u.cpu_s,
+                u.cores,
+                esc(&u.app),
+                human_kib(u.max_rss_kib),
+                human_kib(u.mean_rss_kib)
+            );
+        }
+        o.push_str(
+            "</table><p class=\"sub\">As the kernel counted when each command was reaped (wait4): the command \
+             and the descendants it waited for; the resident set is the largest of any one process.</p>",
+        );
+    }
+    o.push_str("</body></html>\n");
     o
 }
 

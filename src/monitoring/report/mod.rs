@@ -122,6 +122,23 @@ pub struct Lane {
     pub spans: Vec<(i64, i64, bool)>,
 }
 
+/// What one app's command tries used, as the kernel counted it when each was reaped.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct ResourceUse {
+    /// The app.
+    pub app: String,
+    /// Tries measured (commands; functions run inside their worker).
+    pub tries: u64,
+    /// CPU seconds (user + system), summed.
+    pub cpu_s: f64,
+    /// CPU time over run time: the cores its tries kept busy on average.
+    pub cores: f64,
+    /// The largest resident set of any one try, KiB.
+    pub max_rss_kib: u64,
+    /// The mean of each try's largest resident set, KiB.
+    pub mean_rss_kib: u64,
+}
+
 /// Failures of one kind.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct FailureGroup {
@@ -162,6 +179,8 @@ pub struct Report {
     pub lanes_total: usize,
     /// Failures by kind, most frequent first.
     pub failures: Vec<FailureGroup>,
+    /// Resource use by app, most CPU first.
+    pub resources: Vec<ResourceUse>,
     /// What the reader should know (a run that never ended, an empty run ...).
     pub notes: Vec<String>,
 }
@@ -206,7 +225,7 @@ impl Report {
         if !file.is_file() {
             return Err(ReportError::NoDatabase(path.to_path_buf()));
         }
-        let conn = db::open(&file)?;
+        let conn = db::open_to_read(&file)?;
         Loader { conn: &conn, file: &file }.load(run).map_err(|e| match e {
             LoadError::Sql(source) => ReportError::Query { path: file.clone(), source },
             LoadError::Report(r) => r,
@@ -385,6 +404,7 @@ impl Loader<'_> {
         let (duration_edges_us, durations) = durations(&names, per_app);
         let (lanes, lanes_total) = lanes(&tries, &hosts, (t1 - t0) as f64 / 1000.0);
         let failures = self.failures(run)?;
+        let resources = self.resources(run)?;
         if s.tasks == 0 {
             notes.push("This run submitted no tasks.".into());
         }
@@ -403,8 +423,29 @@ impl Loader<'_> {
             lanes,
             lanes_total,
             failures,
+            resources,
             notes,
         })
+    }
+
+    fn resources(&self, run: i64) -> Result<Vec<ResourceUse>, LoadError> {
+        let mut st = self.conn.prepare(
+            "SELECT t.app, count(*), sum(r.cpu_us), sum(r.run_us), max(r.max_rss_kib), avg(r.max_rss_kib) AS m \
+             FROM tries r JOIN tasks t ON t.run = r.run AND t.task = r.task \
+             WHERE r.run = ?1 AND r.max_rss_kib IS NOT NULL GROUP BY t.app ORDER BY sum(r.cpu_us) DESC",
+        )?;
+        let rows = st.query_map([run], |r| {
+            let (cpu, ran): (i64, i64) = (r.get(2)?, r.get(3)?);
+            Ok(ResourceUse {
+                app: r.get(0)?,
+                tries: r.get::<_, i64>(1)? as u64,
+                cpu_s: cpu as f64 / 1e6,
+                cores: if ran > 0 { cpu as f64 / ran as f64 } else { 0.0 },
+                max_rss_kib: r.get::<_, i64>(4)? as u64,
+                mean_rss_kib: r.get::<_, f64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every try that ran on a worker, with its app's index.

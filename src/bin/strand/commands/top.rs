@@ -48,36 +48,60 @@ pub fn exec(a: Args) -> Result<i32> {
         Some(p) => Some(Client::connect(&ConnectionInfo::load(p)?)?),
         None => None,
     };
-    let db = match &db_file {
-        Some(p) => Some(strand::monitoring::db::open(p)?),
-        None => None,
-    };
+    // The run may be creating its database right now: it is opened when it is ready.
+    let db = Database { file: run_dir.as_ref().map(|d| d.join(MONITORING_DB)), conn: None };
     let title = run_dir.or(conn_file).map(|p| p.display().to_string()).unwrap_or_default();
     let mut terminal = ratatui::try_init().context("starting the terminal view (is stdout a terminal?)")?;
-    let result = run(&mut terminal, client.as_mut(), db.as_ref(), &title, interval);
+    let result = run(&mut terminal, client.as_mut(), db, &title, interval);
     ratatui::restore();
     result
+}
+
+/// The run database, opened once it exists and holds a run.
+struct Database {
+    file: Option<PathBuf>,
+    conn: Option<rusqlite::Connection>,
+}
+
+impl Database {
+    /// The connection, opening it if the file is ready now; why not, if it is not.
+    fn get(&mut self) -> Result<Option<&rusqlite::Connection>, String> {
+        if self.conn.is_none() {
+            match &self.file {
+                Some(f) if f.is_file() => match strand::monitoring::db::open_to_read(f) {
+                    Ok(c) => self.conn = Some(c),
+                    Err(e) => return Err(e.to_string()),
+                },
+                _ => return Ok(None),
+            }
+        }
+        Ok(self.conn.as_ref())
+    }
 }
 
 fn run(
     terminal: &mut ratatui::DefaultTerminal,
     mut client: Option<&mut Client>,
-    db: Option<&rusqlite::Connection>,
+    mut db: Database,
     title: &str,
     interval: Duration,
 ) -> Result<i32> {
     let mut selected = TableState::default().with_selected(Some(0));
     let mut message: Option<String> = None;
+    // Why the database cannot be read now (shown until it can).
+    let mut db_note: Option<String> = None;
     let mut view = View::default();
     let mut next = Instant::now();
     loop {
         if Instant::now() >= next {
             view = View::default();
-            if let Some(c) = db {
-                if let Err(e) = from_database(&mut view, c, strand::monitoring::record::now_us()) {
-                    message = Some(format!("reading the run database: {e}"));
-                }
-            }
+            db_note = match db.get() {
+                Ok(Some(c)) => from_database(&mut view, c, strand::monitoring::record::now_us())
+                    .err()
+                    .map(|e| format!("reading the run database: {e}")),
+                Ok(None) => None,
+                Err(e) => Some(e),
+            };
             if let Some(c) = client.as_deref_mut() {
                 if let Ok(report) = c.status(Duration::from_secs(2)) {
                     from_status(&mut view, &report);
@@ -88,7 +112,7 @@ fn run(
             }
             next = Instant::now() + interval;
         }
-        let chrome = ui::Chrome { title, message: message.as_deref() };
+        let chrome = ui::Chrome { title, message: message.as_deref().or(db_note.as_deref()) };
         terminal.draw(|f| ui::draw(f, &view, &mut selected, &chrome))?;
         if !event::poll(next.saturating_duration_since(Instant::now()))? {
             continue;
