@@ -282,8 +282,12 @@ impl Unwritten {
         if self.rows.is_empty() {
             self.base = task;
         }
-        let Some(i) = task.checked_sub(self.base) else { return };
-        let i = i as usize;
+        // Ids come in order; one that does not still gets its row (never dropped).
+        while task < self.base {
+            self.rows.push_front(None);
+            self.base -= 1;
+        }
+        let i = (task - self.base) as usize;
         if i >= self.rows.len() {
             self.rows.resize_with(i + 1, || None);
         }
@@ -726,6 +730,27 @@ mod tests {
         assert_eq!(q(&c, "SELECT count(*) FROM tries WHERE outcome = 'ExitCode' AND exit_code = 3"), 2);
         assert_eq!(q(&c, "SELECT count(*) FROM tries WHERE manager = 7 AND launched_us < started_us"), 3);
         assert_eq!(q(&c, "SELECT count(*) FROM runs WHERE ended_us IS NOT NULL"), 1);
+    }
+
+    /// Rows wait by id; ended ones are taken out of the middle, aged ones from the front, and an
+    /// id out of order still gets its row.
+    #[test]
+    fn unwritten_rows_by_id() {
+        let row = |t| NewTask { name: None, app: "a".into(), submitted_us: t, end: None };
+        let mut u = Unwritten::default();
+        for id in 10..15 {
+            u.insert(id, row(id));
+        }
+        assert!(u.take(12).is_some() && u.take(12).is_none());
+        u.insert(8, row(8));
+        assert!(u.get_mut(8).is_some() && u.get_mut(9).is_none());
+        let mut due = Vec::new();
+        u.take_aged(11, &mut due);
+        assert_eq!(due.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [8, 10, 11]);
+        due.clear();
+        u.take_aged(u64::MAX, &mut due);
+        assert_eq!(due.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [13, 14]);
+        assert!(u.rows.is_empty());
     }
 
     /// How fast the writer takes records (not a timing assertion: `strand bench monitoring`
