@@ -221,12 +221,13 @@ impl Dfk {
             ),
             None => None,
         };
+        let mut client = Client::connect(conn)?;
+        let (_, incarnation) = client.hello(cfg.connect_timeout)?;
+        // After the interchange answered: a DFK that never connects leaves no run in the database.
         let db = match &cfg.monitoring {
             Some(m) => Some(crate::monitoring::db::RunDb::start(&m.db, m.blocks.clone(), &m.command)?),
             None => None,
         };
-        let mut client = Client::connect(conn)?;
-        let (_, incarnation) = client.hello(cfg.connect_timeout)?;
         let waker = Waker::new().map_err(ClientError::Random)?;
         let shared = Arc::new(Shared {
             graph: Mutex::new(Graph::with_memo(client.id(), memo)),

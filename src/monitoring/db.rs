@@ -10,7 +10,7 @@
 use super::record::Record;
 use crate::block::{read_events, BlockEventKind};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use rusqlite::{params, Connection, OptionalExtension, ToSql};
+use rusqlite::{params, Connection, ToSql};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -664,7 +664,8 @@ pub fn state_name(s: super::events::State) -> &'static str {
 
 /// The latest run in a database, if any.
 pub fn latest_run(conn: &Connection) -> rusqlite::Result<Option<i64>> {
-    conn.query_row("SELECT max(run) FROM runs", [], |r| r.get::<_, Option<i64>>(0)).optional().map(Option::flatten)
+    // max() of no rows is one NULL row.
+    conn.query_row("SELECT max(run) FROM runs", [], |r| r.get(0))
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@
 //! monitoring database can import it later without a format change. `strand status RUN_DIR`
 //! reads it.
 
+use super::record::now_us;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One state a task passes through.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,10 +59,6 @@ pub struct Event {
 #[derive(Debug)]
 pub struct EventLog {
     out: BufWriter<File>,
-}
-
-fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 impl EventLog {
