@@ -17,6 +17,7 @@ packages=(
   parallel                              # GNU parallel, which tests/gnu_parallel.rs runs beside `strand map`
   python3 python3-venv python3-dev      # the Python package (python/), in .venv
   sqlite3                               # to query a run database by hand (docs/monitoring.md)
+  fonts-dejavu-core                     # the font of the scaling plots (strand bench strong/weak/plot)
 )
 missing=()
 for p in "${packages[@]}"; do

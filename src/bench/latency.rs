@@ -22,6 +22,9 @@ pub struct Latency {
     pub p99_us: f64,
     /// Tasks that did not succeed (should be 0).
     pub failed: u64,
+    /// Every round trip, microseconds, in the order run (`--out` writes them).
+    #[serde(skip)]
+    pub samples_us: Vec<f64>,
 }
 
 /// Run `n` no-op tasks one after another and report the round-trip distribution.
@@ -38,8 +41,9 @@ pub fn run(dfk: &Dfk, n: u64, workers: u32) -> Latency {
         }
         samples.push(t.elapsed());
     }
-    samples.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let samples_us = samples.iter().map(|d| us(*d)).collect();
+    samples.sort();
     let pct = |p: f64| us(samples[((samples.len() as f64 - 1.0) * p).round() as usize]);
     let mean = samples.iter().map(|d| us(*d)).sum::<f64>() / samples.len().max(1) as f64;
     Latency {
@@ -50,5 +54,6 @@ pub fn run(dfk: &Dfk, n: u64, workers: u32) -> Latency {
         p50_us: if samples.is_empty() { 0.0 } else { pct(0.5) },
         p99_us: if samples.is_empty() { 0.0 } else { pct(0.99) },
         failed,
+        samples_us,
     }
 }

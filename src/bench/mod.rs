@@ -15,6 +15,7 @@ pub mod load;
 pub mod memory;
 pub mod monitoring;
 pub mod programs;
+pub mod scaling;
 pub mod sim;
 pub mod simulator;
 pub mod throughput;

@@ -120,8 +120,9 @@ impl Served {
         pin: bool,
         timeout: Duration,
     ) -> Result<Served, BenchError> {
-        // ZeroMQ takes about two descriptors per socket here, and the interchange one per peer.
-        crate::host::raise_fd_limit(2 * managers as u64 + 256, &format!("{managers} simulated managers"))
+        // ZeroMQ takes three descriptors per socket here (6,185 open for 2,048 managers), and the
+        // interchange one per peer.
+        crate::host::raise_fd_limit(3 * managers as u64 + 256, &format!("{managers} simulated managers"))
             .map_err(|e| BenchError::Invalid(e.to_string()))?;
         // The interchange's own heartbeat defaults: simulated managers heartbeat every 10 s.
         let ix_opts = InterchangeOptions {

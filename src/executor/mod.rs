@@ -287,6 +287,31 @@ impl Executor {
         Ok(seen)
     }
 
+    /// Wait until the registered managers offer at least `slots` task slots in all (a block
+    /// of several pools registers them one by one); returns the managers registered then,
+    /// `NotWarm` past `timeout`.
+    pub fn wait_for_slots(&self, slots: u32, timeout: Duration) -> Result<usize, ExecutorError> {
+        let mut client = Client::connect(&self.conn)?;
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        while Instant::now() < deadline {
+            if let Ok(s) = client.status(Duration::from_secs(5)) {
+                seen = s.managers.iter().map(|m| m.slots).sum::<u32>();
+                if seen >= slots {
+                    return Ok(s.managers.len());
+                }
+            }
+            if let Some(e) = self.failure() {
+                return Err(e);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(ExecutorError::NotWarm(format!(
+            "{seen} of {slots} task slots registered within {timeout:?}; see {}",
+            self.run_dir.path().display()
+        )))
+    }
+
     /// Why the run cannot go on: the scaler gave up (every block failed, none ever connected).
     pub fn failure(&self) -> Option<ExecutorError> {
         let why = self.scaler.as_ref().and_then(|s| s.state().error)?;

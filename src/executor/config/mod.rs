@@ -312,6 +312,11 @@ impl ExecutorConfig {
         }
     }
 
+    /// The launcher's `--prefetch` as `launcher_args` set it.
+    pub fn prefetch(&self) -> Option<u32> {
+        launcher_option(&self.launcher_args, "--prefetch")
+    }
+
     /// Whether `launcher_args` sets the launcher's `--prefetch` itself.
     pub fn says_prefetch(&self) -> bool {
         self.launcher_args.iter().any(|a| a == "--prefetch" || a.starts_with("--prefetch="))

@@ -1,6 +1,7 @@
 //! `strand bench`: benchmarks through the whole path, one JSON line each (the reports of
 //! `strand::bench`). Each kind runs in the test suite at a small size (tests/bench_cli.rs).
 
+use super::scaling::{self, MaxWorkersArgs, PlotArgs, StrongArgs, WeakArgs};
 use super::{open, seconds, TargetArgs};
 use anyhow::Result;
 use clap::Subcommand;
@@ -75,14 +76,29 @@ enum BenchKind {
         #[arg(long, value_name = "DIR")]
         run_dir: Option<PathBuf>,
     },
-    /// Round trip of one no-op task at a time (mean, p50, p99 in microseconds).
+    /// Round trip of one no-op task at a time (mean, p50, p99 in microseconds); with --out,
+    /// every round trip goes to DIR/results.jsonl and its histogram and CDF are plotted.
     Latency {
         /// Number of tasks.
         #[arg(long, default_value_t = 1_000)]
         tasks: u64,
+        /// Output directory for the distribution (results.jsonl, results.csv, plots).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Strong scaling: a fixed number of tasks of each duration over more and more workers;
+    /// completion time, efficiency and throughput against workers, with the ideal.
+    Strong(StrongArgs),
+    /// Weak scaling: a fixed number of tasks per worker over more and more workers; the
+    /// completion time should stay flat.
+    Weak(WeakArgs),
+    /// Connect more and more workers to one interchange (real local blocks, then simulated
+    /// managers) until a step fails: registration time, interchange memory, throughput.
+    MaxWorkers(MaxWorkersArgs),
+    /// Redraw the plots of sweeps from their results.jsonl, overlaid, with reference points.
+    Plot(PlotArgs),
     /// Per-link overhead of a chain of no-op tasks, each waiting for the previous one.
     Chain {
         /// Links in the chain.
@@ -187,9 +203,19 @@ pub fn exec(a: Args) -> Result<i32> {
             print(&r)?;
             Ok(if r.failed == 0 { 0 } else { 1 })
         }
-        BenchKind::Latency { tasks, target } => {
-            on_executor(&target, tasks, |dfk, exe| print(&bench::latency::run(dfk, tasks, exe.slots())))
-        }
+        BenchKind::Latency { tasks, out, target } => on_executor(&target, tasks, |dfk, exe| {
+            let r = bench::latency::run(dfk, tasks, exe.slots());
+            if let Some(out) = out {
+                let out = bench::scaling::out_dir(Some(&out), "latency")?;
+                bench::scaling::record_latency(&out, &r, exe)?;
+            }
+            print(&r)?;
+            Ok(if r.failed == 0 { 0 } else { 1 })
+        }),
+        BenchKind::Strong(a) => scaling::strong(a),
+        BenchKind::Weak(a) => scaling::weak(a),
+        BenchKind::MaxWorkers(a) => scaling::max_workers(a),
+        BenchKind::Plot(a) => scaling::plot(a),
         BenchKind::Chain { depth, target } => {
             on_executor(&target, depth, |dfk, exe| print(&bench::chain::run(dfk, depth, exe.slots())))
         }
