@@ -26,6 +26,7 @@ use crate::dfk::Dfk;
 use crate::interchange::process::{InterchangeOptions, InterchangeProcess, ProcessError};
 use crate::provider::Provider;
 use crate::run_dir::{RunDir, LOCAL_BLOCK_LOG};
+use crate::wire::StatusReport;
 use config::{ExecutorConfig, ProviderKind};
 use local_block::{LocalBlock, LocalBlockError, LocalBlockOptions};
 use scaler::{Scaler, ScalerConfig};
@@ -269,36 +270,41 @@ impl Executor {
     /// Wait until `n` managers have registered, or `timeout` passes; returns how many did.
     /// Ends early with the scaler's reason if it gave up (no block will ever connect).
     pub fn wait_for_managers(&self, n: usize, timeout: Duration) -> Result<usize, ExecutorError> {
-        let mut client = Client::connect(&self.conn)?;
-        let deadline = Instant::now() + timeout;
-        let mut seen = 0;
-        while Instant::now() < deadline {
-            if let Ok(s) = client.status(Duration::from_secs(5)) {
-                seen = s.managers.len();
-                if seen >= n {
-                    break;
-                }
-            }
-            if let Some(e) = self.failure() {
-                return Err(e);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(seen)
+        let (last, _) = self.poll_status(timeout, |s| s.managers.len() >= n)?;
+        Ok(last.map_or(0, |s| s.managers.len()))
     }
 
     /// Wait until the registered managers offer at least `slots` task slots in all (a block
     /// of several pools registers them one by one); returns the managers registered then,
     /// `NotWarm` past `timeout`.
     pub fn wait_for_slots(&self, slots: u32, timeout: Duration) -> Result<usize, ExecutorError> {
+        let offered = |s: &StatusReport| s.managers.iter().map(|m| m.slots).sum::<u32>();
+        match self.poll_status(timeout, |s| offered(s) >= slots)? {
+            (Some(s), true) => Ok(s.managers.len()),
+            (last, _) => Err(ExecutorError::NotWarm(format!(
+                "{} of {slots} task slots registered within {timeout:?}; see {}",
+                last.as_ref().map_or(0, offered),
+                self.run_dir.path().display()
+            ))),
+        }
+    }
+
+    /// Ask the interchange for its status until `done` says yes or `timeout` passes (failing
+    /// early if the scaler gave up); the last status seen and whether `done` said yes.
+    fn poll_status(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&StatusReport) -> bool,
+    ) -> Result<(Option<StatusReport>, bool), ExecutorError> {
         let mut client = Client::connect(&self.conn)?;
         let deadline = Instant::now() + timeout;
-        let mut seen = 0;
+        let mut last = None;
         while Instant::now() < deadline {
             if let Ok(s) = client.status(Duration::from_secs(5)) {
-                seen = s.managers.iter().map(|m| m.slots).sum::<u32>();
-                if seen >= slots {
-                    return Ok(s.managers.len());
+                let yes = done(&s);
+                last = Some(s);
+                if yes {
+                    return Ok((last, true));
                 }
             }
             if let Some(e) = self.failure() {
@@ -306,10 +312,7 @@ impl Executor {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(ExecutorError::NotWarm(format!(
-            "{seen} of {slots} task slots registered within {timeout:?}; see {}",
-            self.run_dir.path().display()
-        )))
+        Ok((last, false))
     }
 
     /// Why the run cannot go on: the scaler gave up (every block failed, none ever connected).

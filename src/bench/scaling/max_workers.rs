@@ -139,31 +139,14 @@ pub fn run(o: &MaxWorkersOptions) -> Result<MaxWorkersReport, BenchError> {
     })
 }
 
+/// A step before it runs.
 fn blank(source: &Workers, simulated: bool, workers: u64, tasks: u64) -> PointResult {
+    let provenance = results::this_machine(if simulated { "simulated" } else { "local" }, source.prefetch());
     PointResult {
-        experiment: Experiment::MaxWorkers,
         simulated,
-        workers,
         nodes: u64::from(!simulated),
         managers: source.shape(workers).map_or(1, |(m, _)| m),
-        tasks,
-        duration_s: 0.0,
-        kind: TaskKind::Function,
-        rep: 0,
-        makespan_s: 0.0,
-        tasks_per_s: 0.0,
-        ideal_s: 0.0,
-        efficiency: None,
-        result_p50_s: 0.0,
-        result_p95_s: 0.0,
-        result_p99_s: 0.0,
-        failed: 0,
-        registration_s: 0.0,
-        interchange_rss_mib: 0.0,
-        latencies_us: vec![],
-        error: None,
-        ended_unix: 0.0,
-        provenance: results::this_machine(if simulated { "simulated" } else { "local" }, source.prefetch()),
+        ..PointResult::new(Experiment::MaxWorkers, workers, tasks, provenance)
     }
 }
 

@@ -362,42 +362,24 @@ fn total_points(o: &SweepOptions) -> usize {
     o.workers.len() * o.durations.len() * o.reps as usize
 }
 
-/// A point before it runs: its identity and its ideal.
 /// A point before it runs, at sweep size `size` (workers, or nodes): its identity and ideal.
 fn blank(o: &SweepOptions, size: u64, d: Duration, rep: u32, simulated: bool, prov: &Provenance) -> PointResult {
     let w = o.source.workers_at(size).max(1);
     let tasks = o.tasks_at(w);
-    let managers = o.source.shape(w).map(|(m, _)| m).unwrap_or(1);
     let nodes = match o.source {
         Workers::Config { .. } => size,
         Workers::Local { .. } => 1,
         Workers::Simulated { .. } => 0,
     };
-    let ideal_s = tasks.div_ceil(w) as f64 * d.as_secs_f64();
     PointResult {
-        experiment: o.experiment,
         simulated,
-        workers: w,
         nodes,
-        managers,
-        tasks,
+        managers: o.source.shape(w).map(|(m, _)| m).unwrap_or(1),
         duration_s: d.as_secs_f64(),
         kind: o.kind,
         rep,
-        makespan_s: 0.0,
-        tasks_per_s: 0.0,
-        ideal_s,
-        efficiency: None,
-        result_p50_s: 0.0,
-        result_p95_s: 0.0,
-        result_p99_s: 0.0,
-        failed: 0,
-        registration_s: 0.0,
-        interchange_rss_mib: 0.0,
-        latencies_us: vec![],
-        error: None,
-        ended_unix: 0.0,
-        provenance: prov.clone(),
+        ideal_s: tasks.div_ceil(w) as f64 * d.as_secs_f64(),
+        ..PointResult::new(o.experiment, w, tasks, prov.clone())
     }
 }
 
@@ -411,9 +393,13 @@ fn fill(p: &mut PointResult, m: &point::Measured, rss_pid: Option<u32>) {
     p.result_p95_s = m.result_quantile_s(0.95);
     p.result_p99_s = m.result_quantile_s(0.99);
     p.failed = m.failed;
-    p.interchange_rss_mib =
-        rss_pid.and_then(crate::host::proc_usage).map_or(0.0, |(hwm, _)| hwm as f64 / (1 << 20) as f64);
+    p.interchange_rss_mib = rss_pid.and_then(crate::host::proc_usage).map_or(0.0, |(hwm, _)| mib(hwm));
     p.ended_unix = crate::block::unix_now();
+}
+
+/// Bytes as MiB.
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }
 
 /// One line for people: makespan, rate and efficiency.
@@ -432,34 +418,20 @@ pub fn record_latency(out: &Path, l: &super::latency::Latency, exe: &Executor) -
     sorted.sort();
     let q = |x: f64| point::quantile(&sorted, x).as_secs_f64();
     let executor = exe.config().map_or("local".to_string(), |c| c.label.clone());
+    let rep = results::read(out).map_err(|e| bad(&e))?.iter().filter(|p| p.experiment == Experiment::Latency).count();
     let p = PointResult {
-        experiment: Experiment::Latency,
-        simulated: false,
-        workers: exe.slots() as u64,
         nodes: exe.config().map_or(1, |c| c.nodes_per_block as u64),
-        managers: 1,
-        tasks: l.tasks,
-        duration_s: 0.0,
-        kind: TaskKind::Function,
-        rep: results::read(out).map_err(|e| bad(&e))?.iter().filter(|p| p.experiment == Experiment::Latency).count()
-            as u32,
+        rep: rep as u32,
         makespan_s: l.samples_us.iter().sum::<f64>() / 1e6,
         tasks_per_s: 1e6 / l.mean_us.max(1e-9),
-        ideal_s: 0.0,
-        efficiency: None,
         result_p50_s: q(0.5),
         result_p95_s: q(0.95),
         result_p99_s: q(0.99),
         failed: l.failed,
-        registration_s: 0.0,
-        interchange_rss_mib: exe
-            .interchange_pid()
-            .and_then(crate::host::proc_usage)
-            .map_or(0.0, |(h, _)| h as f64 / (1 << 20) as f64),
+        interchange_rss_mib: exe.interchange_pid().and_then(crate::host::proc_usage).map_or(0.0, |(h, _)| mib(h)),
         latencies_us: l.samples_us.clone(),
-        error: None,
         ended_unix: crate::block::unix_now(),
-        provenance: results::this_machine(&executor, 0),
+        ..PointResult::new(Experiment::Latency, exe.slots() as u64, l.tasks, results::this_machine(&executor, 0))
     };
     results::append(out, &p).map_err(|e| bad(&e))?;
     let all = results::read(out).map_err(|e| bad(&e))?;

@@ -128,6 +128,38 @@ pub struct PointResult {
     pub provenance: Provenance,
 }
 
+impl PointResult {
+    /// A point of `workers` workers and `tasks` no-op tasks before it runs: one node, one
+    /// manager, real workers, nothing measured yet (callers set the rest by struct update).
+    pub fn new(experiment: Experiment, workers: u64, tasks: u64, provenance: Provenance) -> PointResult {
+        PointResult {
+            experiment,
+            simulated: false,
+            workers,
+            nodes: 1,
+            managers: 1,
+            tasks,
+            duration_s: 0.0,
+            kind: TaskKind::Function,
+            rep: 0,
+            makespan_s: 0.0,
+            tasks_per_s: 0.0,
+            ideal_s: 0.0,
+            efficiency: None,
+            result_p50_s: 0.0,
+            result_p95_s: 0.0,
+            result_p99_s: 0.0,
+            failed: 0,
+            registration_s: 0.0,
+            interchange_rss_mib: 0.0,
+            latencies_us: vec![],
+            error: None,
+            ended_unix: 0.0,
+            provenance,
+        }
+    }
+}
+
 /// Why a results file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -292,29 +324,11 @@ pub(crate) mod tests {
     /// A strong-scaling point for tests.
     pub(crate) fn point(workers: u64, duration_s: f64, rep: u32, makespan_s: f64) -> PointResult {
         PointResult {
-            experiment: Experiment::Strong,
-            simulated: false,
-            workers,
-            nodes: 1,
-            managers: 1,
-            tasks: 100,
             duration_s,
-            kind: TaskKind::Function,
             rep,
             makespan_s,
             tasks_per_s: 100.0 / makespan_s,
-            ideal_s: 0.0,
-            efficiency: None,
-            result_p50_s: 0.0,
-            result_p95_s: 0.0,
-            result_p99_s: 0.0,
-            failed: 0,
-            registration_s: 0.0,
-            interchange_rss_mib: 0.0,
-            latencies_us: vec![],
-            error: None,
-            ended_unix: 0.0,
-            provenance: this_machine("local", 64),
+            ..PointResult::new(Experiment::Strong, workers, 100, this_machine("local", 64))
         }
     }
 
