@@ -384,10 +384,9 @@ fn the_docs_scaling_commands_run_at_a_small_size() {
     assert!(cwd.path().join("compare/strong-time.png").is_file());
 }
 
-/// A sweep over blocks of 1 and 2 nodes of a real Slurm on loopback (tests/common/slurm.rs):
-/// each point's block is submitted with sbatch (one job step per node, as the configuration's
-/// one node has one), its pools registered before the clock starts, and the points name their
-/// nodes and the executor.
+/// A sweep over 1 and 2 nodes of a real Slurm on loopback (tests/common/slurm.rs): the two
+/// one-node blocks of the largest point are submitted once, with sbatch, and reused (the
+/// 1-node point feeds one and holds the other); the points name their nodes and the executor.
 #[test]
 fn strong_sweep_over_nodes_of_a_slurm_allocation() {
     use common::slurm::{LocalSlurm, SlurmOptions};
@@ -437,12 +436,18 @@ fn strong_sweep_over_nodes_of_a_slurm_allocation() {
             assert!(p.makespan_s >= p.ideal_s && (p.ideal_s - 20.0 * 0.05 / p.workers as f64).abs() < 1e-9, "{p:?}");
         }
     }
-    // One block per point, submitted through sbatch.
-    let scripts = std::fs::read_dir(cwd.path().join("scaling/strong/runs"))
-        .expect("runs")
+    // Two blocks in all, in the sweep's one run directory, each run as its own job.
+    let runs: Vec<_> = std::fs::read_dir(cwd.path().join("scaling/strong/runs")).expect("runs").flatten().collect();
+    assert_eq!(runs.len(), 1, "one executor for the whole sweep");
+    let mut scripts: Vec<String> = std::fs::read_dir(runs[0].path())
+        .expect("run dir")
         .flatten()
-        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".sbatch"))
-        .count();
-    assert_eq!(scripts, 2, "a block for 1 node and one for 2");
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sbatch"))
+        .collect();
+    scripts.sort();
+    assert_eq!(scripts, ["cluster-1.sbatch", "cluster-2.sbatch"], "both blocks submitted once, neither again");
+    // The 1-node point's tries all ran on one block: its managers were the only ones fed.
+    let one = points.iter().filter(|p| p.nodes == 1).map(|p| p.managers).collect::<Vec<_>>();
+    assert_eq!(one, [1, 1]);
 }

@@ -41,11 +41,11 @@ pub enum Workers {
         /// Slots per simulated manager.
         per_manager: u64,
     },
-    /// One block of an executor configuration (Slurm, PBS, local) per point, of the point's
-    /// number of nodes; the sweep's sizes are nodes, and its workers the block's slots.
+    /// Blocks of an executor configuration (Slurm, PBS, local), all submitted once for the
+    /// largest point; a point of N nodes feeds N / nodes_per_block of them and holds the rest.
+    /// The sweep's sizes are nodes, its workers the fed blocks' slots.
     Config {
-        /// The executor, as read from its file (`nodes_per_block` and the block counts are
-        /// set per point).
+        /// The executor, as read from its file (its block counts are set by the sweep).
         config: Box<ExecutorConfig>,
     },
 }
@@ -84,24 +84,24 @@ impl Workers {
         }
     }
 
-    /// The executor of a point of `nodes` nodes: one block, held for the whole point, with as
-    /// many job steps per node as the configuration's block has (its fault-domain layout).
-    fn block_of(config: &ExecutorConfig, nodes: u64) -> Result<ExecutorConfig, BenchError> {
-        let mut c = config.clone();
-        c.nodes_per_block =
-            u32::try_from(nodes).map_err(|_| BenchError::Invalid(format!("--nodes {nodes} is too many")))?;
-        let per_node = config.steps_per_block / config.nodes_per_block.max(1);
-        if per_node >= 1 && config.steps_per_block.is_multiple_of(config.nodes_per_block.max(1)) {
-            c.steps_per_block = per_node.saturating_mul(c.nodes_per_block);
+    /// Blocks of the configuration's own shape that `nodes` nodes make.
+    fn blocks_for(config: &ExecutorConfig, nodes: u64) -> Result<u32, BenchError> {
+        let per = u64::from(config.nodes_per_block.max(1));
+        if !nodes.is_multiple_of(per) {
+            return Err(BenchError::Invalid(format!(
+                "--nodes {nodes} is not a multiple of executor {:?}'s nodes_per_block = {per}: a sweep adds whole blocks",
+                config.label
+            )));
         }
-        (c.init_blocks, c.min_blocks, c.max_blocks) = (1, 1, 1);
-        Ok(c)
+        u32::try_from(nodes / per).map_err(|_| BenchError::Invalid(format!("--nodes {nodes} is too many")))
     }
 
     /// Worker slots at sweep size `size` (workers, or nodes of a configuration's block).
     fn workers_at(&self, size: u64) -> u64 {
         match self {
-            Workers::Config { config } => Self::block_of(config, size).map_or(0, |c| c.slots_per_block() as u64),
+            Workers::Config { config } => {
+                Self::blocks_for(config, size).map_or(0, |b| u64::from(b) * u64::from(config.slots_per_block()))
+            }
             _ => size,
         }
     }
@@ -152,6 +152,9 @@ impl SweepOptions {
         super::at_least_one("--reps", self.reps as u64)?;
         for &w in &self.workers {
             self.source.shape(w)?;
+            if let Workers::Config { config } = &self.source {
+                Workers::blocks_for(config, w)?;
+            }
         }
         Ok(())
     }
@@ -200,12 +203,14 @@ impl Serving {
                 (dfk, Some(exe), None)
             }
             Workers::Config { config } => {
-                let cfg = Workers::block_of(config, w)?;
-                let slots = cfg.slots_per_block();
+                let blocks = Workers::blocks_for(config, w)?;
+                let mut cfg = (**config).clone();
+                (cfg.init_blocks, cfg.min_blocks, cfg.max_blocks) = (blocks, blocks, blocks);
+                let slots = blocks.saturating_mul(cfg.slots_per_block());
                 let timeout = cfg.block_connect_timeout + cfg.strategy_period * 2;
                 let exe = Executor::from_config(run_dir, cfg)?;
                 exe.wait_warm()?;
-                // Every pool of the block, not only its first manager.
+                // Every pool of every block, not only each block's first manager.
                 managers = exe.wait_for_slots(slots, timeout)? as u64;
                 let dfk = Dfk::connect(exe.connection(), DfkConfig::default())?;
                 (dfk, Some(exe), None)
@@ -236,6 +241,42 @@ impl Serving {
 
     fn dfk(&self) -> &Dfk {
         self.dfk.as_ref().expect("the DFK lives until drop")
+    }
+
+    /// Feed the managers of the first `nodes` nodes' blocks (in the order the blocks were
+    /// submitted) and hold the others, so a point of fewer nodes reuses blocks already running.
+    fn use_nodes(&mut self, config: &ExecutorConfig, nodes: u64) -> Result<(), BenchError> {
+        let exe = self.executor.as_ref().ok_or_else(|| BenchError::Invalid("no executor to resize".into()))?;
+        let wanted = Workers::blocks_for(config, nodes)? as usize;
+        let mut client = crate::client::Client::connect(exe.connection())?;
+        let status = client.status(Duration::from_secs(10))?;
+        let mut blocks: Vec<String> = status.managers.iter().map(|m| m.block.0.clone()).collect();
+        // Block ids end in their submission number (label-1, label-2, ...).
+        blocks.sort_by_key(|b| (b.len(), b.clone()));
+        blocks.dedup();
+        let fed: Vec<&String> = blocks.iter().take(wanted).collect();
+        if fed.len() < wanted {
+            return Err(BenchError::Stalled(format!(
+                "{nodes} nodes need {wanted} blocks of executor {:?} and {} are connected",
+                config.label,
+                blocks.len()
+            )));
+        }
+        self.managers = 0;
+        for m in &status.managers {
+            let feed = fed.contains(&&m.block.0);
+            let mode = if feed { crate::wire::ManagerMode::Active } else { crate::wire::ManagerMode::Held };
+            if feed {
+                self.managers += 1;
+            }
+            if m.mode != mode {
+                let (ok, why) = client.set_mode(m.id, mode, Duration::from_secs(10))?;
+                if !ok {
+                    return Err(BenchError::Stalled(format!("setting manager {:?} {mode:?}: {why}", m.id)));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -305,14 +346,30 @@ pub fn sweep(o: &SweepOptions) -> Result<SweepReport, BenchError> {
     let total: usize = o.workers.iter().map(|&w| todo(w).len()).sum();
     let bar = progress(total as u64);
     let (mut measured, mut failed) = (0, 0);
+    let unit = if matches!(o.source, Workers::Config { .. }) { "nodes" } else { "workers" };
+    let run_dir = |w: u64| RunDir::create(Some(&o.out.join("runs").join(format!("{w}-{unit}-{}", std::process::id()))));
+    // A configuration's blocks are submitted once, for the largest point left, and reused.
+    let largest_left = o.workers.iter().copied().filter(|&w| !todo(w).is_empty()).max();
+    let mut shared = match (&o.source, largest_left) {
+        (Workers::Config { .. }, Some(largest)) => Some(Serving::start(&o.source, largest, run_dir(largest)?)?),
+        _ => None,
+    };
     for &w in &o.workers {
         let points = todo(w);
         if points.is_empty() {
             continue;
         }
-        let unit = if matches!(o.source, Workers::Config { .. }) { "nodes" } else { "workers" };
-        let run_dir = RunDir::create(Some(&o.out.join("runs").join(format!("{w}-{unit}-{}", std::process::id()))))?;
-        let serving = Serving::start(&o.source, w, run_dir)?;
+        let own;
+        let serving = match (&mut shared, &o.source) {
+            (Some(s), Workers::Config { config }) => {
+                s.use_nodes(config, w)?;
+                &*s
+            }
+            _ => {
+                own = Serving::start(&o.source, w, run_dir(w)?)?;
+                &own
+            }
+        };
         for mut p in points {
             let d = Duration::from_secs_f64(p.duration_s);
             let on = if unit == "nodes" { format!(" on {} node(s)", p.nodes) } else { String::new() };

@@ -38,15 +38,15 @@ pub struct SweepArgs {
     /// The strand-launcher binary for the local blocks (default: next to `strand`).
     #[arg(long, value_name = "PATH", conflicts_with = "simulate")]
     launcher: Option<PathBuf>,
-    /// Executor configuration (TOML; docs/executors.md): each point gets one block of that
-    /// executor (Slurm, PBS or local) of --nodes nodes, held for the point's repetitions and
-    /// durations; workers are the block's slots.
+    /// Executor configuration (TOML; docs/executors.md): the blocks of the largest --nodes
+    /// point are submitted once (Slurm, PBS or local, of the executor's own nodes_per_block) and
+    /// reused: a point of N nodes feeds N / nodes_per_block of them and holds the others.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["simulate", "workers"], requires = "nodes")]
     config: Option<PathBuf>,
     /// The executor of --config to use, by label (default: the first in the file).
     #[arg(long, value_name = "LABEL", requires = "config")]
     executor: Option<String>,
-    /// Nodes per block, one point each (with --config), e.g. 1,2,4,8.
+    /// Nodes, one point each (with --config; multiples of the executor's nodes_per_block), e.g. 1,2,4,8.
     #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "config")]
     nodes: Vec<u64>,
     /// Output directory: results.jsonl, results.csv, plots (SVG, PNG, plots.json) and the
