@@ -332,30 +332,18 @@ impl Executor {
                 exe.label
             )));
         }
-        let mut client = Client::connect(&self.conn)?;
-        let deadline = Instant::now() + exe.block_connect_timeout + exe.strategy_period * 2;
-        loop {
-            let blocks: HashSet<String> = client
-                .status(Duration::from_secs(10))
-                .map(|s| s.managers.into_iter().map(|m| m.block.0).collect())
-                .unwrap_or_default();
-            if blocks.len() >= exe.init_blocks as usize {
-                return Ok(());
-            }
-            if let Some(e) = self.failure() {
-                return Err(e);
-            }
-            if Instant::now() >= deadline {
-                return Err(ExecutorError::NotWarm(format!(
-                    "{} of executor {:?}'s {} initial blocks connected within {:?}; see {}",
-                    blocks.len(),
-                    exe.label,
-                    exe.init_blocks,
-                    exe.block_connect_timeout,
-                    self.run_dir.path().display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let blocks = |s: &StatusReport| s.managers.iter().map(|m| &m.block.0).collect::<HashSet<_>>().len();
+        let timeout = exe.block_connect_timeout + exe.strategy_period * 2;
+        match self.poll_status(timeout, |s| blocks(s) >= exe.init_blocks as usize)? {
+            (_, true) => Ok(()),
+            (last, false) => Err(ExecutorError::NotWarm(format!(
+                "{} of executor {:?}'s {} initial blocks connected within {:?}; see {}",
+                last.as_ref().map_or(0, blocks),
+                exe.label,
+                exe.init_blocks,
+                exe.block_connect_timeout,
+                self.run_dir.path().display()
+            ))),
         }
     }
 

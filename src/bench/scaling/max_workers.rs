@@ -80,6 +80,7 @@ pub fn run(o: &MaxWorkersOptions) -> Result<MaxWorkersReport, BenchError> {
         .chain(o.managers.iter().map(|&m| (true, m * o.workers_per_manager)))
         .filter(|s| !done.contains(s))
         .collect();
+    let mut all = earlier;
     let bar = progress(steps.len() as u64);
     let mut stopped_by = None;
     let mut measured = 0;
@@ -99,6 +100,7 @@ pub fn run(o: &MaxWorkersOptions) -> Result<MaxWorkersReport, BenchError> {
             p.error = Some(e.to_string());
         }
         results::append(&o.out, &p).map_err(|e| BenchError::Invalid(e.to_string()))?;
+        all.push(p.clone());
         measured += 1;
         bar.inc(1);
         match measured_step {
@@ -116,7 +118,6 @@ pub fn run(o: &MaxWorkersOptions) -> Result<MaxWorkersReport, BenchError> {
         }
     }
     bar.finish_and_clear();
-    let all = results::read(&o.out).map_err(|e| BenchError::Invalid(e.to_string()))?;
     results::write_csv(&o.out, &all).map_err(|e| BenchError::Invalid(e.to_string()))?;
     let plots = super::plot::draw_dir(&o.out, &[], &o.out).map_err(|e| BenchError::Invalid(e.to_string()))?;
     let good = |sim: bool| {

@@ -343,22 +343,22 @@ pub fn sweep(o: &SweepOptions) -> Result<SweepReport, BenchError> {
         }
         v
     };
-    let total: usize = o.workers.iter().map(|&w| todo(w).len()).sum();
+    // The points each worker count still lacks, worked out once.
+    let plan: Vec<(u64, Vec<PointResult>)> =
+        o.workers.iter().map(|&w| (w, todo(w))).filter(|(_, points)| !points.is_empty()).collect();
+    let total: usize = plan.iter().map(|(_, points)| points.len()).sum();
     let bar = progress(total as u64);
+    let mut all = earlier;
     let (mut measured, mut failed) = (0, 0);
     let unit = if matches!(o.source, Workers::Config { .. }) { "nodes" } else { "workers" };
     let run_dir = |w: u64| RunDir::create(Some(&o.out.join("runs").join(format!("{w}-{unit}-{}", std::process::id()))));
     // A configuration's blocks are submitted once, for the largest point left, and reused.
-    let largest_left = o.workers.iter().copied().filter(|&w| !todo(w).is_empty()).max();
+    let largest_left = plan.iter().map(|(w, _)| *w).max();
     let mut shared = match (&o.source, largest_left) {
         (Workers::Config { .. }, Some(largest)) => Some(Serving::start(&o.source, largest, run_dir(largest)?)?),
         _ => None,
     };
-    for &w in &o.workers {
-        let points = todo(w);
-        if points.is_empty() {
-            continue;
-        }
+    for (w, points) in plan {
         let own;
         let serving = match (&mut shared, &o.source) {
             (Some(s), Workers::Config { config }) => {
@@ -398,10 +398,10 @@ pub fn sweep(o: &SweepOptions) -> Result<SweepReport, BenchError> {
             bar.suspend(|| eprintln!("strand: {}: {label}: {}", o.experiment.name(), summary(&p)));
             bar.inc(1);
             measured += 1;
+            all.push(p);
         }
     }
     bar.finish_and_clear();
-    let all = results::read(&o.out).map_err(|e| BenchError::Invalid(e.to_string()))?;
     results::write_csv(&o.out, &all).map_err(|e| BenchError::Invalid(e.to_string()))?;
     let plots = plot::draw_dir(&o.out, &[], &o.out).map_err(|e| BenchError::Invalid(e.to_string()))?;
     Ok(SweepReport {
@@ -475,7 +475,8 @@ pub fn record_latency(out: &Path, l: &super::latency::Latency, exe: &Executor) -
     sorted.sort();
     let q = |x: f64| point::quantile(&sorted, x).as_secs_f64();
     let executor = exe.config().map_or("local".to_string(), |c| c.label.clone());
-    let rep = results::read(out).map_err(|e| bad(&e))?.iter().filter(|p| p.experiment == Experiment::Latency).count();
+    let mut all = results::read(out).map_err(|e| bad(&e))?;
+    let rep = all.iter().filter(|p| p.experiment == Experiment::Latency).count();
     let p = PointResult {
         nodes: exe.config().map_or(1, |c| c.nodes_per_block as u64),
         rep: rep as u32,
@@ -491,7 +492,7 @@ pub fn record_latency(out: &Path, l: &super::latency::Latency, exe: &Executor) -
         ..PointResult::new(Experiment::Latency, exe.slots() as u64, l.tasks, results::this_machine(&executor, 0))
     };
     results::append(out, &p).map_err(|e| bad(&e))?;
-    let all = results::read(out).map_err(|e| bad(&e))?;
+    all.push(p);
     results::write_csv(out, &all).map_err(|e| bad(&e))?;
     plot::draw_dir(out, &[], out).map_err(|e| bad(&e))
 }
