@@ -169,3 +169,30 @@ fn bench_gnu_parallel_times_both_and_streams_through_strand_map() {
         std::fs::read_to_string(run_dir.join("map-stream-20000").join("checkpoint.jsonl")).expect("checkpoint");
     assert_eq!(streamed.lines().count(), 20_000, "every streamed argument answered once");
 }
+
+#[test]
+fn bench_mixed_packs_wide_and_plain_tries_into_one_pool() {
+    let cwd = tempfile::tempdir().expect("cwd");
+    // The default mix on its default 16 workers, its durations shortened.
+    let r = &bench(cwd.path(), &["mixed", "--time-scale", "0.1"], Duration::from_secs(180))[0];
+    assert_eq!((r["bench"].as_str(), r["workers"].as_u64(), r["tries"].as_u64()), (Some("mixed"), Some(16), Some(250)));
+    assert_eq!(r["failed"], 0, "{r}");
+    let classes = r["classes"].as_array().expect("classes");
+    let ranks: Vec<u64> = classes.iter().filter_map(|c| c["ranks"].as_u64()).collect();
+    assert_eq!(ranks, [1, 4, 8], "{r}");
+    // 200 x 1 x 0.02 + 40 x 4 x 0.05 + 10 x 8 x 0.1 rank-seconds over 16 workers.
+    let (work, bound) = (r["work_rank_s"].as_f64().expect("work"), r["lower_bound_s"].as_f64().expect("bound"));
+    assert!((work - 20.0).abs() < 1e-6 && (bound - 1.25).abs() < 1e-6, "{r}");
+    let makespan = r["makespan_s"].as_f64().expect("makespan");
+    assert!(makespan >= bound, "no schedule beats the lower bound: {r}");
+    assert!((r["utilization"].as_f64().expect("utilization") - work / (16.0 * makespan)).abs() < 1e-9, "{r}");
+    // A class too wide for the pool is refused before anything runs, naming the fix.
+    let out = Command::new(bin("strand"))
+        .current_dir(cwd.path())
+        .args(["bench", "mixed", "--mix", "2x4@0", "--workers", "2"])
+        .output()
+        .expect("strand bench mixed");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a class of 4 ranks cannot run on 2 worker ranks; give --workers 4"), "{err}");
+}

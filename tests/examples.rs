@@ -23,7 +23,7 @@ fn assert_all_done(out: &str, tasks: usize) {
 #[test]
 fn every_example_workflow_runs_on_the_local_default() {
     let cwd = tempfile::tempdir().expect("cwd");
-    for (file, tasks) in [("hello.toml", 4), ("diamond.toml", 4), ("sweep.toml", 10)] {
+    for (file, tasks) in [("hello.toml", 4), ("diamond.toml", 4), ("sweep.toml", 10), ("mpi.toml", 6)] {
         let out = run_ok(
             cwd.path(),
             file,
@@ -33,7 +33,7 @@ fn every_example_workflow_runs_on_the_local_default() {
         assert_all_done(&out, tasks);
     }
     let runs = std::fs::read_dir(cwd.path().join("runs")).expect("default run directories").count();
-    assert_eq!(runs, 3, "one default run directory each, under the current directory");
+    assert_eq!(runs, 4, "one default run directory each, under the current directory");
 }
 
 #[test]

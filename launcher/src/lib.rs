@@ -12,16 +12,26 @@
 //!         .trim().parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
 //!     Ok((x * x).to_string().into_bytes())
 //! });
+//! // An MPI function: called on every rank of its try with their communicator (docs/mpi-tasks.md).
+//! registry.register_mpi("rank_sum", |comm, _args| {
+//!     use mpi::collective::{CommunicatorCollectives, SystemOperation};
+//!     use mpi::topology::Communicator;
+//!     let mut sum = 0i64;
+//!     comm.all_reduce_into(&i64::from(comm.rank()), &mut sum, SystemOperation::sum());
+//!     Ok(sum.to_string().into_bytes()) // rank 0's value is the result
+//! });
 //! let args = strand_launcher::LauncherArgs::parse();
 //! std::process::exit(strand_launcher::launch(args, registry));
 //! ```
 
 pub mod backoff;
 pub mod exec;
+pub mod group;
 pub mod manager;
 pub mod placement;
 pub mod pool_msg;
 pub mod stop;
+pub mod task_mpi;
 pub mod wide;
 pub mod worker;
 
@@ -90,6 +100,12 @@ pub struct LauncherArgs {
     /// Task processes inherit their rank's binding.
     #[arg(long, value_enum, default_value_t = BindPolicy::Auto, value_name = "POLICY")]
     pub bind: BindPolicy,
+    /// How tasks start MPI programs on their ranks' nodes: the launch command that
+    /// `$STRAND_MPI_PREFIX` is composed for. Default: the one that started this launcher
+    /// (read from its MPI runtime's variables), else the MPI library's own (mpirun for Open MPI,
+    /// mpiexec for the others). Block scripts pass their executor's `launch`.
+    #[arg(long, value_enum, value_name = "LAUNCH")]
+    pub task_launch: Option<task_mpi::TaskLaunch>,
     /// Seconds to wait for the interchange to answer registration before giving up.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub connect_timeout: u64,
@@ -116,8 +132,8 @@ fn node_rank(world: &SimpleCommunicator) -> NodeRank {
     NodeRank { index: u32::try_from(node.rank()).unwrap_or(0), count: u32::try_from(node.size()).unwrap_or(1) }
 }
 
-/// Make MPI errors on the pool return instead of aborting the whole world.
-fn errors_return(pool: &SimpleCommunicator) {
+/// Make MPI errors on `comm` (a pool's, or a try's) return instead of aborting the whole world.
+pub(crate) fn errors_return(pool: &SimpleCommunicator) {
     use mpi::raw::AsRaw;
     // SAFETY: a valid communicator handle and the predefined MPI_ERRORS_RETURN handler.
     unsafe {
@@ -154,6 +170,13 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
     let placed = placement::place(args.bind, node_rank(&world), &log);
     // Workers tell their manager where they run, so a wide try gets all its ranks' cores.
     let cpus = placed.map(|p| p.pus).or_else(placement::current_cpus);
+    let mpi_library = mpi::environment::library_version().unwrap_or_default();
+    let task_launch =
+        args.task_launch.unwrap_or_else(|| task_mpi::TaskLaunch::detect(|k| std::env::var(k).ok(), &mpi_library));
+    let mpi_launch = task_mpi::MpiLaunch { kind: task_launch, as_root: strand::process::is_root() };
+    // Read before any task starts (and before our threads: the environment is read, not changed).
+    let _ = task_mpi::runtime_vars();
+    task_mpi::set_one_rank_env(&mpi_launch, &strand::host::hostname());
     let Some(pool) = split_pools(&world, args.pool_size) else {
         error!(log, "MPI_Comm_split returned no communicator");
         return 2;
@@ -161,14 +184,14 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
     errors_return(&pool);
     let registry = Arc::new(registry);
     let code = if pool.rank() == 0 {
-        run_as_manager(&args, &pool, registry, &stop, &log)
+        run_as_manager(&args, &pool, registry, mpi_launch, &stop, &log)
     } else {
         // Slots are numbered through the pool (rank 1's first, then rank 2's ...), so that a
         // pool's running commands have distinct STRAND_SLOTs, as GNU parallel's slots on one host.
         let per_worker = args.slots_per_worker.max(1) as u64;
         let first_slot = (pool.rank() as u64 - 1) * per_worker + 1;
-        let exec = Executor::numbered(per_worker as usize, first_slot, registry);
-        worker::run_worker(&pool, exec, secs(args.worker_heartbeat), cpus.as_ref(), &stop, &log);
+        let exec = Executor::numbered(per_worker as usize, first_slot, Arc::clone(&registry));
+        worker::run_worker(&pool, exec, &registry, secs(args.worker_heartbeat), cpus.as_ref(), &stop, &log);
         0
     };
     drop(pool);
@@ -182,6 +205,7 @@ fn run_as_manager(
     args: &LauncherArgs,
     pool: &SimpleCommunicator,
     registry: Arc<Registry>,
+    mpi: task_mpi::MpiLaunch,
     stop: &StopFlag,
     log: &slog::Logger,
 ) -> i32 {
@@ -214,6 +238,8 @@ fn run_as_manager(
             .map(|w| std::time::Instant::now() + Duration::from_secs(w.saturating_sub(args.drain_margin))),
         worker_threshold: secs(args.worker_threshold),
         gpu_ids: crate::wide::gpu_ids(args.gpus_per_node, std::env::var("CUDA_VISIBLE_DEVICES").ok()),
+        mpi,
+        mpi_functions: registry.mpi_names().into_iter().map(str::to_string).collect(),
     };
     let local = (pool.size() == 1).then(|| Executor::new(args.local_slots as usize, registry));
     match run_manager(pool, &conn, cfg, local, stop, log) {

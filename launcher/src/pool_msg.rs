@@ -17,6 +17,10 @@ pub const TAG_RESULTS: i32 = 12;
 pub const TAG_STOP: i32 = 13;
 /// Worker -> manager: alive (body: a [`WorkerHello`]).
 pub const TAG_HEARTBEAT: i32 = 14;
+/// Manager -> each member of an MPI function try: run it (body: a [`GroupTry`]).
+pub const TAG_GROUP: i32 = 15;
+/// The tag of `MPI_Comm_create_group` over a try's members (none of the tags above).
+pub const TAG_CREATE_GROUP: i32 = 16;
 
 /// A worker's rank in its pool communicator (the manager is rank 0).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,6 +58,16 @@ impl WorkerTry {
     }
 }
 
+/// An MPI function try as each of its members gets it: the ranks that make its communicator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct GroupTry {
+    /// The try, as the interchange sent it.
+    pub try_: Try,
+    /// Its members, pool ranks in the order of their ranks in the try's communicator (the first
+    /// is rank 0, whose result is the try's).
+    pub members: Vec<WorkerRank>,
+}
+
 /// What a manager tells one worker.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ToWorker {
@@ -61,6 +75,8 @@ pub enum ToWorker {
     Tries(Vec<WorkerTry>),
     /// Stop (tag [`TAG_STOP`]).
     Stop,
+    /// Be a member of this MPI function try (tag [`TAG_GROUP`]).
+    Group(Box<GroupTry>),
 }
 
 impl ToWorker {
@@ -69,6 +85,7 @@ impl ToWorker {
         match self {
             ToWorker::Tries(tries) => (TAG_TRIES, encode(tries)),
             ToWorker::Stop => (TAG_STOP, Vec::new()),
+            ToWorker::Group(g) => (TAG_GROUP, encode(g)),
         }
     }
 }

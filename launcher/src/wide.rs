@@ -15,7 +15,8 @@
 //! does the MPI sends it asks for, so it is tested without MPI.
 
 use crate::placement::{list_string, parse_list};
-use crate::pool_msg::{WorkerRank, WorkerTry};
+use crate::pool_msg::{GroupTry, WorkerRank, WorkerTry};
+use crate::task_mpi::MpiLaunch;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use strand::task::{App, Failure, ManagerId, Outcome, Try, TryId, TryResult};
 
@@ -45,8 +46,18 @@ pub enum Action {
         /// The try, with the CPUs its command runs on.
         job: Box<WorkerTry>,
     },
+    /// Send this MPI function try to each of its members (one per MPI rank it asked for).
+    LaunchGroup(Box<GroupTry>),
     /// Report this result: the try can never run in this pool.
     Fail(TryResult),
+}
+
+/// A wide try waiting for its ranks.
+#[derive(Debug)]
+struct Waiting {
+    t: Try,
+    /// An MPI function try: every member runs it (else only the leader runs it).
+    group: bool,
 }
 
 /// Worker ranks and GPUs held by one running wide try.
@@ -61,7 +72,7 @@ struct Alloc {
 #[derive(Debug)]
 pub struct WidePlanner {
     manager: ManagerId,
-    queue: VecDeque<Try>,
+    queue: VecDeque<Waiting>,
     /// Ranks reserved for the head of `queue` (leader first).
     reserved: Vec<WorkerRank>,
     running: HashMap<TryId, Alloc>,
@@ -71,11 +82,14 @@ pub struct WidePlanner {
     gpu_ids: Vec<String>,
     /// GPU ids in use, per host.
     gpus_in_use: HashMap<String, Vec<String>>,
+    /// How a try's MPI program is started on its ranks.
+    mpi: MpiLaunch,
 }
 
 impl WidePlanner {
-    /// A planner for a pool whose nodes each offer the GPUs `gpu_ids`.
-    pub fn new(manager: ManagerId, gpu_ids: Vec<String>) -> WidePlanner {
+    /// A planner for a pool whose nodes each offer the GPUs `gpu_ids`, whose tries start MPI
+    /// programs with `mpi`.
+    pub fn new(manager: ManagerId, gpu_ids: Vec<String>, mpi: MpiLaunch) -> WidePlanner {
         WidePlanner {
             manager,
             queue: VecDeque::new(),
@@ -84,12 +98,18 @@ impl WidePlanner {
             blocked: HashSet::new(),
             gpu_ids,
             gpus_in_use: HashMap::new(),
+            mpi,
         }
     }
 
     /// Queue a wide try.
     pub fn push(&mut self, t: Try) {
-        self.queue.push_back(t);
+        self.queue.push_back(Waiting { t, group: false });
+    }
+
+    /// Queue an MPI function try: it runs on every one of its members, with their communicator.
+    pub fn push_group(&mut self, t: Try) {
+        self.queue.push_back(Waiting { t, group: true });
     }
 
     /// Wide tries waiting for their ranks.
@@ -134,7 +154,7 @@ impl WidePlanner {
     /// Reserve, launch or refuse as many waiting tries as the workers allow, in order.
     pub fn step(&mut self, workers: &[WorkerView]) -> Vec<Action> {
         let mut out = vec![];
-        while let Some(head) = self.queue.front() {
+        while let Some(Waiting { t: head, .. }) = self.queue.front() {
             let need = head.spec.resources.worker_ranks() as usize;
             let gpus = head.spec.resources.gpus as usize;
             let live = workers.iter().filter(|w| !w.lost).count();
@@ -144,7 +164,7 @@ impl WidePlanner {
                     self.manager,
                     self.gpu_ids.len()
                 );
-                let Some(t) = self.queue.pop_front() else { break };
+                let Some(Waiting { t, .. }) = self.queue.pop_front() else { break };
                 self.unreserve();
                 let failure = Failure::Unsatisfiable { needed: t.spec.resources, message };
                 out.push(Action::Fail(TryResult::new(t.id, Outcome::Failed(failure))));
@@ -166,7 +186,7 @@ impl WidePlanner {
             if !self.reserved.iter().all(idle) {
                 break;
             }
-            let Some(mut t) = self.queue.pop_front() else { break };
+            let Some(Waiting { mut t, group }) = self.queue.pop_front() else { break };
             let ranks = std::mem::take(&mut self.reserved);
             let leader = ranks[0];
             let host_of =
@@ -180,9 +200,15 @@ impl WidePlanner {
             let planned = local_cpus(workers, &ranks, &host);
             // Before the environment gets the planned list: only the task's own setting counts.
             let cpus = binding(&t, planned.clone());
-            set_environment(&mut t, &rank_hosts, &got, planned.as_ref());
+            set_environment(&mut t, &rank_hosts, &got, planned.as_ref(), &self.mpi);
+            // One member per MPI rank: the first rank of each `cores` ranks (the others lend cores).
+            let members: Vec<WorkerRank> = ranks.iter().step_by(cores).copied().collect();
             self.running.insert(t.id, Alloc { ranks, host, gpus: got });
-            out.push(Action::Launch { leader, job: Box::new(WorkerTry { try_: t, cpus }) });
+            out.push(if group {
+                Action::LaunchGroup(Box::new(GroupTry { try_: t, members }))
+            } else {
+                Action::Launch { leader, job: Box::new(WorkerTry { try_: t, cpus }) }
+            });
         }
         out
     }
@@ -246,9 +272,10 @@ fn binding(t: &Try, planned: Option<BTreeSet<u32>>) -> Option<BTreeSet<u32>> {
 }
 
 /// Tell a command what it got: `STRAND_CORES`, `STRAND_RANKS`, `STRAND_HOSTS` (one host per rank),
-/// `OMP_NUM_THREADS`, the GPU masks and `STRAND_CPUS` (the CPUs it runs on, when known). Variables
-/// the task sets itself win.
-fn set_environment(t: &mut Try, rank_hosts: &[String], gpus: &[String], cpus: Option<&BTreeSet<u32>>) {
+/// `OMP_NUM_THREADS`, the GPU masks, `STRAND_CPUS` (the CPUs it runs on, when known) and how to
+/// start its MPI program on those ranks (`STRAND_MPI_PREFIX` and its parts). Variables the task
+/// sets itself win.
+fn set_environment(t: &mut Try, rank_hosts: &[String], gpus: &[String], cpus: Option<&BTreeSet<u32>>, mpi: &MpiLaunch) {
     let r = t.spec.resources;
     let App::Command(cmd) = &mut t.spec.app else { return };
     let mut add = |k: &str, v: String| {
@@ -260,6 +287,9 @@ fn set_environment(t: &mut Try, rank_hosts: &[String], gpus: &[String], cpus: Op
     add("OMP_NUM_THREADS", r.cores.max(1).to_string());
     add("STRAND_RANKS", r.ranks.max(1).to_string());
     add("STRAND_HOSTS", rank_hosts.join(","));
+    for (k, v) in mpi.env(rank_hosts) {
+        add(&k, v);
+    }
     if let Some(c) = cpus {
         add("STRAND_CPUS", list_string(c));
     }
@@ -334,13 +364,17 @@ mod tests {
         job.cpus.clone()
     }
 
+    fn mpirun() -> MpiLaunch {
+        MpiLaunch { kind: crate::task_mpi::TaskLaunch::Mpirun, as_root: false }
+    }
+
     fn ranks(r: &[i32]) -> Vec<WorkerRank> {
         r.iter().map(|&r| WorkerRank(r)).collect()
     }
 
     #[test]
     fn reserves_waits_for_busy_ranks_then_launches_on_one_node() {
-        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
         p.push(wide(1, 2, 0, 1));
         let mut w = workers(&[("a", 1), ("b", 0), ("b", 1), ("a", 1)]);
         assert!(p.step(&w).is_empty(), "no node has two idle ranks yet");
@@ -362,7 +396,7 @@ mod tests {
 
     #[test]
     fn ranks_not_heard_from_yet_are_not_reserved() {
-        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
         p.push(wide(1, 2, 0, 1));
         // Rank 2 has sent no heartbeat: its host and cores are unknown.
         let mut w = workers(&[("a", 0), ("", 0)]);
@@ -375,7 +409,7 @@ mod tests {
 
     #[test]
     fn mpi_ranks_get_one_host_each_and_gpus_come_from_the_leaders_node() {
-        let mut p = WidePlanner::new(ManagerId(1), gpu_ids(Some(2), Some("4,5,6".into())));
+        let mut p = WidePlanner::new(ManagerId(1), gpu_ids(Some(2), Some("4,5,6".into())), mpirun());
         p.push(wide(1, 1, 2, 3));
         p.push(wide(2, 1, 1, 1));
         let w = workers(&[("a", 0), ("a", 0), ("b", 0), ("b", 0)]);
@@ -383,6 +417,10 @@ mod tests {
         assert_eq!(acts.len(), 2, "{acts:?}");
         assert_eq!(env(&acts[0], "STRAND_HOSTS").map(|h| h.split(',').count()), Some(3));
         assert_eq!(env(&acts[0], "CUDA_VISIBLE_DEVICES").as_deref(), Some("4,5"));
+        let prefix = env(&acts[0], "STRAND_MPI_PREFIX").unwrap_or_default();
+        assert!(prefix.starts_with("mpirun --bind-to none -n 3 --host "), "{prefix}");
+        assert_eq!(env(&acts[0], "STRAND_NUM_RANKS").as_deref(), Some("3"));
+        assert_eq!(env(&acts[0], "STRAND_NUM_NODES").as_deref(), Some("2"));
         // The one rank left is on the other node, whose GPUs are all free.
         assert_eq!(env(&acts[1], "CUDA_VISIBLE_DEVICES").as_deref(), Some("4"));
         let host = |a: &Action| env(a, "STRAND_HOSTS").unwrap_or_default();
@@ -394,7 +432,7 @@ mod tests {
 
     #[test]
     fn more_than_the_pool_has_fails_at_once() {
-        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
         p.push(wide(1, 4, 0, 1));
         p.push(wide(2, 1, 1, 1));
         p.push(wide(3, 1, 0, 3));
@@ -415,7 +453,7 @@ mod tests {
 
     #[test]
     fn a_lost_reserved_rank_spoils_the_reservation() {
-        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
         p.push(wide(1, 2, 0, 1));
         let mut w = workers(&[("a", 1), ("a", 1), ("a", 0)]);
         assert!(p.step(&w).is_empty());
@@ -453,7 +491,7 @@ mod tests {
 
     #[test]
     fn a_wide_command_runs_on_the_union_of_its_ranks_cpus_on_the_leaders_node() {
-        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
         p.push(wide(1, 4, 0, 1));
         let w =
             placed(&[("a", Some(&[0, 1])), ("a", Some(&[2])), ("a", Some(&[3, 8])), ("a", Some(&[4])), ("b", None)]);
@@ -466,7 +504,7 @@ mod tests {
 
     #[test]
     fn ranks_on_other_nodes_add_no_cpus() {
-        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
         // Three ranks of one core, two on "a" and one on "b": the command runs on "a".
         p.push(wide(1, 1, 0, 3));
         let w = placed(&[("a", Some(&[0])), ("b", Some(&[5])), ("a", Some(&[1]))]);
@@ -479,7 +517,7 @@ mod tests {
 
     #[test]
     fn an_unknown_cpuset_on_the_leaders_node_means_no_strand_cpus() {
-        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
         p.push(wide(1, 2, 0, 1));
         p.push(wide(2, 2, 0, 1));
         // Node "a" has the most ranks, one of them with an unknown cpuset (a worker that does
@@ -500,7 +538,7 @@ mod tests {
 
     #[test]
     fn a_task_that_sets_strand_cpus_itself_wins() {
-        let mut p = WidePlanner::new(ManagerId(1), vec![]);
+        let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
         let mut t = wide(1, 2, 0, 1);
         if let App::Command(c) = &mut t.spec.app {
             c.env.push(("STRAND_CPUS".into(), "7".into()));
@@ -517,7 +555,7 @@ mod tests {
     #[test]
     fn an_empty_or_bad_own_strand_cpus_keeps_the_leaders_binding() {
         for own in ["", "0-1:junk"] {
-            let mut p = WidePlanner::new(ManagerId(1), vec![]);
+            let mut p = WidePlanner::new(ManagerId(1), vec![], mpirun());
             let mut t = wide(1, 2, 0, 1);
             if let App::Command(c) = &mut t.spec.app {
                 c.env.push(("STRAND_CPUS".into(), own.into()));

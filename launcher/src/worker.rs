@@ -1,8 +1,10 @@
 //! A worker rank: receives tries from its manager over MPI, runs them, sends results back.
 
 use crate::backoff::Backoff;
-use crate::exec::Executor;
-use crate::pool_msg::{self, WorkerHello, WorkerTry, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES};
+use crate::exec::{Executor, Registry};
+use crate::pool_msg::{
+    self, GroupTry, WorkerHello, WorkerTry, TAG_GROUP, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES,
+};
 use crate::stop::StopFlag;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -21,10 +23,12 @@ pub enum WorkerExit {
 
 /// Run the worker loop on `pool` (this rank is not rank 0) until stopped, telling the
 /// manager every `heartbeat` that this rank is alive (so a hung rank can be told apart) and
-/// where it runs: its host and `cpus`, the rank's binding (`None`: unknown).
+/// where it runs: its host and `cpus`, the rank's binding (`None`: unknown). Its part of an MPI
+/// function try runs on this thread (the one that calls MPI), from `registry`.
 pub fn run_worker(
     pool: &SimpleCommunicator,
     executor: Executor,
+    registry: &Registry,
     heartbeat: std::time::Duration,
     cpus: Option<&BTreeSet<u32>>,
     stop: &StopFlag,
@@ -55,6 +59,14 @@ pub fn run_worker(
                         }
                     }
                     None => warn!(log, "undecodable tries from the manager"; "bytes" => bytes.len()),
+                },
+                TAG_GROUP => match pool_msg::decode::<GroupTry>(&bytes) {
+                    // Its manager reserved this rank idle for it: nothing else runs meanwhile.
+                    Some(g) => {
+                        running += 1;
+                        done.push(crate::group::run_member(pool, registry, &g));
+                    }
+                    None => warn!(log, "undecodable MPI function try from the manager"; "bytes" => bytes.len()),
                 },
                 TAG_STOP => told_to_stop = true,
                 tag => warn!(log, "unexpected pool message"; "tag" => tag),

@@ -13,6 +13,7 @@ pub mod json_lines;
 pub mod latency;
 pub mod load;
 pub mod memory;
+pub mod mixed;
 pub mod monitoring;
 pub mod programs;
 pub mod scaling;

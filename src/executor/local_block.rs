@@ -127,7 +127,7 @@ impl LocalBlock {
             .arg(opts.pool_size.unwrap_or(ranks).to_string())
             .arg("--prefetch")
             .arg(opts.prefetch.to_string())
-            .args(["--block-id", LOCAL_BLOCK_ID])
+            .args(["--block-id", LOCAL_BLOCK_ID, "--task-launch", "mpirun"])
             .stdin(Stdio::null())
             .stdout(io(LOCAL_BLOCK_OUT)?)
             .stderr(io(LOCAL_BLOCK_LOG)?)

@@ -59,6 +59,12 @@ pub fn launcher_words(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId
     if cfg.provider == ProviderKind::Local && !own_bind {
         a.extend(["--bind".into(), "none".into()]);
     }
+    // Tasks start their MPI programs with the block's own launch command ($STRAND_MPI_PREFIX);
+    // a block of one process ("simple") leaves it to the launcher's MPI library.
+    let own_task_launch = cfg.launcher_args.iter().any(|a| a == "--task-launch" || a.starts_with("--task-launch="));
+    if cfg.launch != LaunchKind::Simple && !own_task_launch {
+        a.extend(["--task-launch".into(), cfg.launch.name().into()]);
+    }
     a.extend(cfg.launcher_args.iter().cloned());
     lits(&a)
 }
@@ -289,11 +295,14 @@ mod tests {
         let exec = lines_with(&s, "exec mpirun");
         assert_eq!(exec.len(), 1, "{s}");
         assert!(exec[0].contains("--oversubscribe") && exec[0].contains("-n 3 /b/strand-launcher"), "{s}");
-        assert!(exec[0].ends_with(&format!("--connection {CONN} --block-id x-3 --bind none")), "{s}");
+        assert!(
+            exec[0].ends_with(&format!("--connection {CONN} --block-id x-3 --bind none --task-launch mpirun")),
+            "{s}"
+        );
         assert!(!s.contains("set -e"), "{s}");
         // A walltime reaches the launcher, with its drain margin.
         let s = script("provider = \"local\"\nwalltime = 60\ndrain_margin = 5\n");
-        assert!(s.contains("--block-id x-3 --walltime 60 --drain-margin 5 --bind none"), "{s}");
+        assert!(s.contains("--block-id x-3 --walltime 60 --drain-margin 5 --bind none --task-launch mpirun"), "{s}");
     }
 
     #[test]
@@ -342,7 +351,7 @@ extra = ["--mail-type=END"]
         assert!(
             exec[0].ends_with(&format!(
                 "strand-launcher --connection {CONN} --block-id x-3 --pool-size 8 --walltime 7200 --drain-margin 300 \
-                 --gpus-per-node 8 --prefetch 2"
+                 --gpus-per-node 8 --task-launch srun --prefetch 2"
             )),
             "{s}"
         );

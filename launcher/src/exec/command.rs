@@ -164,6 +164,8 @@ fn build(spec: &CommandSpec, cpus: Option<&BTreeSet<u32>>) -> Result<Command, St
             c
         }
     };
+    // Before the task's own variables: a wide try's STRAND_MPI_PREFIX replaces the one-rank one.
+    crate::task_mpi::task_environment(&mut cmd);
     for (k, v) in &spec.env {
         // std would pass such a name through and the child would see a different variable.
         if k.is_empty() || k.contains('=') {

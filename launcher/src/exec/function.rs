@@ -23,6 +23,12 @@ pub fn run_function_within(registry: &Registry, call: &FunctionCall, walltime_ms
     let Some(f) = registry.get(&call.name) else {
         return Outcome::Failed(Failure::UnknownFunction { name: call.name.clone() });
     };
+    run_guarded(walltime_ms, || f(&call.args))
+}
+
+/// Call a task function `f` as a try: its error or panic is a failure, and a return (or panic)
+/// after `walltime_ms` is `Timeout` whatever it returned.
+pub(crate) fn run_guarded(walltime_ms: Option<u64>, f: impl FnOnce() -> Result<Vec<u8>, String>) -> Outcome {
     install_quiet_hook();
     let start = Instant::now();
     let result = {
@@ -30,7 +36,7 @@ pub fn run_function_within(registry: &Registry, call: &FunctionCall, walltime_ms
         // AssertUnwindSafe: the function only sees its argument bytes, and after a panic
         // nothing of its state is used again except through the registry's `Fn`, which
         // must cope with that anyway (it is shared by every slot).
-        catch_unwind(AssertUnwindSafe(|| f(&call.args)))
+        catch_unwind(AssertUnwindSafe(f))
     };
     if let Some(ms) = walltime_ms {
         if start.elapsed() > Duration::from_millis(ms) {

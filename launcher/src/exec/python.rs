@@ -111,7 +111,10 @@ impl PythonSlot {
 }
 
 fn start(path: &str) -> Result<Interpreter, String> {
-    let mut child = Command::new(path)
+    let mut cmd = Command::new(path);
+    // Its Python tries may start MPI programs (or import mpi4py) as any command may.
+    crate::task_mpi::task_environment(&mut cmd);
+    let mut child = cmd
         .args(["-u", "-m", "strand._worker"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

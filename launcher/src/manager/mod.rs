@@ -46,6 +46,10 @@ pub struct ManagerConfig {
     pub worker_threshold: Duration,
     /// GPU ids each node of the pool offers to tries that ask for GPUs.
     pub gpu_ids: Vec<String>,
+    /// How a wide try's MPI program is started on its ranks (`STRAND_MPI_PREFIX`).
+    pub mpi: crate::task_mpi::MpiLaunch,
+    /// The registry's MPI functions: a function try naming one runs on every rank it asks for.
+    pub mpi_functions: std::collections::BTreeSet<String>,
 }
 
 /// Why a manager could not run.

@@ -6,13 +6,14 @@
 
 use super::comm::ManagerComm;
 use super::{ManagerConfig, ManagerExit};
+use crate::group::Groups;
 use crate::pool_msg::{ToWorker, WorkerHello, WorkerRank, WorkerTry};
 use crate::wide::{Action, WidePlanner, WorkerView};
 use slog::{debug, info, warn, Logger};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use strand::block::BlockId;
-use strand::task::{Failure, Outcome, Try, TryId, TryResult};
+use strand::task::{App, Failure, Outcome, Try, TryId, TryResult};
 use strand::wire::{ManagerMsg, Registration, ToManagerMsg};
 
 /// Between heartbeats to the interchange, the longest an idle manager sleeps, so that a signal
@@ -93,6 +94,8 @@ pub struct ManagerState {
     backlog: VecDeque<Try>,
     /// Tries that need several worker ranks or GPUs.
     wide: WidePlanner,
+    /// MPI function tries running on their members.
+    groups: Groups,
     /// Results not yet sent to the interchange.
     results: Vec<TryResult>,
     /// When the interchange was last heard from.
@@ -126,7 +129,8 @@ impl ManagerState {
             per_worker: cfg.slots_per_worker * (1 + cfg.prefetch),
             local_held: 0,
             backlog: VecDeque::new(),
-            wide: WidePlanner::new(cfg.id, cfg.gpu_ids.clone()),
+            wide: WidePlanner::new(cfg.id, cfg.gpu_ids.clone(), cfg.mpi.clone()),
+            groups: Groups::default(),
             results: Vec::new(),
             last_heard: now,
             threshold: cfg.connect_timeout,
@@ -209,7 +213,9 @@ impl ManagerState {
             ToManagerMsg::Tasks(tries) => {
                 debug!(self.log, "tries received"; "n" => tries.len());
                 for t in tries {
-                    if t.spec.resources.is_single() {
+                    if self.is_mpi_function(&t) {
+                        self.wide.push_group(t);
+                    } else if t.spec.resources.is_single() {
                         self.backlog.push_back(t);
                     } else {
                         self.wide.push(t);
@@ -231,6 +237,11 @@ impl ManagerState {
             ToManagerMsg::Stop => return Some(ManagerExit::Stopped),
         }
         None
+    }
+
+    /// Whether `t` calls one of the registry's MPI functions (on every rank it asks for).
+    fn is_mpi_function(&self, t: &Try) -> bool {
+        matches!(&t.spec.app, App::Function(f) if self.cfg.mpi_functions.contains(&f.name))
     }
 
     fn worker_mut(&mut self, rank: WorkerRank) -> Option<&mut WorkerSlot> {
@@ -266,7 +277,28 @@ impl ManagerState {
             r.ran.manager = self.cfg.id;
             r.ran.rank = u32::try_from(rank.0).unwrap_or(0);
         }
-        self.results.extend(kept);
+        if self.groups.is_empty() {
+            self.results.extend(kept);
+            return;
+        }
+        for r in kept {
+            if self.groups.contains(&r.id) {
+                self.member_answered(rank, r);
+            } else {
+                self.results.push(r);
+            }
+        }
+    }
+
+    /// Member `rank` of an MPI function try answered `r` (or was lost): report the try's result
+    /// when it is known, free its ranks when every member is back.
+    fn member_answered(&mut self, rank: WorkerRank, r: TryResult) {
+        let id = r.id;
+        let answer = self.groups.answer(rank, r);
+        if answer.ended {
+            self.wide.finished(&id);
+        }
+        self.results.extend(answer.report);
     }
 
     /// A try on the manager's own slots ended.
@@ -281,10 +313,11 @@ impl ManagerState {
     /// and the local slots, and send the results gathered. Returns whether any try was handed out.
     pub fn step(&mut self, now: Instant, comm: &mut impl ManagerComm) -> bool {
         self.check_workers(now, comm);
-        let fed = self.feed(comm);
+        let fed = self.feed(now, comm);
         if !self.results.is_empty() {
             if self.wide.running() > 0 {
-                for r in &self.results {
+                // An MPI function try that failed early keeps its ranks until its members are back.
+                for r in self.results.iter().filter(|r| !self.groups.contains(&r.id)) {
                     self.wide.finished(&r.id);
                 }
             }
@@ -353,8 +386,12 @@ impl ManagerState {
         let threshold = self.cfg.worker_threshold;
         let manager = self.cfg.id;
         let mut lost_any = false;
-        for w in self.workers.iter_mut().filter(|w| !w.lost && now.saturating_duration_since(w.last_heard) > threshold)
-        {
+        let mut members_lost = vec![];
+        let groups = &self.groups;
+        // A member inside an MPI function sends no heartbeats: it is judged after its try's walltime.
+        for w in self.workers.iter_mut().filter(|w| {
+            !w.lost && now.saturating_duration_since(w.last_heard) > threshold && !groups.excused(w.rank, now)
+        }) {
             w.lost = true;
             lost_any = true;
             warn!(self.log, "worker lost: silent past the threshold; its tries fail, it gets no more";
@@ -363,8 +400,16 @@ impl ManagerState {
             let host = if w.host.is_empty() { "unknown".to_string() } else { w.host.clone() };
             for id in w.tries.drain() {
                 let failure = Failure::WorkerLost { manager, rank: w.rank.0, host: host.clone() };
-                self.results.push(TryResult::new(id, Outcome::Failed(failure)));
+                let r = TryResult::new(id, Outcome::Failed(failure));
+                if groups.contains(&id) {
+                    members_lost.push((w.rank, r));
+                } else {
+                    self.results.push(r);
+                }
             }
+        }
+        for (rank, r) in members_lost {
+            self.member_answered(rank, r);
         }
         if lost_any {
             self.advertise_capacity(comm);
@@ -384,7 +429,7 @@ impl ManagerState {
     }
 
     /// Start the wide tries whose ranks are free; refuse those the pool can never run.
-    fn feed_wide(&mut self, comm: &mut impl ManagerComm) -> bool {
+    fn feed_wide(&mut self, now: Instant, comm: &mut impl ManagerComm) -> bool {
         if self.wide.waiting() == 0 {
             return false;
         }
@@ -409,14 +454,24 @@ impl ManagerState {
                     w.tries.insert(job.try_.id);
                     comm.to_worker(leader, ToWorker::Tries(vec![*job]));
                 }
+                Action::LaunchGroup(g) => {
+                    let (id, walltime) = (g.try_.id, g.try_.spec.walltime_ms);
+                    self.groups.start(id, &g.members, walltime, self.cfg.worker_threshold, now);
+                    for &m in &g.members {
+                        if let Some(w) = self.worker_mut(m) {
+                            w.tries.insert(id);
+                        }
+                        comm.to_worker(m, ToWorker::Group(g.clone()));
+                    }
+                }
             }
         }
         fed
     }
 
     /// Hand backlog to workers (least loaded first, level by level) and to local slots, up to their depth.
-    fn feed(&mut self, comm: &mut impl ManagerComm) -> bool {
-        let mut fed = self.feed_wide(comm);
+    fn feed(&mut self, now: Instant, comm: &mut impl ManagerComm) -> bool {
+        let mut fed = self.feed_wide(now, comm);
         if self.backlog.is_empty() {
             return fed;
         }

@@ -49,6 +49,7 @@ impl Recorder {
                     (rank.0, ts.iter().map(|t| t.try_.id.task.0).collect())
                 }
                 ToWorker::Stop => panic!("unexpected stop to {rank}"),
+                ToWorker::Group(g) => panic!("unexpected MPI function try to {rank}: {g:?}"),
             })
             .collect()
     }
@@ -67,6 +68,8 @@ fn config() -> ManagerConfig {
         drain_at: None,
         worker_threshold: Duration::from_secs(3),
         gpu_ids: vec![],
+        mpi: crate::task_mpi::MpiLaunch { kind: crate::task_mpi::TaskLaunch::Mpirun, as_root: false },
+        mpi_functions: ["mpi_sum".to_string()].into(),
     }
 }
 
@@ -454,4 +457,105 @@ fn a_pool_of_one_runs_tries_on_its_own_slots() {
     m.step(t0 + T, &mut c);
     assert_eq!(ids(&mut c), [5]);
     assert_eq!(c.sent(), [ManagerMsg::Results(answered(0, &[1]))]);
+}
+
+fn mpi_sum(n: u64, ranks: u32, walltime_ms: Option<u64>) -> Try {
+    let app = App::Function(FunctionCall { name: "mpi_sum".into(), args: b"1".to_vec() });
+    let resources = Resources { ranks, ..Resources::default() };
+    Try { id: id(n), spec: TaskSpec { app, walltime_ms, priority: 0, outputs: vec![], resources } }
+}
+
+/// The members each MPI function try was sent to since the last look.
+fn groups_sent(c: &mut Recorder) -> Vec<(u64, Vec<i32>)> {
+    let mut out: Vec<(u64, Vec<i32>)> = vec![];
+    for (rank, msg) in std::mem::take(&mut c.to_workers) {
+        let ToWorker::Group(g) = msg else { panic!("not a group try to {rank}: {msg:?}") };
+        assert!(g.members.contains(&rank), "{rank} is not a member of {g:?}");
+        let n = g.try_.id.task.0;
+        match out.last_mut() {
+            Some((last, members)) if *last == n => members.push(rank.0),
+            _ => out.push((n, vec![rank.0])),
+        }
+    }
+    out
+}
+
+#[test]
+fn an_mpi_function_goes_to_every_member_and_reports_once_when_all_are_back() {
+    let t0 = Instant::now();
+    let (mut m, mut c) = registered(3, config(), t0);
+    for r in 1..=3 {
+        m.worker_hello(WorkerRank(r), hello("h", &[r as u32]), t0);
+    }
+    // Even on one rank an MPI function is a group try (it gets a communicator of one).
+    m.interchange(ToManagerMsg::Tasks(vec![mpi_sum(9, 2, None), mpi_sum(10, 1, None)]), t0, &mut c);
+    m.step(t0, &mut c);
+    assert_eq!(groups_sent(&mut c), [(9, vec![1, 2]), (10, vec![3])]);
+    m.worker_results(WorkerRank(2), done(&[9]), t0 + T);
+    m.step(t0 + T, &mut c);
+    assert!(c.sent().is_empty(), "rank 0 has not answered");
+    // Rank 1's members answer with rank 1's value, reported once, stamped as rank 1's.
+    m.worker_results(WorkerRank(1), done(&[9]), t0 + T);
+    m.step(t0 + T, &mut c);
+    assert_eq!(c.sent(), [ManagerMsg::Results(answered(1, &[9]))]);
+    // Its ranks are free again.
+    m.interchange(tasks([1, 2]), t0 + T, &mut c);
+    m.step(t0 + T, &mut c);
+    assert_eq!(c.fed(), [(1, vec![1]), (2, vec![2])]);
+}
+
+#[test]
+fn a_failed_member_fails_the_try_at_once_and_its_ranks_wait_for_the_others() {
+    let t0 = Instant::now();
+    let (mut m, mut c) = registered(3, config(), t0);
+    for r in 1..=3 {
+        m.worker_hello(WorkerRank(r), hello("h", &[r as u32]), t0);
+    }
+    m.interchange(ToManagerMsg::Tasks(vec![mpi_sum(9, 3, None)]), t0, &mut c);
+    m.step(t0, &mut c);
+    assert_eq!(groups_sent(&mut c), [(9, vec![1, 2, 3])]);
+    let panicked = Outcome::Failed(Failure::Panic { message: "boom".into() });
+    m.worker_results(WorkerRank(3), vec![TryResult::new(id(9), panicked.clone())], t0 + T);
+    m.step(t0 + T, &mut c);
+    let [ManagerMsg::Results(rs)]: [ManagerMsg; 1] = c.sent().try_into().expect("one message") else { unreachable!() };
+    assert_eq!((rs.len(), &rs[0].outcome), (1, &panicked));
+    // Rank 3 answered; ranks 1 and 2 may still be inside the function: no plain try for any.
+    m.interchange(tasks([1]), t0 + T, &mut c);
+    m.step(t0 + T, &mut c);
+    assert!(c.fed().is_empty());
+    m.worker_results(WorkerRank(1), done(&[9]), t0 + T);
+    m.worker_results(WorkerRank(2), done(&[9]), t0 + T);
+    m.step(t0 + T, &mut c);
+    assert!(c.sent().is_empty(), "nothing ends twice");
+    assert_eq!(c.fed(), [(1, vec![1])]);
+}
+
+#[test]
+fn members_inside_an_mpi_function_are_judged_by_silence_only_after_its_walltime() {
+    let t0 = Instant::now();
+    let (mut m, mut c) = registered(2, config(), t0);
+    m.worker_hello(WorkerRank(1), hello("h", &[0]), t0);
+    m.worker_hello(WorkerRank(2), hello("h", &[1]), t0);
+    // A walltime of 10 s, a worker threshold of 3 s.
+    m.interchange(ToManagerMsg::Tasks(vec![mpi_sum(9, 2, Some(10_000))]), t0, &mut c);
+    m.step(t0, &mut c);
+    assert_eq!(groups_sent(&mut c), [(9, vec![1, 2])]);
+    // Rank 2 answers and goes on with heartbeats; rank 1 is inside the function, silent.
+    m.worker_results(WorkerRank(2), done(&[9]), t0 + T);
+    for s in 1..=12 {
+        m.worker_hello(WorkerRank(2), None, t0 + Duration::from_secs(s));
+        m.step(t0 + Duration::from_secs(s), &mut c);
+    }
+    assert!(c.sent().is_empty(), "silent for 12 s, but within walltime + threshold");
+    m.worker_hello(WorkerRank(2), None, t0 + Duration::from_secs(14));
+    m.step(t0 + Duration::from_secs(14), &mut c);
+    let sent = c.sent();
+    let lost = sent.iter().find_map(|s| match s {
+        ManagerMsg::Results(rs) => rs.first().cloned(),
+        _ => None,
+    });
+    assert!(
+        matches!(lost, Some(TryResult { outcome: Outcome::Failed(Failure::WorkerLost { rank: 1, .. }), .. })),
+        "{sent:?}"
+    );
 }

@@ -99,6 +99,23 @@ enum BenchKind {
     MaxWorkers(MaxWorkersArgs),
     /// Redraw the plots of sweeps from their results.jsonl, overlaid, with reference points.
     Plot(PlotArgs),
+    /// Tries of one rank and of several ranks sharing one pool (docs/mpi-tasks.md): makespan
+    /// against its lower bound (work over workers), utilization, and each class's waits.
+    /// Without --connection or --config: a local block of 16 worker ranks (oversubscribed on a
+    /// laptop: the tries sleep).
+    Mixed {
+        /// Classes of tries, COUNTxRANKS@SECONDS, comma-separated.
+        #[arg(long, default_value = bench::mixed::DEFAULT_MIX, value_name = "MIX")]
+        mix: String,
+        /// Multiply every try's duration (e.g. 0.2 for a quick check).
+        #[arg(long, default_value_t = 1.0, value_name = "X")]
+        time_scale: f64,
+        /// Seed of the shuffled submission order.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Per-link overhead of a chain of no-op tasks, each waiting for the previous one.
     Chain {
         /// Links in the chain.
@@ -216,6 +233,22 @@ pub fn exec(a: Args) -> Result<i32> {
         BenchKind::Weak(a) => scaling::weak(a),
         BenchKind::MaxWorkers(a) => scaling::max_workers(a),
         BenchKind::Plot(a) => scaling::plot(a),
+        BenchKind::Mixed { mix, time_scale, seed, mut target } => {
+            let mix = bench::mixed::parse_mix(&mix)?;
+            if target.connection.is_none() && target.config.is_none() && target.workers.is_none() {
+                target.workers = Some(16);
+            }
+            // Prefetch 1, not the benchmarks' 64: a reserved rank drains what it holds first.
+            let exe = open(&target, 1)?;
+            exe.wait_warm()?;
+            let dfk = Dfk::connect(exe.connection(), DfkConfig::default())?;
+            let r = bench::mixed::run(&dfk, &mix, time_scale, exe.slots(), seed);
+            dfk.shutdown();
+            exe.stop();
+            let r = r?;
+            print(&r)?;
+            Ok(if r.failed == 0 { 0 } else { 1 })
+        }
         BenchKind::Chain { depth, target } => {
             on_executor(&target, depth, |dfk, exe| print(&bench::chain::run(dfk, depth, exe.slots())))
         }
