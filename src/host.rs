@@ -12,6 +12,12 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// The name the batch system knows this node by (Slurm's `SLURMD_NODENAME`, which can differ from
+/// the host name), else [`hostname`]: what a job step's node list must name.
+pub fn node_name() -> String {
+    std::env::var("SLURMD_NODENAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(hostname)
+}
+
 /// The block id this process belongs to, from the batch system's environment
 /// (`SLURM_JOB_ID`, `PBS_JOBID`, `COBALT_JOBID`, `LSB_JOBID`), else `"local"`.
 pub fn block_id_from_env() -> String {

@@ -638,3 +638,68 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
     use strand::block::BlockEventKind::*;
     assert_block_event_order(&c.run.path().join(BLOCKS_FILE), &[Submitted, Connected, Hold, Ended]);
 }
+
+/// MPI tasks in a block on two Slurm nodes: `$STRAND_MPI_PREFIX` is an `srun` job step inside
+/// the block's allocation, on the node of the try's reserved ranks, and a real MPI program (built
+/// here with mpicc) runs as one job of two ranks there; started directly, it is a singleton.
+///
+/// The block runs one launcher step per node (one pool each): a step spanning two simulated
+/// nodes of one machine fails in Open MPI's `MPI_Init` (both "nodes" are the same host), so a
+/// try's ranks are on one node here; the prefix for several nodes is checked in
+/// launcher/src/task_mpi.rs.
+#[test]
+fn mpi_tasks_run_as_srun_steps_inside_their_block() {
+    let c = Cluster::start(SlurmOptions { nodes: 2, cpus_per_node: 8 });
+    let hello = c.run.path().join("hello");
+    let src = repo().join("examples").join("mpi").join("hello.c");
+    run_ok(c.run.path(), "mpicc", Command::new("mpicc").arg("-o").arg(&hello).arg(&src), Duration::from_secs(60));
+    // Two steps (0 and 1), one per node, each one pool: a manager and two workers.
+    let job = c.block(&["--nodes=2", "--ntasks=6", "--ntasks-per-node=3"], 2, &["--pool-size", "3"]);
+    c.wait_blocks(&[(&job, 2)], START);
+    let dfk = Dfk::connect(&c.conn, DfkConfig::default()).expect("dfk");
+    let two = strand::task::Resources { ranks: 2, ..Default::default() };
+    let exe = hello.display().to_string();
+    let where_: Vec<TaskFuture> = (0..4)
+        .map(|_| {
+            dfk.submit(
+                Call::shell("$STRAND_MPI_PREFIX sh -c 'echo $SLURMD_NODENAME $SLURM_STEP_ID'; echo $STRAND_MPI_PREFIX")
+                    .resources(two),
+            )
+        })
+        .collect();
+    let mpi: Vec<TaskFuture> =
+        (0..4).map(|_| dfk.submit(Call::shell(format!("$STRAND_MPI_PREFIX {exe}")).resources(two))).collect();
+    let direct = dfk.submit(Call::shell(exe));
+    assert_eq!(dfk.wait_all(Some(WORK)), 0, "every task ended\n{}", c.diagnostics());
+    let text = |f: &TaskFuture| {
+        String::from_utf8_lossy(&f.peek().expect("ended").unwrap_or_else(|e| panic!("{e}\n{}", c.diagnostics())))
+            .into_owned()
+    };
+    let nodes: BTreeSet<String> = c.slurm.nodes().iter().cloned().collect();
+    for f in &where_ {
+        let out = text(f);
+        let mut lines: Vec<&str> = out.lines().collect();
+        let prefix = lines.pop().unwrap_or_default();
+        assert!(prefix.starts_with("srun --ntasks=2 --nodes=1 --nodelist=vm"), "{out}");
+        assert!(prefix.ends_with(" --overlap --kill-on-bad-exit=1"), "{out}");
+        assert_eq!(lines.len(), 2, "{out}");
+        for l in &lines {
+            let (node, step) = l.split_once(' ').unwrap_or_default();
+            assert!(nodes.contains(node), "{node} is not a node of the cluster: {out}");
+            assert!(prefix.contains(&format!("--nodelist={node} ")), "ran on the node it named: {out}");
+            let step: u32 = step.trim().parse().unwrap_or(0);
+            assert!(step >= 2, "a step of its own, not the launchers' steps 0 and 1: {out}");
+        }
+    }
+    for f in &mpi {
+        let out = text(f);
+        let mut lines: Vec<&str> = out.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines.len(), 2, "{out}");
+        for (r, l) in lines.iter().enumerate() {
+            assert!(l.starts_with(&format!("hello from rank {r} of 2 on ")) && l.ends_with(" sum 3"), "{out}");
+        }
+    }
+    assert!(text(&direct).starts_with("hello from rank 0 of 1 on "), "{}", text(&direct));
+    dfk.shutdown();
+}

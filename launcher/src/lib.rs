@@ -176,7 +176,7 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
     let mpi_launch = task_mpi::MpiLaunch { kind: task_launch, as_root: strand::process::is_root() };
     // Read before any task starts (and before our threads: the environment is read, not changed).
     let _ = task_mpi::runtime_vars();
-    task_mpi::set_one_rank_env(&mpi_launch, &strand::host::hostname());
+    task_mpi::set_one_rank_env(&mpi_launch, &strand::host::node_name());
     let Some(pool) = split_pools(&world, args.pool_size) else {
         error!(log, "MPI_Comm_split returned no communicator");
         return 2;

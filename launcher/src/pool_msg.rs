@@ -36,7 +36,7 @@ impl fmt::Display for WorkerRank {
 /// cores of every rank it reserves.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct WorkerHello {
-    /// The worker's host name.
+    /// The worker's node: the batch system's name for it (`SLURMD_NODENAME`), else the host name.
     pub host: String,
     /// The CPUs the rank is bound to; `None` when it could not read its affinity.
     pub cpus: Option<BTreeSet<u32>>,

@@ -171,7 +171,19 @@ pub fn is_runtime_var(name: &str) -> bool {
     }
     const PREFIXES: [&str; 8] =
         ["OMPI_", "PMIX_", "PMI_", "PRTE_", "PALS_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "ALPS_APP_PE"];
-    PREFIXES.iter().any(|p| name.starts_with(p))
+    // Slurm's job step of the launcher rank: with SLURM_STEP_ID an MPI library takes itself for a
+    // rank direct-launched by srun. The job's own variables (SLURM_JOB_ID ...) stay: a nested
+    // srun needs them.
+    const SLURM_STEP: [&str; 7] = [
+        "SLURM_STEP_",
+        "SLURM_STEPID",
+        "SLURM_PROCID",
+        "SLURM_LOCALID",
+        "SLURM_TASK_PID",
+        "SLURM_GTIDS",
+        "SLURM_PRIO_PROCESS",
+    ];
+    PREFIXES.iter().chain(SLURM_STEP.iter()).any(|p| name.starts_with(p))
 }
 
 /// The runtime variables of this process's environment (see [`is_runtime_var`]), read once.
@@ -261,6 +273,10 @@ mod tests {
             "PALS_RANKID",
             "MPI_LOCALRANKID",
             "ALPS_APP_PE",
+            "SLURM_STEP_ID",
+            "SLURM_STEP_NODELIST",
+            "SLURM_PROCID",
+            "SLURM_LOCALID",
         ] {
             assert!(is_runtime_var(v), "{v}");
         }
@@ -269,6 +285,8 @@ mod tests {
             "OMPI_ALLOW_RUN_AS_ROOT",
             "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM",
             "SLURM_JOB_ID",
+            "SLURM_NODELIST",
+            "SLURM_MPI_TYPE",
             "PATH",
             "MPICH_GPU_SUPPORT_ENABLED",
         ] {

@@ -38,7 +38,8 @@ pub fn run_worker(
     if cpus.is_none() {
         warn!(log, "cannot read this rank's CPU affinity; wide tries here keep their leader's binding");
     }
-    let hello = pool_msg::encode(&WorkerHello { host: strand::host::hostname(), cpus: cpus.cloned() });
+    // The node's name as its batch system knows it: wide tries name their nodes to srun with it.
+    let hello = pool_msg::encode(&WorkerHello { host: strand::host::node_name(), cpus: cpus.cloned() });
     let mut next_heartbeat = std::time::Instant::now();
     let mut backoff = Backoff::default();
     let mut running = 0usize;

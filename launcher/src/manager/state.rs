@@ -90,8 +90,10 @@ pub struct ManagerState {
     per_worker: u32,
     /// Tries on the manager's own slots.
     local_held: u32,
-    /// Plain tries received and not yet handed to a worker.
-    backlog: VecDeque<Try>,
+    /// Plain tries received and not yet handed to a worker, each with its arrival number.
+    backlog: VecDeque<(u64, Try)>,
+    /// Tries received so far: the next one's arrival number (wide tries keep their place by it).
+    arrivals: u64,
     /// Tries that need several worker ranks or GPUs.
     wide: WidePlanner,
     /// MPI function tries running on their members.
@@ -129,6 +131,7 @@ impl ManagerState {
             per_worker: cfg.slots_per_worker * (1 + cfg.prefetch),
             local_held: 0,
             backlog: VecDeque::new(),
+            arrivals: 0,
             wide: WidePlanner::new(cfg.id, cfg.gpu_ids.clone(), cfg.mpi.clone()),
             groups: Groups::default(),
             results: Vec::new(),
@@ -213,12 +216,14 @@ impl ManagerState {
             ToManagerMsg::Tasks(tries) => {
                 debug!(self.log, "tries received"; "n" => tries.len());
                 for t in tries {
+                    let seq = self.arrivals;
+                    self.arrivals += 1;
                     if self.is_mpi_function(&t) {
-                        self.wide.push_group(t);
+                        self.wide.push_group(t, seq);
                     } else if t.spec.resources.is_single() {
-                        self.backlog.push_back(t);
+                        self.backlog.push_back((seq, t));
                     } else {
-                        self.wide.push(t);
+                        self.wide.push(t, seq);
                     }
                 }
             }
@@ -444,7 +449,7 @@ impl ManagerState {
                 cpus: w.cpus.clone(),
             })
             .collect();
-        let actions = self.wide.step(&views);
+        let actions = self.wide.step(&views, self.backlog.front().map(|(seq, _)| *seq));
         let fed = !actions.is_empty();
         for a in actions {
             match a {
@@ -482,7 +487,7 @@ impl ManagerState {
         let held: Vec<u32> = eligible.iter().map(|&i| self.workers[i].held()).collect();
         let mut batches: Vec<Vec<WorkerTry>> = vec![Vec::new(); eligible.len()];
         for k in share_out(&held, self.per_worker, self.backlog.len()) {
-            let Some(t) = self.backlog.pop_front() else { break };
+            let Some((_, t)) = self.backlog.pop_front() else { break };
             batches[k].push(WorkerTry::plain(t));
         }
         for (k, batch) in batches.into_iter().enumerate().filter(|(_, b)| !b.is_empty()) {
@@ -494,7 +499,7 @@ impl ManagerState {
         if self.pool.local {
             let depth = self.cfg.local_slots * (1 + self.cfg.prefetch);
             while self.local_held < depth {
-                let Some(t) = self.backlog.pop_front() else { break };
+                let Some((_, t)) = self.backlog.pop_front() else { break };
                 comm.run_locally(t);
                 self.local_held += 1;
                 fed = true;
