@@ -134,3 +134,34 @@ fn an_mpi_program_runs_directly_and_through_the_prefix_on_one_and_on_k_ranks() {
     }
     assert_eq!(text(&told), "2 1 2");
 }
+
+#[test]
+fn strand_map_json_selects_mpi_functions_by_resources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("tasks.jsonl");
+    std::fs::write(
+        &input,
+        "{\"name\":\"two\",\"function\":\"mpi_sum\",\"args\":\"5\",\"resources\":{\"ranks\":2}}\n\
+         {\"name\":\"three\",\"function\":\"mpi_sum\",\"args\":\"5\",\"resources\":{\"ranks\":3}}\n",
+    )
+    .expect("input");
+    // The lines on stdin, as a driver writes them (run_ok gives a command no stdin of its own).
+    let script = format!(
+        "exec '{}' map --json --workers 3 --run-dir '{}' < '{}'",
+        bin("strand").display(),
+        dir.path().join("run").display(),
+        input.display()
+    );
+    let out = run_ok(dir.path(), "strand map --json", Command::new("sh").arg("-c").arg(script), WAIT);
+    let mut got: Vec<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            assert_eq!(v["ok"], true, "{l}");
+            (v["name"].as_str().unwrap_or_default().to_string(), v["stdout"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    got.sort();
+    // 2 * 5 + 1 and 3 * 5 + 3: each rank of the try's communicator added its rank.
+    assert_eq!(got, [("three".to_string(), "18".to_string()), ("two".to_string(), "11".to_string())]);
+}

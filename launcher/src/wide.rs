@@ -150,6 +150,11 @@ impl WidePlanner {
         }
     }
 
+    /// Live ranks heard from that no try holds or has reserved.
+    fn free_ranks(&self, workers: &[WorkerView]) -> usize {
+        workers.iter().filter(|w| !w.lost && !w.host.is_empty() && !self.blocked.contains(&w.rank)).count()
+    }
+
     /// Give back the ranks of a reservation.
     fn release(&mut self, reserved: &mut Vec<WorkerRank>) {
         for r in reserved.drain(..) {
@@ -171,6 +176,9 @@ impl WidePlanner {
     pub fn step(&mut self, workers: &[WorkerView], oldest_plain: Option<u64>) -> Vec<Action> {
         let mut out = vec![];
         let live = workers.iter().filter(|w| !w.lost).count();
+        // Ranks nobody holds or has reserved: when none are left (the usual case in a busy
+        // pool), tries that still need some are not looked at rank by rank.
+        let mut free = self.free_ranks(workers);
         let mut i = 0;
         while i < self.queue.len() {
             let (need, gpus, seq) = {
@@ -181,6 +189,7 @@ impl WidePlanner {
             if need > live || gpus > self.gpu_ids.len() {
                 let Some(mut w) = self.queue.remove(i) else { break };
                 self.release(&mut w.reserved);
+                free = self.free_ranks(workers);
                 let message = format!(
                     "the pool of {} has {live} live worker rank(s) and {} GPU(s) per node",
                     self.manager,
@@ -195,17 +204,19 @@ impl WidePlanner {
             if self.queue[i].reserved.iter().any(lost) {
                 let mut spoiled = std::mem::take(&mut self.queue[i].reserved);
                 self.release(&mut spoiled);
+                free = self.free_ranks(workers);
             }
             let have = self.queue[i].reserved.len();
-            if have < need {
-                let may = i == 0 || (gpus == 0 && oldest_plain.is_none_or(|p| seq < p));
+            // Behind the head, all at once or nothing: a partial reservation there would idle
+            // ranks for a try that may wait behind the head for long.
+            let may = if i == 0 { free > 0 } else { gpus == 0 && free >= need && oldest_plain.is_none_or(|p| seq < p) };
+            if have < need && may {
                 let leader_host = self.queue[i].reserved.first().and_then(|r| host_of(workers, *r));
-                // Behind the head, all at once or nothing: a partial reservation there would
-                // idle ranks for a try that may wait behind the head for long.
                 let got = match self.choose(workers, need - have, gpus, leader_host.as_deref()) {
-                    Some(more) if may && (i == 0 || more.len() == need) => more,
+                    Some(more) if i == 0 || more.len() == need => more,
                     _ => vec![],
                 };
+                free -= got.len().min(free);
                 self.blocked.extend(got.iter().copied());
                 self.queue[i].reserved.extend(got);
             }

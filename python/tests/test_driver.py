@@ -27,6 +27,8 @@ def test_commands_argv_and_functions_return_their_output(dfk):
     assert sum(int(f.result(timeout=LIMIT)) for f in futures) == sum(range(200))
     assert dfk.submit_argv(["printf", "%s|", "a b", "it's"]).result(timeout=LIMIT) == "a b|it's|"
     assert dfk.submit_function("echo", "hi").result(timeout=LIMIT) == b"hi"
+    # An MPI function on both workers, with a communicator of the two (docs/mpi-tasks.md).
+    assert dfk.submit_function("mpi_sum", "5", ranks=2).result(timeout=LIMIT) == b"11"
 
 
 def test_a_failure_raises_with_its_reason_exit_code_and_output(dfk):
