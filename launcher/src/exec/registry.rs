@@ -121,9 +121,7 @@ impl Registry {
 
     /// Registered MPI function names, sorted.
     pub fn mpi_names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.mpi_fns.keys().map(String::as_str).collect();
-        v.sort_unstable();
-        v
+        sorted_names(self.mpi_fns.keys())
     }
 
     /// The function registered as `name`.
@@ -133,10 +131,14 @@ impl Registry {
 
     /// Registered names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.fns.keys().map(String::as_str).collect();
-        v.sort_unstable();
-        v
+        sorted_names(self.fns.keys())
     }
+}
+
+fn sorted_names<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<&'a str> {
+    let mut v: Vec<&str> = keys.map(String::as_str).collect();
+    v.sort_unstable();
+    v
 }
 
 /// `sleep`'s argument: non-negative decimal seconds as UTF-8 text.
