@@ -16,6 +16,7 @@ packages=(
   slurmctld slurmd slurm-client munge libpmix2
   parallel                              # GNU parallel, which tests/gnu_parallel.rs runs beside `strand map`
   python3 python3-venv python3-dev      # the Python package (python/), in .venv
+  python3-mpi4py                        # mpi4py.futures, a baseline of python -m strand.bench (system python3)
   sqlite3                               # to query a run database by hand (docs/monitoring.md)
   fonts-dejavu-core                     # the font of the scaling plots (strand bench strong/weak/plot)
 )

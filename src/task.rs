@@ -85,14 +85,35 @@ pub struct FunctionCall {
     pub args: Vec<u8>,
 }
 
-/// A Python function task: the function and its arguments as the driver pickled them, run
-/// in a warm `interpreter` on the worker (`python -m strand._worker`).
+/// A Python function as the driver pickled it, once: every call of it shares these bytes
+/// (one copy in the DFK), and a worker interpreter unpickles it once and keeps it by `key`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PythonFunction {
+    /// The first 16 bytes of the BLAKE3 hash of `pickled`: the worker interpreter's cache key.
+    pub key: [u8; 16],
+    /// `pickle.dumps((driver's sys.path, cloudpickle.dumps(function)))`.
+    pub pickled: std::sync::Arc<Vec<u8>>,
+}
+
+impl PythonFunction {
+    /// The function of these pickled bytes, its key computed here.
+    pub fn new(pickled: Vec<u8>) -> PythonFunction {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&blake3::hash(&pickled).as_bytes()[..16]);
+        PythonFunction { key, pickled: std::sync::Arc::new(pickled) }
+    }
+}
+
+/// A Python function task: a function and one call's arguments as the driver pickled them,
+/// run in a warm `interpreter` on the worker (`python -m strand._worker`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PythonCall {
     /// The workers' Python (a path; by default the driver's own interpreter).
     pub interpreter: String,
-    /// `cloudpickle.dumps((function, args, kwargs))`.
-    pub payload: Vec<u8>,
+    /// The function.
+    pub function: PythonFunction,
+    /// `pickle.dumps((args, kwargs))` (cloudpickle where plain pickle cannot).
+    pub args: Vec<u8>,
 }
 
 /// What a task runs.

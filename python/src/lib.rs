@@ -12,7 +12,7 @@ use std::time::Duration;
 use strand::dfk::{Call, Dfk, DfkConfig, TaskError, TaskFuture};
 use strand::executor::{Executor, Target};
 use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
-use strand::task::{App, Failure, PythonCall, Resources, TaskId};
+use strand::task::{App, Failure, PythonCall, PythonFunction, Resources, TaskId};
 
 /// One submitted task, held by its Python future (so it can order later tasks).
 #[pyclass(frozen, module = "strand._strand")]
@@ -24,6 +24,60 @@ impl Task {
     #[getter]
     fn id(&self) -> u64 {
         self.0.id().0
+    }
+}
+
+/// A Python function pickled once (`Dfk` keeps one per function object): its calls share
+/// the bytes, and each worker interpreter unpickles it once.
+#[pyclass(frozen, module = "strand._strand")]
+struct Function(PythonFunction);
+
+#[pymethods]
+impl Function {
+    /// `pickled` is `pickle.dumps((sys.path, cloudpickle.dumps(fn)))`.
+    #[new]
+    fn new(pickled: Vec<u8>) -> Function {
+        Function(PythonFunction::new(pickled))
+    }
+
+    /// Its cache key on the workers (16 bytes).
+    #[getter]
+    fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0.key)
+    }
+}
+
+/// The options every kind of submit takes, checked.
+struct Options {
+    name: Option<String>,
+    retries: u32,
+    walltime: Option<f64>,
+    priority: i32,
+    resources: Resources,
+    memoize: Option<bool>,
+}
+
+impl Options {
+    /// Apply them to a call, or say which one is wrong.
+    fn apply(&self, mut call: Call) -> PyResult<Call> {
+        let Resources { cores, ranks, .. } = self.resources;
+        if cores == 0 || ranks == 0 {
+            return Err(PyValueError::new_err(format!("cores={cores}, ranks={ranks}: each must be at least 1")));
+        }
+        call = call.retries(self.retries).priority(self.priority).resources(self.resources);
+        if let Some(n) = &self.name {
+            call = call.named(n.clone());
+        }
+        if let Some(m) = self.memoize {
+            call = call.memoize(m);
+        }
+        if let Some(w) = self.walltime {
+            if !(w.is_finite() && w > 0.0) {
+                return Err(PyValueError::new_err(format!("walltime={w}: expected a positive number of seconds")));
+            }
+            call = call.walltime(Duration::from_secs_f64(w));
+        }
+        Ok(call)
     }
 }
 
@@ -42,6 +96,8 @@ struct Session {
     open: Mutex<HashMap<TaskId, TaskFuture>>,
     connection_file: String,
     run_dir: String,
+    /// The executor configuration's `python`, if it says one.
+    python: Option<String>,
 }
 
 /// A Python exception raised on a worker: (type name, message, traceback).
@@ -53,6 +109,26 @@ type End = (u64, bool, Py<PyBytes>, String, Option<i32>, u32, Option<Remote>);
 
 fn runtime(e: impl std::fmt::Display) -> PyErr {
     PyRuntimeError::new_err(e.to_string())
+}
+
+fn python_call(f: &Function, interpreter: Option<String>, args: Vec<u8>) -> PyResult<Call> {
+    let Some(interpreter) = interpreter else {
+        return Err(PyValueError::new_err("python= needs interpreter= (the workers' Python)"));
+    };
+    Ok(Call::app(App::Python(PythonCall { interpreter, function: f.0.clone(), args })))
+}
+
+impl Session {
+    /// Submit calls to the DFK and keep their futures, to read each one's end when it comes.
+    fn submit_calls(&self, calls: Vec<Call>) -> PyResult<Vec<Task>> {
+        let guard = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(r) = guard.as_ref() else { return Err(runtime("this Dfk is closed")) };
+        // Under the open-table lock, so the end of a task is never read before it is known.
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let futures = r.dfk.submit_many(calls);
+        open.extend(futures.iter().map(|f| (f.id(), f.clone())));
+        Ok(futures.into_iter().map(Task).collect())
+    }
 }
 
 #[pymethods]
@@ -107,18 +183,20 @@ impl Session {
             let ends = dfk.ends();
             let connection_file = exe.connection_file().display().to_string();
             let run_dir = exe.run_dir().path().display().to_string();
+            let python = exe.config().and_then(|c| c.python.clone());
             Ok(Session {
                 running: Mutex::new(Some(Running { dfk, exe })),
                 ends,
                 open: Mutex::default(),
                 connection_file,
                 run_dir,
+                python,
             })
         })
     }
 
-    /// Submit one task: a shell command, an argv list, a registered function, or a pickled
-    /// Python call (`python=` the payload, run by `interpreter`).
+    /// Submit one task: a shell command, an argv list, a registered function (`args` its
+    /// bytes), or a Python function (`args` the pickled arguments, run by `interpreter`).
     #[pyo3(signature = (*, command=None, argv=None, function=None, args=Vec::new(), python=None, interpreter=None, name=None, retries=0, walltime=None, priority=0, cores=1, gpus=0, ranks=1, after=Vec::new(), memoize=None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
@@ -127,7 +205,7 @@ impl Session {
         argv: Option<Vec<String>>,
         function: Option<String>,
         args: Vec<u8>,
-        python: Option<Vec<u8>>,
+        python: Option<Py<Function>>,
         interpreter: Option<String>,
         name: Option<String>,
         retries: u32,
@@ -139,48 +217,55 @@ impl Session {
         after: Vec<Py<Task>>,
         memoize: Option<bool>,
     ) -> PyResult<Task> {
-        let mut call = match (command, argv, function, python) {
+        let call = match (command, argv, function, python) {
             (Some(c), None, None, None) => Call::shell(c),
             (None, Some(a), None, None) if !a.is_empty() => Call::argv(a),
             (None, None, Some(f), None) => Call::function(f, args),
-            (None, None, None, Some(payload)) => {
-                let Some(interpreter) = interpreter else {
-                    return Err(PyValueError::new_err("python= needs interpreter= (the workers' Python)"));
-                };
-                Call::app(App::Python(PythonCall { interpreter, payload }))
-            }
+            (None, None, None, Some(f)) => python_call(f.get(), interpreter, args)?,
             _ => {
                 return Err(PyValueError::new_err(
                     "give exactly one of command=, argv= (not empty), function= or python=",
                 ))
             }
         };
-        if cores == 0 || ranks == 0 {
-            return Err(PyValueError::new_err(format!("cores={cores}, ranks={ranks}: each must be at least 1")));
-        }
-        call = call.retries(retries).priority(priority).resources(Resources { cores, gpus, ranks });
-        if let Some(n) = name {
-            call = call.named(n);
-        }
-        if let Some(m) = memoize {
-            call = call.memoize(m);
-        }
-        if let Some(w) = walltime {
-            if !(w.is_finite() && w > 0.0) {
-                return Err(PyValueError::new_err(format!("walltime={w}: expected a positive number of seconds")));
-            }
-            call = call.walltime(Duration::from_secs_f64(w));
-        }
+        let options =
+            Options { name, retries, walltime, priority, resources: Resources { cores, gpus, ranks }, memoize };
+        let mut call = options.apply(call)?;
         for t in &after {
             call = call.after(&t.get().0);
         }
-        let guard = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(r) = guard.as_ref() else { return Err(runtime("this Dfk is closed")) };
-        // Under the open-table lock, so the end of a task is never read before it is known.
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let f = r.dfk.submit(call);
-        open.insert(f.id(), f.clone());
-        Ok(Task(f))
+        let mut tasks = self.submit_calls(vec![call])?;
+        tasks.pop().ok_or_else(|| runtime("a submit gave no task"))
+    }
+
+    /// Submit one Python task per item of `args` (each the pickled arguments of one call),
+    /// all of `python`, with the same options: one crossing into Rust and one lock of the
+    /// task graph for the whole batch (`Dfk.map`).
+    #[pyo3(signature = (*, python, args, interpreter, name=None, retries=0, walltime=None, priority=0, cores=1, gpus=0, ranks=1, memoize=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit_python_many(
+        &self,
+        py: Python<'_>,
+        python: Py<Function>,
+        args: Vec<Vec<u8>>,
+        interpreter: String,
+        name: Option<String>,
+        retries: u32,
+        walltime: Option<f64>,
+        priority: i32,
+        cores: u32,
+        gpus: u32,
+        ranks: u32,
+        memoize: Option<bool>,
+    ) -> PyResult<Vec<Task>> {
+        let options =
+            Options { name, retries, walltime, priority, resources: Resources { cores, gpus, ranks }, memoize };
+        let f = python.get();
+        let calls = args
+            .into_iter()
+            .map(|a| options.apply(python_call(f, Some(interpreter.clone()), a)?))
+            .collect::<PyResult<Vec<Call>>>()?;
+        py.detach(|| self.submit_calls(calls))
     }
 
     /// Tasks that ended: waits up to `timeout` seconds for the first (without the GIL), then
@@ -243,6 +328,12 @@ impl Session {
         self.run_dir.clone()
     }
 
+    /// The workers' Python as the executor configuration names it (`python = ...`), if it does.
+    #[getter]
+    fn python(&self) -> Option<String> {
+        self.python.clone()
+    }
+
     /// Stop the DFK, then what the executor started (blocks, interchange); idempotent.
     fn close(&self, py: Python<'_>) {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -260,5 +351,6 @@ impl Session {
 fn _strand(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Session>()?;
     m.add_class::<Task>()?;
+    m.add_class::<Function>()?;
     Ok(())
 }

@@ -9,7 +9,9 @@
 Futures are ``concurrent.futures.Future`` objects, so ``as_completed``, ``wait`` and
 ``asyncio.wrap_future`` work. A future given in ``after=`` orders the tasks.
 ``submit_python`` and ``@python_app`` run Python functions in a warm interpreter on each
-worker slot (see docs/python.md).
+worker slot (see docs/python.md). A ``Dfk`` is also a ``concurrent.futures.Executor``:
+``dfk.submit(fn, *args)`` and ``dfk.map(fn, items)`` (one batch) work as they do on a
+``ProcessPoolExecutor``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import pickle
 import shutil
 import sys
 import threading
+import weakref
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from . import _strand
 
@@ -77,14 +80,18 @@ def _bin_dir(bin_dir: Optional[str]) -> str:
 _current: list = []
 
 
-class Dfk:
-    """A DFK connected to an executor; a context manager that tears down what it started."""
+class Dfk(concurrent.futures.Executor):
+    """A DFK connected to an executor; a context manager that tears down what it started,
+    and a ``concurrent.futures.Executor`` of Python functions."""
 
     def __init__(self, session: "_strand.Session", python: Optional[str] = None):
         self._session = session
-        #: The interpreter Python function tries run in on the workers.
-        self.python = python or sys.executable
+        #: The interpreter Python function tries run in on the workers: ``python=``, else the
+        #: executor configuration's ``python``, else this one.
+        self.python = python or session.python or sys.executable
         self._futures: dict = {}
+        # Each function pickled once, while the driver holds it (its calls share the bytes).
+        self._functions: "weakref.WeakKeyDictionary[Callable, _strand.Function]" = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._reader = threading.Thread(target=self._read_ends, name="strand-ends", daemon=True)
@@ -108,7 +115,8 @@ class Dfk:
     @classmethod
     def from_config(cls, config: str, executor: Optional[str] = None, *, run_dir: Optional[str] = None,
                     memoize: bool = False, bin_dir: Optional[str] = None, python: Optional[str] = None) -> "Dfk":
-        """Start the executor ``executor`` (by label; default the first) of a TOML configuration."""
+        """Start the executor ``executor`` (by label; default the first) of a TOML configuration;
+        Python functions run in ``python``, else in the configuration's ``python = ...``."""
         return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), config=_abs(config), executor=executor,
                                          run_dir=_abs(run_dir), memoize=memoize), python)
 
@@ -139,14 +147,67 @@ class Dfk:
                       **options) -> concurrent.futures.Future:
         """Call ``fn(*args, **kwargs)`` in a warm interpreter on a worker (pickled with
         cloudpickle); the result is its return value, an exception there raises ``RemoteError``."""
+        what = dict(python=self._function(fn), args=_pickle_args(fn, args, kwargs or {}), interpreter=self.python)
+        return self._submit(what, decode="pickle", **options)
+
+    def submit_many(self, fn: Callable, arguments: Iterable[Sequence], **options) -> list:
+        """Call ``fn(*a)`` for each tuple ``a`` of ``arguments``, as ``submit_python`` does,
+        in one batch (one crossing into Rust): the futures, in order. ``options`` are those
+        of ``submit_python`` except ``after``, the same for every call."""
+        if "after" in options:
+            raise TypeError("submit_many takes no after=: submit_python orders one call after others")
+        function = self._function(fn)
+        pickled = [_pickle_args(fn, a, {}) for a in arguments]
+        futures = [concurrent.futures.Future() for _ in pickled]
+        with self._lock:
+            if self._closed.is_set():
+                raise RuntimeError("this Dfk is closed")
+            tasks = self._session.submit_python_many(python=function, args=pickled, interpreter=self.python,
+                                                     **_options(**options))
+            for fut, task in zip(futures, tasks):
+                fut._strand_decode = "pickle"  # type: ignore[attr-defined]
+                fut._strand_task = task  # type: ignore[attr-defined]
+                self._futures[task.id] = fut
+        for fut in futures:
+            fut.set_running_or_notify_cancel()
+        return futures
+
+    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        """``concurrent.futures.Executor.submit``: ``fn(*args, **kwargs)`` on a worker."""
+        return self.submit_python(fn, args, kwargs)
+
+    def map(self, fn: Callable, *iterables: Iterable, timeout: Optional[float] = None,
+            chunksize: int = 1) -> Iterator:
+        """``concurrent.futures.Executor.map``: the results of ``fn`` over the items, in order,
+        submitted as one batch (``chunksize`` is accepted and ignored: every call is a task)."""
+        futures = self.submit_many(fn, zip(*iterables))
+        return _results_in_order(futures, timeout)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """``concurrent.futures.Executor.shutdown``: as ``close`` (tasks not yet ended fail)."""
+        self.close()
+
+    def _function(self, fn: Callable) -> "_strand.Function":
+        """``fn`` pickled (by reference when importable, else by value), once per function
+        object this driver holds; a callable that cannot be weakly referenced each time."""
+        try:
+            cached = self._functions.get(fn)
+        except TypeError:  # not hashable or not weakly referenceable
+            cached = None
+        if cached is not None:
+            return cached
         import cloudpickle
 
         try:
-            call = cloudpickle.dumps((fn, tuple(args), dict(kwargs or {})))
-            payload = pickle.dumps(([p for p in sys.path if isinstance(p, str)], call))
+            pickled = pickle.dumps(([p for p in sys.path if isinstance(p, str)], cloudpickle.dumps(fn)))
         except Exception as e:
-            raise TypeError(f"cannot pickle {getattr(fn, '__name__', fn)!r} or its arguments: {e}") from e
-        return self._submit(dict(python=payload, interpreter=self.python), decode="pickle", **options)
+            raise TypeError(f"cannot pickle {_name(fn)!r}: {e}") from e
+        function = _strand.Function(pickled)
+        try:
+            self._functions[fn] = function
+        except TypeError:
+            pass
+        return function
 
     def _submit(self, what: dict, *, decode: str, name: Optional[str] = None, retries: int = 0,
                 walltime: Optional[float] = None, priority: int = 0, cores: int = 1, gpus: int = 0,
@@ -163,8 +224,8 @@ class Dfk:
         with self._lock:
             if self._closed.is_set():
                 raise RuntimeError("this Dfk is closed")
-            task = self._session.submit(**what, name=name, retries=retries, walltime=walltime, priority=priority,
-                                        cores=cores, gpus=gpus, ranks=ranks, after=tasks, memoize=memoize)
+            task = self._session.submit(**what, after=tasks, **_options(name, retries, walltime, priority, cores,
+                                                                        gpus, ranks, memoize))
             fut._strand_task = task  # type: ignore[attr-defined]
             self._futures[task.id] = fut
         fut.set_running_or_notify_cancel()
@@ -172,9 +233,12 @@ class Dfk:
 
     def _read_ends(self) -> None:
         while not self._closed.is_set():
-            for task_id, ok, data, reason, code, tries, remote in self._session.wait_ends(0.1):
-                with self._lock:
-                    fut = self._futures.pop(task_id, None)
+            ends = self._session.wait_ends(0.1)
+            if not ends:
+                continue
+            with self._lock:
+                futures = [self._futures.pop(end[0], None) for end in ends]
+            for fut, (_, ok, data, reason, code, tries, remote) in zip(futures, ends):
                 if fut is None:
                     continue
                 if not ok:
@@ -210,6 +274,40 @@ class Dfk:
         if _current and _current[-1] is self:
             _current.pop()
         self.close()
+
+
+def _options(name: Optional[str] = None, retries: int = 0, walltime: Optional[float] = None, priority: int = 0,
+             cores: int = 1, gpus: int = 0, ranks: int = 1, memoize: Optional[bool] = None) -> dict:
+    """The options every submit takes, by name (a misspelt one is a TypeError here)."""
+    return dict(name=name, retries=retries, walltime=walltime, priority=priority, cores=cores, gpus=gpus,
+                ranks=ranks, memoize=memoize)
+
+
+def _name(fn: Callable) -> str:
+    return getattr(fn, "__name__", repr(fn))
+
+
+def _pickle_args(fn: Callable, args: Sequence, kwargs: dict) -> bytes:
+    """One call's arguments: plain pickle, which is fast, else cloudpickle (a lambda, say)."""
+    value = (tuple(args), dict(kwargs))
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - PicklingError, AttributeError, TypeError all mean "by value"
+        import cloudpickle
+
+        try:
+            return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as e:
+            raise TypeError(f"cannot pickle the arguments of {_name(fn)!r}: {e}") from e
+
+
+def _results_in_order(futures: list, timeout: Optional[float]) -> Iterator:
+    """Executor.map's results: each in turn, all within ``timeout`` seconds of the call."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for fut in futures:
+        yield fut.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def _abs(path: Optional[str]) -> Optional[str]:

@@ -2,7 +2,10 @@
 ``python -u -m strand._worker``, one warm interpreter per slot, tries in frames on stdin,
 answers in frames on stdout (a 4-byte little-endian length, then the bytes).
 
-A try is a pickle of (the driver's ``sys.path``, ``cloudpickle.dumps((fn, args, kwargs))``).
+A try is a kind byte, the function's 16-byte key, then (kinds 0 and 2) the pickled function
+as a 4-byte length and ``pickle.dumps((driver's sys.path, cloudpickle.dumps(fn)))``, then
+``pickle.dumps((args, kwargs))``. Kind 1 names a function this interpreter already holds;
+kind 2 first forgets every function held (launcher/src/exec/python.rs decides which).
 An answer is ``b"\\0" + pickle of the return value``, or ``b"\\1" + "type\\0message\\0traceback"``
 of the exception the function raised (or of the error pickling its result).
 """
@@ -14,9 +17,11 @@ import sys
 import traceback
 
 try:  # results pickled by value where plain pickle cannot (a class defined in the function)
-    import cloudpickle as _results
+    import cloudpickle as _by_value
 except ImportError:  # pragma: no cover - the package depends on it
-    _results = pickle
+    _by_value = pickle
+
+WITH_FUNCTION, CACHED_FUNCTION, FORGET_THEN_WITH_FUNCTION = 0, 1, 2
 
 
 def _frame(out, data: bytes) -> None:
@@ -48,29 +53,79 @@ def main() -> None:
     os.close(devnull)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    functions: dict = {}
     while True:
         head = _read(inp, 4)
         if len(head) < 4:
             return
         (n,) = struct.unpack("<I", head)
-        data = _read(inp, n)
+        data = memoryview(_read(inp, n))
         try:
+            kind, key, at = data[0], bytes(data[1:17]), 17
+            if kind == FORGET_THEN_WITH_FUNCTION:
+                functions.clear()
+            if kind != CACHED_FUNCTION:
+                (size,) = struct.unpack_from("<I", data, at)
+                at += 4
+                functions[key] = _function(data[at : at + size])
+                at += size
+            fn = functions.get(key)
+            if fn is None:
+                raise RuntimeError("the launcher named a function this interpreter does not hold")
+            if isinstance(fn, _Unpicklable):
+                raise fn.again()
             try:
-                # The driver's import path comes first in the payload (as text), so that a
-                # function pickled by reference finds its module here as it did there.
-                path, call = pickle.loads(data)
-                for p in path:
-                    if p not in sys.path:
-                        sys.path.append(p)
-                fn, args, kwargs = pickle.loads(call)
+                args, kwargs = pickle.loads(data[at:])
             except Exception as e:
-                # Most often a module the function needs that this interpreter cannot import.
-                raise type(e)(f"{e} (unpickling the task in {sys.executable})") from e
-            answer = b"\0" + _results.dumps(fn(*args, **kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+                raise _unpickling(e) from e
+            answer = b"\0" + _dumps(fn(*args, **kwargs))
         except BaseException as e:  # noqa: BLE001 - every failure is the try's, reported back
             text = f"{type(e).__name__}\0{e}\0{traceback.format_exc()}"
             answer = b"\1" + text.encode("utf-8", errors="replace")
         _frame(out, answer)
+
+
+class _Unpicklable:
+    """A function this interpreter could not unpickle: each call of it fails the same way."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def again(self) -> Exception:
+        return _unpickling(self.error)
+
+
+def _unpickling(e: Exception) -> Exception:
+    """The error, saying where it happened (most often a module the function needs that this
+    interpreter cannot import)."""
+    text = f"{e} (unpickling the task in {sys.executable})"
+    try:
+        return type(e)(text)
+    except Exception:  # noqa: BLE001 - an exception type that takes other arguments
+        return RuntimeError(f"{type(e).__name__}: {text}")
+
+
+def _function(pickled):
+    """A function as the driver pickled it, its import path added to this one's first, so
+    that a function pickled by reference finds its module here as it did there; or, if it
+    cannot be unpickled here, why."""
+    try:
+        path, fn = pickle.loads(pickled)
+        for p in path:
+            if p not in sys.path:
+                sys.path.append(p)
+        return pickle.loads(fn)
+    except Exception as e:  # noqa: BLE001 - reported by every call of the function
+        return _Unpicklable(e)
+
+
+def _dumps(value) -> bytes:
+    """Plain pickle, which is fast, unless it cannot (a class made by the function itself):
+    then cloudpickle, by value."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - PicklingError, AttributeError, TypeError all mean "by value"
+        return _by_value.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 if __name__ == "__main__":

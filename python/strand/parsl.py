@@ -13,6 +13,7 @@ of ``cores``, ``ranks`` (or ``num_ranks``) and ``gpus`` becomes the try's resour
 
 from __future__ import annotations
 
+import weakref
 from concurrent.futures import Future
 from typing import Any, Callable, Dict, Optional
 
@@ -43,6 +44,8 @@ class StrandExecutor(ParslExecutor):
         self.python = python
         self.bin_dir = bin_dir
         self._dfk: Optional[Dfk] = None
+        # Each app's wrapped function made once, so that Strand pickles it once.
+        self._wrapped: "weakref.WeakKeyDictionary[Callable, Callable]" = weakref.WeakKeyDictionary()
 
     def start(self) -> None:
         """Start (or attach to) the Strand executor, its run directory under Parsl's."""
@@ -70,7 +73,17 @@ class StrandExecutor(ParslExecutor):
                 set(unknown), f"StrandExecutor takes parsl_resource_specification keys {sorted(_RESOURCES)}"
             )
         resources = {_RESOURCES[k]: int(v) for k, v in spec.items()}
-        return self._dfk.submit_python(wrap_error(func), args, kwargs, **resources)
+        return self._dfk.submit_python(self._wrap(func), args, kwargs, **resources)
+
+    def _wrap(self, func: Callable) -> Callable:
+        """Parsl's wrap_error of ``func``, the same object for each call of one app."""
+        try:
+            wrapped = self._wrapped.get(func)
+            if wrapped is None:
+                wrapped = self._wrapped[func] = wrap_error(func)
+            return wrapped
+        except TypeError:  # a callable that cannot be weakly referenced
+            return wrap_error(func)
 
     def shutdown(self) -> None:
         """Stop the DFK and what it started."""

@@ -102,3 +102,92 @@ def test_a_command_the_function_starts_cannot_touch_the_frames(dfk):
 
     assert dfk.submit_python(noisy).result(timeout=LIMIT) == "clean"
     assert dfk.submit_python(square, (5,)).result(timeout=LIMIT) == 25
+
+
+COUNTED = '''
+LOADS = {}
+
+
+def make(tag):
+    """Runs where the function is unpickled: counts it, per tag, in this interpreter."""
+    LOADS[tag] = LOADS.get(tag, 0) + 1
+    return lambda *_: LOADS[tag]
+
+
+class Counted:
+    """A function whose every unpickling the interpreter counts."""
+
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __reduce__(self):
+        return (make, (self.tag,))
+'''
+
+
+@pytest.fixture
+def counted(tmp_path):
+    import sys
+
+    (tmp_path / "counted_fn.py").write_text(COUNTED)
+    sys.path.insert(0, str(tmp_path))  # sent with the function: the workers import it too
+    try:
+        import counted_fn
+
+        yield counted_fn
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("counted_fn", None)
+
+
+def test_a_function_is_unpickled_once_per_interpreter(dfk, counted):
+    f = counted.Counted("once")
+    loads = [x.result(timeout=LIMIT) for x in [dfk.submit_python(f) for _ in range(40)]]
+    # Unpickled with every try, the counts would climb to 40 between the two interpreters.
+    assert set(loads) == {1}, loads
+
+
+def test_an_interpreter_holding_many_functions_forgets_them_and_goes_on(counted, tmp_path):
+    # One worker, so that every function lands in the same interpreter. It holds 1,024
+    # functions (launcher/src/exec/python.rs); the 1,025th makes it forget them all.
+    with strand.Dfk.local(workers=1, run_dir=str(tmp_path / "run")) as d:
+        first = counted.Counted(0)
+        assert d.submit_python(first).result(timeout=LIMIT) == 1
+        others = [counted.Counted(t) for t in range(1, 1100)]
+        assert {x.result(timeout=LIMIT) for x in [d.submit_python(f) for f in others]} == {1}
+        # Forgotten, so sent and unpickled again.
+        assert d.submit_python(first).result(timeout=LIMIT) == 2
+
+
+def test_a_dfk_is_a_concurrent_futures_executor(dfk):
+    import concurrent.futures
+
+    assert isinstance(dfk, concurrent.futures.Executor)
+    assert dfk.submit(pow, 2, 10).result(timeout=LIMIT) == 1024
+    assert list(dfk.map(pow, [2, 3, 4], [3, 2, 1], timeout=LIMIT)) == [8, 9, 4]
+    futures = dfk.submit_many(square, [(i,) for i in range(300)], retries=1)
+    assert [f.result(timeout=LIMIT) for f in futures] == [i * i for i in range(300)]
+    with pytest.raises(TypeError, match="after="):
+        dfk.submit_many(square, [(1,)], after=futures[:1])
+    with pytest.raises(ValueError, match="cores=0"):
+        dfk.submit_many(square, [(1,)], cores=0)
+
+
+def test_the_configurations_python_runs_the_functions(tmp_path):
+    import sys
+
+    used = tmp_path / "used"
+    wrapper = tmp_path / "python-from-config"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {used}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    config = tmp_path / "local.toml"
+    config.write_text(f'[[executor]]\nlabel = "here"\nprovider = "local"\nranks_per_node = 2\n'
+                      f'strategy_period = 1\npython = "{wrapper}"\n')
+    with strand.Dfk.from_config(str(config), run_dir=str(tmp_path / "run")) as d:
+        assert d.python == str(wrapper)
+        assert d.submit(square, 9).result(timeout=LIMIT) == 81
+    assert "strand._worker" in used.read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[executor]]\nlabel = "here"\nprovider = "local"\npython = "venv/bin/python"\n')
+    with pytest.raises(RuntimeError, match="python.*absolute path"):
+        strand.Dfk.from_config(str(bad), run_dir=str(tmp_path / "run2"))

@@ -51,7 +51,9 @@ impl MemoKey {
                 h.update(b"python\0");
                 h.update(p.interpreter.as_bytes());
                 h.update(b"\0");
-                h.update(&p.payload);
+                h.update(&(p.function.pickled.len() as u64).to_le_bytes());
+                h.update(&p.function.pickled);
+                h.update(&p.args);
             }
         }
         h.update(format!("\0outputs\0{:?}", spec.outputs).as_bytes());

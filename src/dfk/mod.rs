@@ -155,26 +155,41 @@ pub struct DfkHandle(Arc<Shared>);
 impl DfkHandle {
     /// Add a task; it runs once the futures it takes are done. Remote input files are
     /// staged first by transfer tasks (see [`staging`]).
-    pub fn submit(&self, mut call: Call) -> TaskFuture {
-        let mut transfers = Vec::new();
-        for f in call.input_files.iter_mut() {
-            if let Some(st) = self.0.stagers.iter().find(|s| s.handles(f)) {
-                let local = st.local_path(f, &self.0.staging_dir);
-                if let Some(t) = st.stage_in(f, &local) {
-                    transfers.push(t);
+    pub fn submit(&self, call: Call) -> TaskFuture {
+        let mut futures = self.submit_many([call]);
+        futures.pop().expect("one call gives one future")
+    }
+
+    /// Add many tasks at once, under one lock of the task graph and with one wake of the
+    /// DFK (a driver's batch: `strand.Dfk.map` from Python); their futures, in order.
+    pub fn submit_many(&self, calls: impl IntoIterator<Item = Call>) -> Vec<TaskFuture> {
+        let mut staged = Vec::new();
+        for mut call in calls {
+            let mut transfers = Vec::new();
+            for f in call.input_files.iter_mut() {
+                if let Some(st) = self.0.stagers.iter().find(|s| s.handles(f)) {
+                    let local = st.local_path(f, &self.0.staging_dir);
+                    if let Some(t) = st.stage_in(f, &local) {
+                        transfers.push(t);
+                    }
+                    *f = local.display().to_string();
                 }
-                *f = local.display().to_string();
             }
+            staged.push((transfers, call));
         }
-        let f = {
+        let futures = {
             let mut g = self.0.graph();
-            for t in transfers {
-                g.add(t);
+            let mut futures = Vec::with_capacity(staged.len());
+            for (transfers, call) in staged {
+                for t in transfers {
+                    g.add(t);
+                }
+                futures.push(g.add(call));
             }
-            g.add(call)
+            futures
         };
         self.0.waker.wake();
-        f
+        futures
     }
 }
 
@@ -285,6 +300,11 @@ impl Dfk {
     /// Add a task; it runs once the futures it takes are done.
     pub fn submit(&self, call: Call) -> TaskFuture {
         self.handle().submit(call)
+    }
+
+    /// Add many tasks at once (one lock, one wake); their futures, in order.
+    pub fn submit_many(&self, calls: impl IntoIterator<Item = Call>) -> Vec<TaskFuture> {
+        self.handle().submit_many(calls)
     }
 
     /// A cloneable handle that submits to this DFK (for join bodies and other threads).

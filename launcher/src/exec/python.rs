@@ -1,11 +1,16 @@
 //! Python function tries: a warm interpreter per slot thread (`python -u -m strand._worker`),
 //! started on first use, fed one try at a time over its stdin and answering on its stdout,
-//! each way a frame of a 4-byte little-endian length and the bytes. The try's payload is
-//! what the driver pickled (the function and its arguments); the answer is a tag byte (0: the
-//! pickled return value follows; 1: `type\0message\0traceback` of the exception it raised).
-//! An interpreter that dies fails only its try, and the next try starts a fresh one; one past
-//! the walltime is killed with its try.
+//! each way a frame of a 4-byte little-endian length and the bytes.
+//!
+//! A try's frame is a kind byte, the function's 16-byte key, then for [`WITH_FUNCTION`] and
+//! [`FORGET_THEN_WITH_FUNCTION`] the pickled function (a 4-byte length, the bytes), then the
+//! pickled arguments. The slot remembers which functions its interpreter holds, so a function
+//! crosses the pipe and is unpickled once per interpreter, not once per try. The answer is a
+//! tag byte (0: the pickled return value follows; 1: `type\0message\0traceback` of the
+//! exception it raised). An interpreter that dies fails only its try, and the next try starts
+//! a fresh one; one past the walltime is killed with its try.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -16,12 +21,25 @@ use strand::task::{Failure, Outcome, PythonCall};
 /// Largest answer accepted from an interpreter (a result is also bounded by the frame limit).
 const MAX_ANSWER: usize = 1 << 30;
 
+/// Frame kind: the function follows; the interpreter keeps it by its key.
+pub const WITH_FUNCTION: u8 = 0;
+/// Frame kind: the interpreter already holds the function of this key.
+pub const CACHED_FUNCTION: u8 = 1;
+/// Frame kind: the interpreter forgets every function it holds, then as [`WITH_FUNCTION`].
+pub const FORGET_THEN_WITH_FUNCTION: u8 = 2;
+
+/// How many functions one interpreter holds before it is told to forget them all (a driver
+/// that makes a new function per task must not grow the worker without bound).
+const MAX_FUNCTIONS: usize = 1024;
+
 /// One running interpreter.
 struct Interpreter {
     path: String,
     child: Child,
     stdin: ChildStdin,
     stdout: ChildStdout,
+    /// The keys of the functions it holds.
+    functions: HashSet<[u8; 16]>,
 }
 
 impl Drop for Interpreter {
@@ -33,6 +51,50 @@ impl Drop for Interpreter {
         }
         let _ = self.child.wait();
     }
+}
+
+impl Interpreter {
+    /// Write one try's frame; the function goes with it unless the interpreter holds it.
+    fn send(&mut self, call: &PythonCall) -> std::io::Result<()> {
+        let (kind, head) = frame_head(&self.functions, call)?;
+        if kind == FORGET_THEN_WITH_FUNCTION {
+            self.functions.clear();
+        }
+        self.stdin.write_all(&head)?;
+        if kind != CACHED_FUNCTION {
+            self.stdin.write_all(&call.function.pickled)?;
+        }
+        self.stdin.write_all(&call.args)?;
+        self.stdin.flush()?;
+        // Only once written may a later try count on it.
+        self.functions.insert(call.function.key);
+        Ok(())
+    }
+}
+
+/// The kind of a try's frame to an interpreter that holds `held`, and the frame's bytes up
+/// to the pickled function (or, for [`CACHED_FUNCTION`], up to the arguments).
+fn frame_head(held: &HashSet<[u8; 16]>, call: &PythonCall) -> std::io::Result<(u8, Vec<u8>)> {
+    let f = &call.function;
+    let kind = if held.contains(&f.key) {
+        CACHED_FUNCTION
+    } else if held.len() >= MAX_FUNCTIONS {
+        FORGET_THEN_WITH_FUNCTION
+    } else {
+        WITH_FUNCTION
+    };
+    let function_len = if kind == CACHED_FUNCTION { 0 } else { 4 + f.pickled.len() };
+    let total = u32::try_from(1 + f.key.len() + function_len + call.args.len())
+        .map_err(|_| std::io::Error::other("a Python try over 4 GiB"))?;
+    let mut head = Vec::with_capacity(4 + 1 + 16 + 4);
+    head.extend_from_slice(&total.to_le_bytes());
+    head.push(kind);
+    head.extend_from_slice(&f.key);
+    if kind != CACHED_FUNCTION {
+        // Fits: it is part of `total`.
+        head.extend_from_slice(&(f.pickled.len() as u32).to_le_bytes());
+    }
+    Ok((kind, head))
 }
 
 /// The warm interpreter of one slot thread, if it has one.
@@ -61,12 +123,7 @@ impl PythonSlot {
             }
         }
         let Some(py) = self.warm.as_mut() else { return Outcome::Failed(Failure::Shutdown) };
-        let sent = (|| -> std::io::Result<()> {
-            let len = u32::try_from(call.payload.len()).map_err(|_| std::io::Error::other("payload over 4 GiB"))?;
-            py.stdin.write_all(&len.to_le_bytes())?;
-            py.stdin.write_all(&call.payload)?;
-            py.stdin.flush()
-        })();
+        let sent = py.send(call);
         let answer = match sent {
             Ok(()) => read_frame(&mut py.stdout, deadline),
             Err(_) => Err(Cut::Closed),
@@ -123,7 +180,9 @@ fn start(path: &str) -> Result<Interpreter, String> {
         .spawn()
         .map_err(|e| format!("starting the Python interpreter {path}: {e}"))?;
     match (child.stdin.take(), child.stdout.take()) {
-        (Some(stdin), Some(stdout)) => Ok(Interpreter { path: path.to_string(), child, stdin, stdout }),
+        (Some(stdin), Some(stdout)) => {
+            Ok(Interpreter { path: path.to_string(), child, stdin, stdout, functions: HashSet::new() })
+        }
         _ => Err(format!("starting the Python interpreter {path}: no pipes")),
     }
 }
@@ -175,4 +234,60 @@ fn read_by(r: &mut ChildStdout, buf: &mut [u8], deadline: Option<Instant>) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strand::task::PythonFunction;
+
+    fn call(function: &[u8], args: &[u8]) -> PythonCall {
+        PythonCall {
+            interpreter: "python3".into(),
+            function: PythonFunction::new(function.to_vec()),
+            args: args.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_function_goes_once_then_by_key() {
+        let c = call(b"fn-bytes", b"args");
+        let mut held = HashSet::new();
+        let (kind, head) = frame_head(&held, &c).unwrap();
+        assert_eq!(kind, WITH_FUNCTION);
+        // length, kind, key, function length: the frame is everything after the length.
+        assert_eq!(head.len(), 4 + 1 + 16 + 4);
+        assert_eq!(u32::from_le_bytes(head[..4].try_into().unwrap()) as usize, 1 + 16 + 4 + 8 + 4);
+        assert_eq!(&head[5..21], &c.function.key);
+        assert_eq!(u32::from_le_bytes(head[21..25].try_into().unwrap()), 8);
+        held.insert(c.function.key);
+        let (kind, head) = frame_head(&held, &c).unwrap();
+        assert_eq!(kind, CACHED_FUNCTION);
+        assert_eq!(head.len(), 4 + 1 + 16);
+        assert_eq!(u32::from_le_bytes(head[..4].try_into().unwrap()) as usize, 1 + 16 + 4);
+    }
+
+    #[test]
+    fn a_full_interpreter_is_told_to_forget_before_a_new_function() {
+        let held: HashSet<[u8; 16]> = (0..MAX_FUNCTIONS as u32)
+            .map(|i| {
+                let mut k = [0u8; 16];
+                k[..4].copy_from_slice(&i.to_le_bytes());
+                k
+            })
+            .collect();
+        let new = call(b"another", b"");
+        assert_eq!(frame_head(&held, &new).unwrap().0, FORGET_THEN_WITH_FUNCTION);
+        let mut k = [0u8; 16];
+        k[..4].copy_from_slice(&7u32.to_le_bytes());
+        let mut old = call(b"x", b"");
+        old.function.key = k;
+        assert_eq!(frame_head(&held, &old).unwrap().0, CACHED_FUNCTION, "one it holds is still named by key");
+    }
+
+    #[test]
+    fn distinct_functions_have_distinct_keys() {
+        assert_ne!(PythonFunction::new(b"a".to_vec()).key, PythonFunction::new(b"b".to_vec()).key);
+        assert_eq!(PythonFunction::new(b"a".to_vec()).key, PythonFunction::new(b"a".to_vec()).key);
+    }
 }

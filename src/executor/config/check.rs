@@ -41,6 +41,7 @@ struct RawExecutor {
     block_connect_timeout: Option<f64>,
     worker_init: Option<String>,
     launcher_path: Option<String>,
+    python: Option<String>,
     launcher_args: Option<Vec<String>>,
     launch_args: Option<Vec<String>>,
     address: Option<String>,
@@ -398,6 +399,16 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
         None if local => crate::process::sibling_binary("strand-launcher").display().to_string(),
         None => "strand-launcher".into(),
     };
+    let python = match raw.python {
+        // A relative path would be looked up from each worker's directory, which is not ours.
+        Some(p) if p.trim().is_empty() || (p.contains('/') && !p.starts_with('/')) => {
+            return Err(cx.err(
+                "python",
+                format!("python = {p:?}: expected an absolute path, or a command name on the nodes' PATH"),
+            ))
+        }
+        p => p,
+    };
     let launcher_args = raw.launcher_args.unwrap_or_default();
     for a in &launcher_args {
         let flag = a.split('=').next().unwrap_or("");
@@ -436,6 +447,7 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
         block_connect_timeout,
         worker_init: raw.worker_init.unwrap_or_default(),
         launcher_path,
+        python,
         launcher_args,
         launch_args: raw.launch_args.unwrap_or_default(),
         address,

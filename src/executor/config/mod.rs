@@ -145,6 +145,8 @@ pub struct ExecutorConfig {
     pub worker_init: String,
     /// The `strand-launcher` binary as the compute nodes see it.
     pub launcher_path: String,
+    /// The Python that Python function tries run in on the workers (default: the driver's).
+    pub python: Option<String>,
     /// More arguments for every launcher (e.g. `--prefetch 2`).
     pub launcher_args: Vec<String>,
     /// More options for the launch command (srun, mpiexec, ...), after Strand's own.
@@ -221,7 +223,7 @@ impl ConfigError {
 pub const MAX_STEPS: u32 = 10_000;
 
 /// Keys of an `[[executor]]` table, as the unknown-key error lists them.
-pub const EXECUTOR_KEYS: [&str; 22] = [
+pub const EXECUTOR_KEYS: [&str; 23] = [
     "label",
     "provider",
     "launch",
@@ -240,6 +242,7 @@ pub const EXECUTOR_KEYS: [&str; 22] = [
     "block_connect_timeout",
     "worker_init",
     "launcher_path",
+    "python",
     "launcher_args",
     "launch_args",
     "address",
