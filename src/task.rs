@@ -82,7 +82,23 @@ pub struct FunctionCall {
     /// Name in the launcher's registry (`noop`, `sleep`, `echo`, or the user's own).
     pub name: String,
     /// Opaque argument bytes handed to the function.
+    #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
+}
+
+/// Shared bytes on the wire as one byte string (the same bytes as a sequence of `u8`, in
+/// one copy instead of one call per byte).
+mod shared_bytes {
+    use serde::{Deserializer, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(bytes: &Arc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        serde_bytes::serialize(bytes.as_slice(), s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Vec<u8>>, D::Error> {
+        serde_bytes::deserialize::<Vec<u8>, D>(d).map(Arc::new)
+    }
 }
 
 /// A Python function as the driver pickled it, once: every call of it shares these bytes
@@ -92,6 +108,7 @@ pub struct PythonFunction {
     /// The first 16 bytes of the BLAKE3 hash of `pickled`: the worker interpreter's cache key.
     pub key: [u8; 16],
     /// `pickle.dumps((driver's sys.path, cloudpickle.dumps(function)))`.
+    #[serde(with = "shared_bytes")]
     pub pickled: std::sync::Arc<Vec<u8>>,
 }
 
@@ -113,6 +130,7 @@ pub struct PythonCall {
     /// The function.
     pub function: PythonFunction,
     /// `pickle.dumps((args, kwargs))` (cloudpickle where plain pickle cannot).
+    #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
 }
 
@@ -266,6 +284,7 @@ pub enum Failure {
         /// The tail of its standard error.
         stderr: String,
         /// What it wrote to standard output (GNU parallel prints a failed job's output too).
+        #[serde(with = "serde_bytes")]
         stdout: Vec<u8>,
     },
     /// The command was killed by a signal it did not expect.
@@ -275,6 +294,7 @@ pub enum Failure {
         /// The tail of its standard error.
         stderr: String,
         /// What it wrote to standard output before it was killed.
+        #[serde(with = "serde_bytes")]
         stdout: Vec<u8>,
     },
     /// The try ran past its walltime and was killed with its process tree.
@@ -475,7 +495,7 @@ fn write_tail(f: &mut fmt::Formatter<'_>, stderr: &str) -> fmt::Result {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Success: captured stdout of a command, or the bytes a function returned.
-    Done(Vec<u8>),
+    Done(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Failure, with the reason.
     Failed(Failure),
 }

@@ -17,7 +17,9 @@ worker slot (see docs/python.md). A ``Dfk`` is also a ``concurrent.futures.Execu
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
+import gc
 import os
 import pickle
 import shutil
@@ -157,19 +159,20 @@ class Dfk(concurrent.futures.Executor):
         if "after" in options:
             raise TypeError("submit_many takes no after=: submit_python orders one call after others")
         function = self._function(fn)
-        pickled = [_pickle_args(fn, a, {}) for a in arguments]
-        futures = [concurrent.futures.Future() for _ in pickled]
-        with self._lock:
-            if self._closed.is_set():
-                raise RuntimeError("this Dfk is closed")
-            tasks = self._session.submit_python_many(python=function, args=pickled, interpreter=self.python,
-                                                     **_options(**options))
-            for fut, task in zip(futures, tasks):
-                fut._strand_decode = "pickle"  # type: ignore[attr-defined]
-                fut._strand_task = task  # type: ignore[attr-defined]
-                self._futures[task.id] = fut
-        for fut in futures:
-            fut.set_running_or_notify_cancel()
+        with _gc_paused():
+            pickled = [_pickle_args(fn, a, {}) for a in arguments]
+            futures = [concurrent.futures.Future() for _ in pickled]
+            with self._lock:
+                if self._closed.is_set():
+                    raise RuntimeError("this Dfk is closed")
+                tasks = self._session.submit_python_many(python=function, args=pickled, interpreter=self.python,
+                                                         **_options(**options))
+                for fut, task in zip(futures, tasks):
+                    fut._strand_decode = "pickle"  # type: ignore[attr-defined]
+                    fut._strand_task = task  # type: ignore[attr-defined]
+                    self._futures[task.id] = fut
+            for fut in futures:
+                fut.set_running_or_notify_cancel()
         return futures
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
@@ -179,9 +182,19 @@ class Dfk(concurrent.futures.Executor):
     def map(self, fn: Callable, *iterables: Iterable, timeout: Optional[float] = None,
             chunksize: int = 1) -> Iterator:
         """``concurrent.futures.Executor.map``: the results of ``fn`` over the items, in order,
-        submitted as one batch (``chunksize`` is accepted and ignored: every call is a task)."""
-        futures = self.submit_many(fn, zip(*iterables))
-        return _results_in_order(futures, timeout)
+        submitted as one batch (``chunksize`` is accepted and ignored: every call is a task).
+        No future is made per call: the results wait in one list until the iterator takes them."""
+        function = self._function(fn)
+        pickled = [_pickle_args(fn, a, {}) for a in zip(*iterables)]
+        with self._lock:
+            if self._closed.is_set():
+                raise RuntimeError("this Dfk is closed")
+            tasks = self._session.submit_python_many(python=function, args=pickled, interpreter=self.python,
+                                                     **_options())
+            batch = _Batch([t.id for t in tasks])
+            for t in tasks:
+                self._futures[t.id] = batch
+        return batch.results(timeout)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """``concurrent.futures.Executor.shutdown``: as ``close`` (tasks not yet ended fail)."""
@@ -237,22 +250,19 @@ class Dfk(concurrent.futures.Executor):
             if not ends:
                 continue
             with self._lock:
-                futures = [self._futures.pop(end[0], None) for end in ends]
-            for fut, (_, ok, data, reason, code, tries, remote) in zip(futures, ends):
-                if fut is None:
-                    continue
-                if not ok:
-                    error = RemoteError(reason, tries, *remote) if remote else TaskFailed(reason, code, tries, data)
-                    fut.set_exception(error)
-                elif fut._strand_decode == "text":
-                    fut.set_result(data.decode(errors="replace"))
-                elif fut._strand_decode == "pickle":
-                    try:
-                        fut.set_result(pickle.loads(data))
-                    except Exception as e:  # a class the driver cannot import, say
-                        fut.set_exception(TypeError(f"cannot unpickle the result here: {e}"))
-                else:
-                    fut.set_result(data)
+                targets = [self._futures.pop(end[0], None) for end in ends]
+            batches: dict = {}
+            for target, end in zip(targets, ends):
+                if isinstance(target, _Batch):
+                    batches.setdefault(target, []).append((end[0], _outcome("pickle", end)))
+                elif target is not None:
+                    ok, value = _outcome(target._strand_decode, end)
+                    if ok:
+                        target.set_result(value)
+                    else:
+                        target.set_exception(value)
+            for batch, outcomes in batches.items():
+                batch.end(outcomes)
 
     def close(self) -> None:
         """Stop reading results, then the DFK and what the executor started."""
@@ -263,8 +273,15 @@ class Dfk(concurrent.futures.Executor):
         self._session.close()
         with self._lock:
             left, self._futures = self._futures, {}
-        for fut in left.values():
-            fut.set_exception(RuntimeError("the Dfk was closed before this task ended"))
+        error = RuntimeError("the Dfk was closed before this task ended")
+        batches = {}
+        for task_id, target in left.items():
+            if isinstance(target, _Batch):
+                batches.setdefault(target, []).append((task_id, (False, error)))
+            else:
+                target.set_exception(error)
+        for batch, outcomes in batches.items():
+            batch.end(outcomes)
 
     def __enter__(self) -> "Dfk":
         _current.append(self)
@@ -301,13 +318,74 @@ def _pickle_args(fn: Callable, args: Sequence, kwargs: dict) -> bytes:
             raise TypeError(f"cannot pickle the arguments of {_name(fn)!r}: {e}") from e
 
 
-def _results_in_order(futures: list, timeout: Optional[float]) -> Iterator:
-    """Executor.map's results: each in turn, all within ``timeout`` seconds of the call."""
-    import time
+def _outcome(decode: str, end: tuple) -> tuple:
+    """(True, the result) or (False, the exception) of one task's end, as ``decode`` says its
+    bytes are to be read: ``text``, ``pickle`` or ``bytes``."""
+    _, ok, data, reason, code, tries, remote = end
+    if not ok:
+        return False, (RemoteError(reason, tries, *remote) if remote else TaskFailed(reason, code, tries, data))
+    if decode == "text":
+        return True, data.decode(errors="replace")
+    if decode == "pickle":
+        try:
+            return True, pickle.loads(data)
+        except Exception as e:  # a class the driver cannot import, say
+            return False, TypeError(f"cannot unpickle the result here: {e}")
+    return True, data
 
-    deadline = None if timeout is None else time.monotonic() + timeout
-    for fut in futures:
-        yield fut.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+class _Batch:
+    """The results of one ``Dfk.map``, in submission order, held until its iterator takes them."""
+
+    def __init__(self, ids: Sequence[int]):
+        self._index = {task_id: i for i, task_id in enumerate(ids)}
+        self._values: list = [None] * len(ids)
+        self._ok = bytearray(len(ids))
+        self._ended = bytearray(len(ids))
+        self._cond = threading.Condition()
+
+    def end(self, outcomes: list) -> None:
+        """Tasks of this batch ended: ``(task id, (ok, value or exception))`` each."""
+        with self._cond:
+            for task_id, (ok, value) in outcomes:
+                i = self._index[task_id]
+                if not self._ended[i]:
+                    self._values[i], self._ok[i], self._ended[i] = value, ok, 1
+            self._cond.notify_all()
+
+    def results(self, timeout: Optional[float]) -> Iterator:
+        """Each result in turn (raising a call's exception at its place), all within
+        ``timeout`` seconds of now."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for i in range(len(self._values)):
+            with self._cond:
+                while not self._ended[i]:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise concurrent.futures.TimeoutError(f"call {i} of the map had not ended")
+                    self._cond.wait(left)
+                value, ok = self._values[i], self._ok[i]
+                self._values[i] = None  # taken: the iterator keeps no result twice
+            if not ok:
+                raise value
+            yield value
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cycle collector off while a batch makes its futures: each future is a few
+    container objects, and collections that walk every future still waiting took nearly half
+    of the driver's time in a 100,000-task ``map`` (perf, docs/python.md). Nothing made here
+    is garbage; the collector runs again after."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _abs(path: Optional[str]) -> Optional[str]:

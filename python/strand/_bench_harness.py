@@ -41,12 +41,14 @@ class Result:
 def measure(system: str, submit: Callable, tasks: int, latency_calls: int, workers: int,
             batch: Optional[Callable] = None) -> Result:
     """Measure one system through ``submit(fn, arg) -> future`` (and ``batch(fn, args) ->
-    futures`` for the throughput part, if it has one)."""
+    results`` for the throughput part, if it has one: ``Executor.map``)."""
     for f in [submit(noop, i) for i in range(4 * workers)]:  # warm: every worker started
         f.result()
     start = time.perf_counter()
-    futures = batch(noop, range(tasks)) if batch else [submit(noop, i) for i in range(tasks)]
-    results = [f.result() for f in futures]
+    if batch:
+        results = list(batch(noop, range(tasks)))
+    else:
+        results = [f.result() for f in [submit(noop, i) for i in range(tasks)]]
     seconds = time.perf_counter() - start
     if results != list(range(tasks)):
         raise AssertionError(f"{system}: the results are not the arguments")

@@ -31,7 +31,7 @@ def _frame(out, data: bytes) -> None:
 
 
 def _read(inp, n: int) -> bytes:
-    """Exactly n bytes, or fewer at the end of input (the pipe is unbuffered)."""
+    """Exactly n bytes, or fewer at the end of input."""
     chunks, left = [], n
     while left:
         chunk = inp.read(left)
@@ -46,7 +46,8 @@ def main() -> None:
     # The frames move to descriptors of their own (not inherited: os.dup's are not), and fds
     # 0 and 1 become /dev/null and stderr, so that neither the function's prints nor a
     # command it starts (Parsl's bash_app) can read or write a frame.
-    inp = os.fdopen(os.dup(0), "rb", buffering=0)
+    # Buffered: one read takes a whole frame (the launcher writes each in one piece).
+    inp = os.fdopen(os.dup(0), "rb")
     out = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)

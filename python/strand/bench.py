@@ -45,8 +45,7 @@ def _strand(batch: bool) -> Callable[[Setup], Result]:
     def run(s: Setup) -> Result:
         name = "strand Dfk.map (one batch)" if batch else "strand Dfk.submit (one call each)"
         with Dfk.local(s.workers, prefetch=s.prefetch, run_dir=str(s.run_dir / ("map" if batch else "submit"))) as d:
-            many = (lambda fn, xs: d.submit_many(fn, ((x,) for x in xs))) if batch else None
-            return measure(name, d.submit, s.tasks, s.latency_calls, s.workers, batch=many)
+            return measure(name, d.submit, s.tasks, s.latency_calls, s.workers, batch=d.map if batch else None)
 
     return run
 

@@ -121,3 +121,25 @@ fn key_hex_round_trip() {
     assert_eq!(Key::from_hex("zz"), None);
     assert_eq!(Key::from_hex(&"g".repeat(64)), None);
 }
+
+#[test]
+fn byte_fields_go_as_one_string_with_the_layout_of_a_u8_sequence() {
+    // Byte fields are written by serde_bytes (one copy, not one call per byte); the bytes on
+    // the wire are those of the plain `Vec<u8>` they replaced, so either side may be older.
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Plain(Vec<u8>, Vec<u8>);
+    let bytes: Vec<u8> = (0..=255).chain(0..40).collect();
+    let plain = bincode::serde::encode_to_vec(Plain(bytes.clone(), vec![]), bincode_config()).expect("encodes");
+    let done = bincode::serde::encode_to_vec(Outcome::Done(bytes.clone()), bincode_config()).expect("encodes");
+    // Outcome's variant index (0) comes first.
+    assert_eq!(&done[1..], &plain[..plain.len() - 1]);
+    let (back, _): (Outcome, usize) =
+        bincode::serde::decode_from_slice(&done, bincode_decode_config()).expect("decodes");
+    assert_eq!(back, Outcome::Done(bytes.clone()));
+    let f = PythonFunction::new(bytes.clone());
+    let call = PythonCall { interpreter: "python3".into(), function: f.clone(), args: bytes };
+    let enc = bincode::serde::encode_to_vec(&call, bincode_config()).expect("encodes");
+    let (back, _): (PythonCall, usize) =
+        bincode::serde::decode_from_slice(&enc, bincode_decode_config()).expect("decodes");
+    assert_eq!(back, call);
+}

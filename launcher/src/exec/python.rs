@@ -37,7 +37,10 @@ struct Interpreter {
     path: String,
     child: Child,
     stdin: ChildStdin,
+    /// Non-blocking, so that one read takes a whole answer and a walltime can end the wait.
     stdout: ChildStdout,
+    /// Bytes read from `stdout` and not yet taken as an answer.
+    inbox: Vec<u8>,
     /// The keys of the functions it holds.
     functions: HashSet<[u8; 16]>,
 }
@@ -56,19 +59,51 @@ impl Drop for Interpreter {
 impl Interpreter {
     /// Write one try's frame; the function goes with it unless the interpreter holds it.
     fn send(&mut self, call: &PythonCall) -> std::io::Result<()> {
-        let (kind, head) = frame_head(&self.functions, call)?;
+        let (kind, mut frame) = frame_head(&self.functions, call)?;
         if kind == FORGET_THEN_WITH_FUNCTION {
             self.functions.clear();
         }
-        self.stdin.write_all(&head)?;
+        // One write: the interpreter wakes once, to the whole frame.
         if kind != CACHED_FUNCTION {
-            self.stdin.write_all(&call.function.pickled)?;
+            frame.extend_from_slice(&call.function.pickled);
         }
-        self.stdin.write_all(&call.args)?;
-        self.stdin.flush()?;
+        frame.extend_from_slice(&call.args);
+        self.stdin.write_all(&frame)?;
         // Only once written may a later try count on it.
         self.functions.insert(call.function.key);
         Ok(())
+    }
+
+    /// The next answer, waiting at most until `deadline`.
+    fn answer(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, Cut> {
+        loop {
+            if let Some(head) = self.inbox.get(..4) {
+                let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                if len > MAX_ANSWER {
+                    return Err(Cut::Closed);
+                }
+                if self.inbox.len() >= 4 + len {
+                    let answer = self.inbox[4..4 + len].to_vec();
+                    self.inbox.drain(..4 + len);
+                    return Ok(answer);
+                }
+            }
+            let want = match self.inbox.get(..4) {
+                Some(h) => 4 + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize - self.inbox.len(),
+                None => 4 - self.inbox.len(),
+            };
+            let at = self.inbox.len();
+            self.inbox.resize(at + want.max(4096), 0);
+            let got = self.stdout.read(&mut self.inbox[at..]);
+            self.inbox.truncate(at + *got.as_ref().unwrap_or(&0));
+            match got {
+                Ok(0) => return Err(Cut::Closed),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&self.stdout, deadline)?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(Cut::Closed),
+            }
+        }
     }
 }
 
@@ -86,7 +121,8 @@ fn frame_head(held: &HashSet<[u8; 16]>, call: &PythonCall) -> std::io::Result<(u
     let function_len = if kind == CACHED_FUNCTION { 0 } else { 4 + f.pickled.len() };
     let total = u32::try_from(1 + f.key.len() + function_len + call.args.len())
         .map_err(|_| std::io::Error::other("a Python try over 4 GiB"))?;
-    let mut head = Vec::with_capacity(4 + 1 + 16 + 4);
+    // Room for the rest of the frame too, which `send` appends.
+    let mut head = Vec::with_capacity(total as usize + 4);
     head.extend_from_slice(&total.to_le_bytes());
     head.push(kind);
     head.extend_from_slice(&f.key);
@@ -125,7 +161,7 @@ impl PythonSlot {
         let Some(py) = self.warm.as_mut() else { return Outcome::Failed(Failure::Shutdown) };
         let sent = py.send(call);
         let answer = match sent {
-            Ok(()) => read_frame(&mut py.stdout, deadline),
+            Ok(()) => py.answer(deadline),
             Err(_) => Err(Cut::Closed),
         };
         match answer {
@@ -181,29 +217,22 @@ fn start(path: &str) -> Result<Interpreter, String> {
         .map_err(|e| format!("starting the Python interpreter {path}: {e}"))?;
     match (child.stdin.take(), child.stdout.take()) {
         (Some(stdin), Some(stdout)) => {
-            Ok(Interpreter { path: path.to_string(), child, stdin, stdout, functions: HashSet::new() })
+            // SAFETY: fcntl on the pipe we own; a failure leaves it blocking, which only
+            // costs the walltime its precision (checked after each read).
+            unsafe {
+                let fd = stdout.as_raw_fd();
+                libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
+            }
+            let functions = HashSet::new();
+            Ok(Interpreter { path: path.to_string(), child, stdin, stdout, inbox: Vec::new(), functions })
         }
         _ => Err(format!("starting the Python interpreter {path}: no pipes")),
     }
 }
 
-/// One frame from `r`, waiting at most until `deadline`.
-fn read_frame(r: &mut ChildStdout, deadline: Option<Instant>) -> Result<Vec<u8>, Cut> {
-    let mut head = [0u8; 4];
-    read_by(r, &mut head, deadline)?;
-    let len = u32::from_le_bytes(head) as usize;
-    if len > MAX_ANSWER {
-        return Err(Cut::Closed);
-    }
-    let mut body = vec![0u8; len];
-    read_by(r, &mut body, deadline)?;
-    Ok(body)
-}
-
-/// Fill `buf` from `r`, polling so that the walltime can end the wait.
-fn read_by(r: &mut ChildStdout, buf: &mut [u8], deadline: Option<Instant>) -> Result<(), Cut> {
-    let mut got = 0;
-    while got < buf.len() {
+/// Wait until `r` has bytes to read (or is closed), or say the deadline has passed.
+fn wait_readable(r: &ChildStdout, deadline: Option<Instant>) -> Result<(), Cut> {
+    loop {
         let wait_ms = match deadline {
             None => -1,
             Some(d) => {
@@ -211,29 +240,21 @@ fn read_by(r: &mut ChildStdout, buf: &mut [u8], deadline: Option<Instant>) -> Re
                 if left.is_zero() {
                     return Err(Cut::TimedOut);
                 }
-                left.as_millis().min(i32::MAX as u128) as i32
+                // Rounded up: a poll that wakes a little early would spin.
+                (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
             }
         };
         let mut fd = libc::pollfd { fd: r.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd for the duration of the call.
         let n = unsafe { libc::poll(&mut fd, 1, wait_ms) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        if n > 0 {
+            return Ok(()); // readable, or hung up: the read says which
+        }
+        if n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return Err(Cut::Closed);
         }
-        if n == 0 {
-            continue; // the deadline check above ends it
-        }
-        match r.read(&mut buf[got..]) {
-            Ok(0) => return Err(Cut::Closed),
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return Err(Cut::Closed),
-        }
+        // Timed out or interrupted: the deadline check above decides.
     }
-    Ok(())
 }
 
 #[cfg(test)]
