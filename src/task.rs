@@ -107,7 +107,7 @@ mod shared_bytes {
 pub struct PythonFunction {
     /// The first 16 bytes of the BLAKE3 hash of `pickled`: the worker interpreter's cache key.
     pub key: [u8; 16],
-    /// `pickle.dumps((driver's sys.path, cloudpickle.dumps(function)))`.
+    /// `pickle.dumps((driver's sys.path, cloudpickle.dumps(function), its (major, minor) version))`.
     #[serde(with = "shared_bytes")]
     pub pickled: std::sync::Arc<Vec<u8>>,
 }

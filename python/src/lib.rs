@@ -34,7 +34,7 @@ struct Function(PythonFunction);
 
 #[pymethods]
 impl Function {
-    /// `pickled` is `pickle.dumps((sys.path, cloudpickle.dumps(fn)))`.
+    /// `pickled` is `pickle.dumps((sys.path, cloudpickle.dumps(fn), sys.version_info[:2]))`.
     #[new]
     fn new(pickled: Vec<u8>) -> Function {
         Function(PythonFunction::new(pickled))

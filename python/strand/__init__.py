@@ -212,7 +212,8 @@ class Dfk(concurrent.futures.Executor):
         import cloudpickle
 
         try:
-            pickled = pickle.dumps(([p for p in sys.path if isinstance(p, str)], cloudpickle.dumps(fn)))
+            path = [p for p in sys.path if isinstance(p, str)]
+            pickled = pickle.dumps((path, cloudpickle.dumps(fn), tuple(sys.version_info[:2])))
         except Exception as e:
             raise TypeError(f"cannot pickle {_name(fn)!r}: {e}") from e
         function = _strand.Function(pickled)

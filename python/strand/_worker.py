@@ -2,8 +2,10 @@
 ``python -u -m strand._worker``, one warm interpreter per slot, tries in frames on stdin,
 answers in frames on stdout (a 4-byte little-endian length, then the bytes).
 
-A try is a kind byte, the function's 16-byte key, then (kinds 0 and 2) the pickled function
-as a 4-byte length and ``pickle.dumps((driver's sys.path, cloudpickle.dumps(fn)))``, then
+First the interpreter says hello: ``b"strand-worker\\0"``, the protocol (4 bytes), then its
+Python's version and its strand's, separated by ``\\0``. Then a try is a kind byte, the function's 16-byte key, then (kinds 0 and 2) the pickled function
+as a 4-byte length and ``pickle.dumps((driver's sys.path, cloudpickle.dumps(fn), driver's
+(major, minor) Python version))``, then
 ``pickle.dumps((args, kwargs))``. Kind 1 names a function this interpreter already holds;
 kind 2 first forgets every function held (launcher/src/exec/python.rs decides which).
 An answer is ``b"\\0" + pickle of the return value``, or ``b"\\1" + "type\\0message\\0traceback"``
@@ -12,6 +14,7 @@ of the exception the function raised (or of the error pickling its result).
 
 import os
 import pickle
+import platform
 import struct
 import sys
 import traceback
@@ -22,6 +25,8 @@ except ImportError:  # pragma: no cover - the package depends on it
     _by_value = pickle
 
 WITH_FUNCTION, CACHED_FUNCTION, FORGET_THEN_WITH_FUNCTION = 0, 1, 2
+#: The frames' protocol, as launcher/src/exec/python.rs's PROTOCOL.
+PROTOCOL = 2
 
 
 def _frame(out, data: bytes) -> None:
@@ -54,6 +59,7 @@ def main() -> None:
     os.close(devnull)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    _frame(out, b"strand-worker\0" + struct.pack("<I", PROTOCOL) + f"{platform.python_version()}\0{_version()}".encode())
     functions: dict = {}
     while True:
         head = _read(inp, 4)
@@ -111,13 +117,29 @@ def _function(pickled):
     that a function pickled by reference finds its module here as it did there; or, if it
     cannot be unpickled here, why."""
     try:
-        path, fn = pickle.loads(pickled)
+        path, fn, version = pickle.loads(pickled)
+        if tuple(version) != tuple(sys.version_info[:2]):
+            # Bytecode pickled by value does not carry across Python versions.
+            raise RuntimeError(
+                f"the function was pickled by Python {'.'.join(map(str, version))} on the driver, and this worker's "
+                f"interpreter {sys.executable} is Python {platform.python_version()}: use the same Python version on "
+                "both (python= on the Dfk, or the executor's python = ...)"
+            )
         for p in path:
             if p not in sys.path:
                 sys.path.append(p)
         return pickle.loads(fn)
     except Exception as e:  # noqa: BLE001 - reported by every call of the function
         return _Unpicklable(e)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("strand")
+    except Exception:  # noqa: BLE001 - run from a source tree, say
+        return "unknown"
 
 
 def _dumps(value) -> bytes:

@@ -191,3 +191,48 @@ def test_the_configurations_python_runs_the_functions(tmp_path):
     bad.write_text('[[executor]]\nlabel = "here"\nprovider = "local"\npython = "venv/bin/python"\n')
     with pytest.raises(RuntimeError, match="python.*absolute path"):
         strand.Dfk.from_config(str(bad), run_dir=str(tmp_path / "run2"))
+
+
+def fake_python(tmp_path, name, body):
+    """An "interpreter" that runs ``body`` with the real one, whatever it is asked to run."""
+    import sys
+
+    script = tmp_path / f"{name}.py"
+    script.write_text(body)
+    wrapper = tmp_path / name
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} {script}\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_a_worker_interpreter_without_strand_or_of_another_strand_is_refused_by_name(tmp_path):
+    gone = fake_python(tmp_path, "no-strand", "import sys\nsys.exit(3)\n")
+    older = fake_python(tmp_path, "old-strand", (
+        "import struct, sys\n"
+        "hello = b'strand-worker\\0' + struct.pack('<I', 1) + b'3.8.10\\x000.0.9'\n"
+        "sys.stdout.buffer.write(struct.pack('<I', len(hello)) + hello)\n"
+        "sys.stdout.flush()\n"
+        "sys.stdin.read()\n"
+    ))
+    with strand.Dfk.local(workers=1, run_dir=str(tmp_path / "run"), python=gone) as d:
+        with pytest.raises(strand.TaskFailed, match=r"exited with code 3 before strand._worker said hello: is strand installed"):
+            d.submit(square, 2).result(timeout=LIMIT)
+        d.python = older
+        with pytest.raises(strand.TaskFailed, match=r"strand 0.0.9, Python 3.8.10\) speaks protocol 1, this launcher 2"):
+            d.submit(square, 2).result(timeout=LIMIT)
+        import sys
+
+        d.python = sys.executable  # and the real one still works, in the same slot
+        assert d.submit(square, 5).result(timeout=LIMIT) == 25
+
+
+def test_a_function_pickled_by_another_python_version_is_refused_by_name(dfk):
+    import pickle
+    import sys
+
+    import cloudpickle
+
+    old = strand._strand.Function(pickle.dumps((sys.path, cloudpickle.dumps(square), (3, 6))))
+    fut = dfk._submit(dict(python=old, args=pickle.dumps(((2,), {})), interpreter=dfk.python), decode="pickle")
+    with pytest.raises(strand.RemoteError, match=r"pickled by Python 3.6 on the driver.*same Python version"):
+        fut.result(timeout=LIMIT)

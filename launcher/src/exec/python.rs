@@ -28,6 +28,17 @@ pub const CACHED_FUNCTION: u8 = 1;
 /// Frame kind: the interpreter forgets every function it holds, then as [`WITH_FUNCTION`].
 pub const FORGET_THEN_WITH_FUNCTION: u8 = 2;
 
+/// The frames' protocol between this launcher and `strand._worker`. A started interpreter
+/// first sends a hello (`HELLO`, the protocol as 4 little-endian bytes, then its Python's
+/// version and its strand's, `\0` between), so that a worker of another strand is refused
+/// with a message instead of misreading frames.
+pub const PROTOCOL: u32 = 2;
+/// How a hello begins.
+const HELLO: &[u8] = b"strand-worker\0";
+/// How long an interpreter may take to import strand and say hello (a parallel file system
+/// at the start of a big job can be slow), unless the try's walltime ends first.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How many functions one interpreter holds before it is told to forget them all (a driver
 /// that makes a new function per task must not grow the worker without bound).
 const MAX_FUNCTIONS: usize = 1024;
@@ -139,10 +150,12 @@ pub struct PythonSlot {
     warm: Option<Interpreter>,
 }
 
-/// How reading an answer ended early.
+/// How reading an answer (or starting an interpreter) ended early.
 enum Cut {
     TimedOut,
     Closed,
+    /// The interpreter could not be used, and why.
+    Refused(String),
 }
 
 impl PythonSlot {
@@ -153,9 +166,13 @@ impl PythonSlot {
             self.warm = None;
         }
         if self.warm.is_none() {
-            match start(&call.interpreter) {
+            match start(&call.interpreter, deadline) {
                 Ok(i) => self.warm = Some(i),
-                Err(message) => return Outcome::Failed(Failure::SpawnError { message }),
+                Err(Cut::TimedOut) => {
+                    return Outcome::Failed(Failure::Timeout { walltime_ms: walltime_ms.unwrap_or_default() })
+                }
+                Err(Cut::Refused(message)) => return Outcome::Failed(Failure::SpawnError { message }),
+                Err(Cut::Closed) => return Outcome::Failed(Failure::Shutdown),
             }
         }
         let Some(py) = self.warm.as_mut() else { return Outcome::Failed(Failure::Shutdown) };
@@ -180,30 +197,53 @@ impl PythonSlot {
                 self.warm = None; // killed with its try
                 Outcome::Failed(Failure::Timeout { walltime_ms: walltime_ms.unwrap_or_default() })
             }
-            Err(Cut::Closed) => self.died(""),
+            Err(Cut::Closed | Cut::Refused(_)) => self.died(""),
         }
     }
 
     /// The interpreter is gone or broken: reap it, say how it ended, start fresh next time.
     fn died(&mut self, what: &str) -> Outcome {
         let Some(mut py) = self.warm.take() else { return Outcome::Failed(Failure::Shutdown) };
-        let how = match py.child.wait() {
-            Ok(s) if what.is_empty() => {
-                use std::os::unix::process::ExitStatusExt;
-                match (s.code(), s.signal()) {
-                    (Some(c), _) => format!("exited with code {c}"),
-                    (_, Some(sig)) => format!("killed by signal {sig}"),
-                    _ => s.to_string(),
-                }
-            }
-            Ok(_) => what.to_string(),
-            Err(e) => format!("could not be waited for: {e}"),
-        };
+        let ended = how_it_ended(&mut py.child);
+        let how = if what.is_empty() { ended } else { what.to_string() };
         Outcome::Failed(Failure::InterpreterDied { interpreter: py.path.clone(), how })
     }
 }
 
-fn start(path: &str) -> Result<Interpreter, String> {
+/// How a child that closed its pipe ended: its exit code or signal, after a short grace for
+/// it to exit; one still running then is killed (its process group, as `Drop` does).
+fn how_it_ended(child: &mut Child) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let grace = Instant::now() + Duration::from_secs(2);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Ok(s),
+            Ok(None) if Instant::now() < grace => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                // SAFETY: kill(2) on the process group we created.
+                unsafe {
+                    libc::kill(-(child.id() as i32), libc::SIGKILL);
+                }
+                return "closed its frames' pipe but kept running (killed)".into();
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exited with code {c}"),
+            (_, Some(sig)) => format!("killed by signal {sig}"),
+            _ => s.to_string(),
+        },
+        Err(e) => format!("could not be waited for: {e}"),
+    }
+}
+
+/// Start an interpreter and wait for its hello (until `deadline`, the try's walltime, or
+/// [`HELLO_TIMEOUT`]): an interpreter that cannot run strand._worker, or runs another
+/// strand's, is refused with a message that says which and what to do.
+fn start(path: &str, deadline: Option<Instant>) -> Result<Interpreter, Cut> {
+    let refused = |why: String| Cut::Refused(format!("starting the Python interpreter {path}: {why}"));
     let mut cmd = Command::new(path);
     // Its Python tries may start MPI programs (or import mpi4py) as any command may.
     crate::task_mpi::task_environment(&mut cmd);
@@ -214,20 +254,63 @@ fn start(path: &str) -> Result<Interpreter, String> {
         .stderr(Stdio::inherit())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("starting the Python interpreter {path}: {e}"))?;
-    match (child.stdin.take(), child.stdout.take()) {
-        (Some(stdin), Some(stdout)) => {
-            // SAFETY: fcntl on the pipe we own; a failure leaves it blocking, which only
-            // costs the walltime its precision (checked after each read).
-            unsafe {
-                let fd = stdout.as_raw_fd();
-                libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
-            }
-            let functions = HashSet::new();
-            Ok(Interpreter { path: path.to_string(), child, stdin, stdout, inbox: Vec::new(), functions })
-        }
-        _ => Err(format!("starting the Python interpreter {path}: no pipes")),
+        .map_err(|e| refused(e.to_string()))?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(refused("no pipes".into()));
+    };
+    // Non-blocking, so that a walltime can end a wait for an answer.
+    let fd = stdout.as_raw_fd();
+    // SAFETY: fcntl on a pipe this process owns.
+    let nonblocking = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+    };
+    let mut py =
+        Interpreter { path: path.to_string(), child, stdin, stdout, inbox: Vec::new(), functions: HashSet::new() };
+    if !nonblocking {
+        return Err(refused(format!("cannot make its pipe non-blocking: {}", std::io::Error::last_os_error())));
     }
+    let hello_by = Instant::now() + HELLO_TIMEOUT;
+    let by = deadline.map_or(hello_by, |d| d.min(hello_by));
+    match py.answer(Some(by)) {
+        Ok(hello) => check_hello(&hello).map_err(refused)?,
+        Err(Cut::TimedOut) if deadline.is_some_and(|d| d <= hello_by) => return Err(Cut::TimedOut),
+        Err(Cut::TimedOut) => {
+            return Err(refused(format!(
+                "strand._worker did not say hello within {} s (an older strand there, or a hung import?)",
+                HELLO_TIMEOUT.as_secs()
+            )))
+        }
+        Err(_) => {
+            let how = how_it_ended(&mut py.child);
+            return Err(refused(format!(
+                "it {how} before strand._worker said hello: is strand installed for it (pip install ./python)? \
+                 Its error is in the block's log"
+            )));
+        }
+    }
+    Ok(py)
+}
+
+/// Whether `hello` is strand._worker's, speaking this launcher's protocol; if not, why.
+fn check_hello(hello: &[u8]) -> Result<(), String> {
+    let Some(rest) = hello.strip_prefix(HELLO) else {
+        return Err(format!("its first {} bytes are not strand._worker's hello", hello.len()));
+    };
+    let (Some(protocol), text) = (rest.get(..4), rest.get(4..).unwrap_or_default()) else {
+        return Err("its hello is cut short".into());
+    };
+    let protocol = u32::from_le_bytes([protocol[0], protocol[1], protocol[2], protocol[3]]);
+    if protocol == PROTOCOL {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(text);
+    let mut parts = text.splitn(2, '\0');
+    let (python, strand) = (parts.next().unwrap_or("?"), parts.next().unwrap_or("?"));
+    Err(format!(
+        "its strand._worker (strand {strand}, Python {python}) speaks protocol {protocol}, this launcher {PROTOCOL}: \
+         install this strand there (pip install ./python)"
+    ))
 }
 
 /// Wait until `r` has bytes to read (or is closed), or say the deadline has passed.
@@ -304,6 +387,22 @@ mod tests {
         let mut old = call(b"x", b"");
         old.function.key = k;
         assert_eq!(frame_head(&held, &old).unwrap().0, CACHED_FUNCTION, "one it holds is still named by key");
+    }
+
+    fn hello(protocol: u32) -> Vec<u8> {
+        let mut h = HELLO.to_vec();
+        h.extend_from_slice(&protocol.to_le_bytes());
+        h.extend_from_slice(b"3.11.7\x000.0.9");
+        h
+    }
+
+    #[test]
+    fn a_hello_of_another_protocol_or_none_is_refused_by_name() {
+        assert_eq!(check_hello(&hello(PROTOCOL)), Ok(()));
+        let e = check_hello(&hello(1)).unwrap_err();
+        assert!(e.contains("strand 0.0.9, Python 3.11.7") && e.contains("protocol 1, this launcher 2"), "{e}");
+        assert!(check_hello(b"\x80\x04junk").unwrap_err().contains("not strand._worker's hello"));
+        assert!(check_hello(HELLO).unwrap_err().contains("cut short"));
     }
 
     #[test]
