@@ -77,6 +77,19 @@ fn mixed_tasks_through_three_pools_each_end_exactly_once() {
     assert_eq!(counts.submitted, 2000);
     assert_eq!(counts.done + counts.failed, 2000, "every task ended once: {counts:?}");
     assert_eq!(counts.stale, 0, "no duplicate results reached the DFK");
+    // Each manager's host is learned from the interchange after its first result (the
+    // joblog's Host): all three pools here.
+    let managers: std::collections::BTreeSet<_> =
+        tasks.iter().map(|(_, f)| f.ran().manager).filter(|m| m.0 != 0).collect();
+    assert_eq!(managers.len(), 3, "every pool ran tasks: {managers:?}");
+    let hosts = dfk.manager_hosts();
+    let by = std::time::Instant::now() + Duration::from_secs(10);
+    while managers.iter().any(|m| hosts.get(*m).is_none()) && std::time::Instant::now() < by {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for m in &managers {
+        assert_eq!(hosts.get(*m), Some(strand::host::hostname()), "manager {m:?}");
+    }
     dfk.shutdown();
 
     // Stop: the interchange tells every manager to stop; every rank exits 0.

@@ -40,9 +40,11 @@ struct Cell {
     key: std::sync::OnceLock<MemoKey>,
     value: Mutex<Option<TaskOutcome>>,
     ready: Condvar,
-    /// When the latest try ran on its worker (`Ran` in two atomics: written once per try).
+    /// When the latest try ran on its worker (`Ran` in atomics: written once per try).
     started_us: AtomicU64,
     run_us: AtomicU64,
+    /// The manager whose pool ran the latest try (0: none), for where it ran.
+    manager: AtomicU64,
 }
 
 /// A handle on a task's eventual outcome; cheap to clone, pass as an input or dependency.
@@ -64,6 +66,7 @@ impl TaskFuture {
             ready: Condvar::new(),
             started_us: AtomicU64::new(0),
             run_us: AtomicU64::new(0),
+            manager: AtomicU64::new(0),
         }))
     }
 
@@ -109,12 +112,14 @@ impl TaskFuture {
         v.clone()
     }
 
-    /// When and how long the latest try ran on its worker; unknown (zero) for a memo or
-    /// checkpoint hit and for a try that failed without reaching a worker.
+    /// When and how long the latest try ran on its worker, and which manager's pool ran it;
+    /// unknown (zero) for a memo or checkpoint hit and for a try that failed without reaching
+    /// a worker.
     pub fn ran(&self) -> Ran {
         Ran {
             started_us: self.0.started_us.load(Ordering::Acquire),
             run_us: self.0.run_us.load(Ordering::Acquire),
+            manager: crate::task::ManagerId(self.0.manager.load(Ordering::Acquire)),
             ..Ran::default()
         }
     }
@@ -122,6 +127,7 @@ impl TaskFuture {
     pub(crate) fn note_ran(&self, ran: Ran) {
         self.0.run_us.store(ran.run_us, Ordering::Release);
         self.0.started_us.store(ran.started_us, Ordering::Release);
+        self.0.manager.store(ran.manager.0, Ordering::Release);
     }
 
     /// Resolve once; later calls are ignored (one terminal state per task).

@@ -16,6 +16,7 @@
 
 pub mod future;
 pub mod graph;
+pub mod hosts;
 pub mod memo;
 pub mod staging;
 
@@ -118,6 +119,8 @@ struct Shared {
     stop: AtomicBool,
     /// Why the run database could not be written, once the I/O thread has stopped.
     monitoring_error: Mutex<Option<String>>,
+    /// Where the managers that ran our tries are.
+    hosts: hosts::ManagerHosts,
 }
 
 impl Shared {
@@ -252,6 +255,7 @@ impl Dfk {
             waker,
             stop: AtomicBool::new(false),
             monitoring_error: Mutex::new(None),
+            hosts: hosts::ManagerHosts::default(),
         });
         if db.is_some() {
             shared.graph().keep_records();
@@ -268,6 +272,12 @@ impl Dfk {
             .spawn(move || io_loop(client, s2, cfg, incarnation, db))
             .map_err(ClientError::Random)?;
         Ok(Dfk { shared, io: Some(io) })
+    }
+
+    /// Where the managers that ran this DFK's tries are: each learned from the interchange
+    /// soon after its first result (by [`crate::task::Ran::manager`]).
+    pub fn manager_hosts(&self) -> hosts::ManagerHosts {
+        self.shared.hosts.clone()
     }
 
     /// Ids of tasks as they reach a terminal state, from now on (one receiver per DFK).
@@ -388,6 +398,7 @@ fn io_loop(
 ) {
     let poll_every = cfg.monitoring.as_ref().map(|m| m.poll);
     let mut last_poll: Option<Instant> = None;
+    let mut asking = hosts::Asking::default();
     let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
     let ping_every = (cfg.interchange_timeout / 4).max(Duration::from_millis(50));
@@ -400,6 +411,7 @@ fn io_loop(
             last_heard = Instant::now();
             match msg {
                 ToClientMsg::Results(results) => {
+                    asking.saw(&shared.hosts, &results);
                     let mut g = shared.graph();
                     for r in results {
                         g.on_result(r);
@@ -423,6 +435,7 @@ fn io_loop(
                     }
                 }
                 ToClientMsg::Status(report) => {
+                    shared.hosts.learn(&report.managers);
                     if let Some(db) = &db {
                         let t_us = crate::monitoring::record::now_us();
                         let (managers, queued) = (report.managers, report.queued);
@@ -431,6 +444,9 @@ fn io_loop(
                 }
                 ToClientMsg::Ack { .. } => {}
             }
+        }
+        if asking.due(Instant::now()) {
+            let _ = client.send(&ClientMsg::Status);
         }
         run_joins(&shared);
         start_hashing(&shared);

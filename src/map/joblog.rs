@@ -1,11 +1,13 @@
 //! GNU parallel's job log (`--joblog`): one tab-separated line per finished job, read back
 //! by `--resume` and `--resume-failed`.
 
+use crate::dfk::hosts::ManagerHosts;
 use crate::dfk::{TaskError, TaskOutcome};
-use crate::task::{Failure, Ran};
+use crate::task::{Failure, ManagerId, Ran};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// The header line, exactly as GNU parallel writes it.
@@ -16,7 +18,8 @@ pub const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitv
 pub struct Entry {
     /// 1-based position in the input (`{#}`).
     pub seq: u64,
-    /// Where it ran; `:` as GNU parallel writes for this machine (see docs/map.md).
+    /// Where it ran: the host of the manager whose pool ran it, or `:` (GNU parallel's name
+    /// for this machine) when that is this machine or no worker ran it.
     pub host: String,
     /// Start, microseconds since the Unix epoch.
     pub start_us: u64,
@@ -196,6 +199,62 @@ impl Joblog {
     }
 }
 
+/// How long a joblog line waits for the host of its manager (learned from the interchange
+/// within moments of the manager's first result) before it is written with `:`.
+pub const HOST_WAIT: Duration = Duration::from_secs(2);
+
+/// The joblog's Host column for a job whose manager runs on `host` (`None`: not known, or no
+/// manager ran it), seen from the machine named `here`.
+pub fn host_column(host: Option<&str>, here: &str) -> String {
+    match host {
+        Some(h) if h != here && !h.is_empty() => h.to_string(),
+        _ => ":".into(),
+    }
+}
+
+/// Joblog entries on their way to the log, each once the host of its manager is known.
+pub struct Placing {
+    hosts: ManagerHosts,
+    here: String,
+    waiting: Vec<(Instant, Entry, ManagerId)>,
+}
+
+impl Placing {
+    /// Hosts as the DFK learns them (`Dfk::manager_hosts`), seen from the machine `here`.
+    pub fn new(hosts: ManagerHosts, here: String) -> Placing {
+        Placing { hosts, here, waiting: Vec::new() }
+    }
+
+    /// `entry` of a job that `manager` ran (0: none did) is on its way.
+    pub fn add(&mut self, entry: Entry, manager: ManagerId, now: Instant) {
+        self.waiting.push((now, entry, manager));
+    }
+
+    /// The entries whose host is known now, or that have waited [`HOST_WAIT`] by `now`, with
+    /// their Host filled in.
+    pub fn ready(&mut self, now: Instant) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let (since, _, manager) = &self.waiting[i];
+            let host = if manager.0 == 0 { None } else { self.hosts.get(*manager) };
+            if manager.0 == 0 || host.is_some() || now.saturating_duration_since(*since) >= HOST_WAIT {
+                let (_, mut entry, _) = self.waiting.swap_remove(i);
+                entry.host = host_column(host.as_deref(), &self.here);
+                out.push(entry);
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Whether no entry waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +304,47 @@ mod tests {
         assert_eq!(f(Failure::Signal { signal: 9, stderr: String::new(), stdout: vec![] }), (0, 9));
         assert_eq!(f(Failure::Timeout { walltime_ms: 10 }), (-1, 9));
         assert_eq!(exit_and_signal(&Err(TaskError::Cancelled)), (-1, 0));
+    }
+
+    #[test]
+    fn a_line_waits_for_its_managers_host_then_names_it_or_says_here() {
+        let hosts = ManagerHosts::default();
+        let mut p = Placing::new(hosts.clone(), "login1".into());
+        let t0 = Instant::now();
+        let entry = |seq| Entry {
+            seq,
+            host: ":".into(),
+            start_us: 0,
+            runtime_us: 0,
+            send: 0,
+            receive: 0,
+            exitval: 0,
+            signal: 0,
+            command: "true".into(),
+        };
+        p.add(entry(1), ManagerId(7), t0);
+        p.add(entry(2), ManagerId(0), t0); // a memo hit: no manager
+        p.add(entry(3), ManagerId(8), t0);
+        p.add(entry(4), ManagerId(9), t0);
+        let first = p.ready(t0);
+        assert_eq!(first.iter().map(|e| (e.seq, e.host.as_str())).collect::<Vec<_>>(), [(2, ":")]);
+        let status = |id: u64, host: &str| crate::wire::ManagerStatus {
+            id: ManagerId(id),
+            host: host.into(),
+            block: crate::block::BlockId("b-0".into()),
+            slots: 1,
+            in_flight: 0,
+            mode: crate::wire::ManagerMode::Active,
+            idle_ms: 0,
+        };
+        hosts.learn(&[status(7, "nid00042"), status(8, "login1")]);
+        let mut next: Vec<_> = p.ready(t0).into_iter().map(|e| (e.seq, e.host)).collect();
+        next.sort();
+        // 8 runs here: `:` as GNU parallel writes for this machine.
+        assert_eq!(next, [(1, "nid00042".to_string()), (3, ":".to_string())]);
+        assert!(!p.is_empty(), "9 is not known yet");
+        let last = p.ready(t0 + HOST_WAIT);
+        assert_eq!(last.iter().map(|e| (e.seq, e.host.as_str())).collect::<Vec<_>>(), [(4, ":")]);
+        assert!(p.is_empty());
     }
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use strand::dfk::{Call, Dfk, DfkConfig, TaskError, TaskFuture, TaskOutcome};
 use strand::map::input::{self, Origin, Shape, Source};
-use strand::map::joblog::{self, Entry, Joblog, Previous};
+use strand::map::joblog::{self, Entry, Joblog, Placing, Previous};
 use strand::map::template::{Job, Template};
 use strand::monitoring::progress::Progress;
 use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
@@ -290,6 +290,8 @@ struct Printing {
     keep_order: bool,
     results: Option<PathBuf>,
     joblog: Option<Joblog>,
+    /// Joblog lines waiting for their manager's host.
+    placing: Placing,
     halt: Halt,
 }
 
@@ -362,6 +364,7 @@ pub fn exec(a: Args) -> Result<i32> {
         keep_order: a.keep_order,
         results: a.results.clone(),
         joblog,
+        placing: Placing::new(dfk.manager_hosts(), strand::host::hostname()),
         halt: a.halt.clone(),
     };
     let printer = {
@@ -536,6 +539,9 @@ fn print_ends(
             Err(_) => {
                 let _ = out.flush();
                 if let Some(j) = p.joblog.as_mut() {
+                    for e in p.placing.ready(Instant::now()) {
+                        note_error(&mut tally, j.write(&e));
+                    }
                     note_error(&mut tally, j.flush());
                 }
                 last_flush = Instant::now();
@@ -558,9 +564,15 @@ fn print_ends(
             Err(TaskError::Cancelled) => {}
             Err(_) => tally.failed += 1,
         }
-        if let Some(j) = p.joblog.as_mut().filter(|_| !cancelled) {
-            let entry = Entry::of(job.seq, job.command.clone(), &outcome, job.future.ran(), job.submitted);
-            note_error(&mut tally, j.write(&entry));
+        if let Some(j) = p.joblog.as_mut() {
+            if !cancelled {
+                let ran = job.future.ran();
+                let entry = Entry::of(job.seq, job.command.clone(), &outcome, ran, job.submitted);
+                p.placing.add(entry, ran.manager, Instant::now());
+            }
+            for e in p.placing.ready(Instant::now()) {
+                note_error(&mut tally, j.write(&e));
+            }
         }
         if tally.halted_with.is_none() && p.halt.due(tally.failed, tally.succeeded) {
             let (exitval, _) = joblog::exit_and_signal(&outcome);
@@ -593,6 +605,17 @@ fn print_ends(
     }
     let _ = out.flush();
     if let Some(j) = p.joblog.as_mut() {
+        // The last lines may still wait for a host: bounded by HOST_WAIT.
+        let by = Instant::now() + joblog::HOST_WAIT;
+        while !p.placing.is_empty() {
+            let now = Instant::now();
+            for e in p.placing.ready(if now >= by { by + joblog::HOST_WAIT } else { now }) {
+                note_error(&mut tally, j.write(&e));
+            }
+            if !p.placing.is_empty() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         note_error(&mut tally, j.flush());
     }
     tally
