@@ -47,24 +47,28 @@ impl Function {
     }
 }
 
-/// The options every kind of submit takes, checked.
+/// The options every kind of submit takes, as `strand._options` makes them (a dict).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
 struct Options {
     name: Option<String>,
     retries: u32,
     walltime: Option<f64>,
     priority: i32,
-    resources: Resources,
+    cores: u32,
+    gpus: u32,
+    ranks: u32,
     memoize: Option<bool>,
 }
 
 impl Options {
     /// Apply them to a call, or say which one is wrong.
     fn apply(&self, mut call: Call) -> PyResult<Call> {
-        let Resources { cores, ranks, .. } = self.resources;
+        let (cores, gpus, ranks) = (self.cores, self.gpus, self.ranks);
         if cores == 0 || ranks == 0 {
             return Err(PyValueError::new_err(format!("cores={cores}, ranks={ranks}: each must be at least 1")));
         }
-        call = call.retries(self.retries).priority(self.priority).resources(self.resources);
+        call = call.retries(self.retries).priority(self.priority).resources(Resources { cores, gpus, ranks });
         if let Some(n) = &self.name {
             call = call.named(n.clone());
         }
@@ -197,25 +201,18 @@ impl Session {
 
     /// Submit one task: a shell command, an argv list, a registered function (`args` its
     /// bytes), or a Python function (`args` the pickled arguments, run by `interpreter`).
-    #[pyo3(signature = (*, command=None, argv=None, function=None, args=Vec::new(), python=None, interpreter=None, name=None, retries=0, walltime=None, priority=0, cores=1, gpus=0, ranks=1, after=Vec::new(), memoize=None))]
+    #[pyo3(signature = (*, options, command=None, argv=None, function=None, args=Vec::new(), python=None, interpreter=None, after=Vec::new()))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
+        options: Options,
         command: Option<String>,
         argv: Option<Vec<String>>,
         function: Option<String>,
         args: Vec<u8>,
         python: Option<Py<Function>>,
         interpreter: Option<String>,
-        name: Option<String>,
-        retries: u32,
-        walltime: Option<f64>,
-        priority: i32,
-        cores: u32,
-        gpus: u32,
-        ranks: u32,
         after: Vec<Py<Task>>,
-        memoize: Option<bool>,
     ) -> PyResult<Task> {
         let call = match (command, argv, function, python) {
             (Some(c), None, None, None) => Call::shell(c),
@@ -228,8 +225,6 @@ impl Session {
                 ))
             }
         };
-        let options =
-            Options { name, retries, walltime, priority, resources: Resources { cores, gpus, ranks }, memoize };
         let mut call = options.apply(call)?;
         for t in &after {
             call = call.after(&t.get().0);
@@ -241,25 +236,15 @@ impl Session {
     /// Submit one Python task per item of `args` (each the pickled arguments of one call),
     /// all of `python`, with the same options: one crossing into Rust and one lock of the
     /// task graph for the whole batch (`Dfk.map`).
-    #[pyo3(signature = (*, python, args, interpreter, name=None, retries=0, walltime=None, priority=0, cores=1, gpus=0, ranks=1, memoize=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (*, python, args, interpreter, options))]
     fn submit_python_many(
         &self,
         py: Python<'_>,
         python: Py<Function>,
         args: Vec<Vec<u8>>,
         interpreter: String,
-        name: Option<String>,
-        retries: u32,
-        walltime: Option<f64>,
-        priority: i32,
-        cores: u32,
-        gpus: u32,
-        ranks: u32,
-        memoize: Option<bool>,
+        options: Options,
     ) -> PyResult<Vec<Task>> {
-        let options =
-            Options { name, retries, walltime, priority, resources: Resources { cores, gpus, ranks }, memoize };
         let f = python.get();
         let calls = args
             .into_iter()

@@ -166,7 +166,7 @@ class Dfk(concurrent.futures.Executor):
                 if self._closed.is_set():
                     raise RuntimeError("this Dfk is closed")
                 tasks = self._session.submit_python_many(python=function, args=pickled, interpreter=self.python,
-                                                         **_options(**options))
+                                                         options=_options(**options))
                 for fut, task in zip(futures, tasks):
                     fut._strand_decode = "pickle"  # type: ignore[attr-defined]
                     fut._strand_task = task  # type: ignore[attr-defined]
@@ -190,7 +190,7 @@ class Dfk(concurrent.futures.Executor):
             if self._closed.is_set():
                 raise RuntimeError("this Dfk is closed")
             tasks = self._session.submit_python_many(python=function, args=pickled, interpreter=self.python,
-                                                     **_options())
+                                                     options=_options())
             batch = _Batch([t.id for t in tasks])
             for t in tasks:
                 self._futures[t.id] = batch
@@ -238,8 +238,8 @@ class Dfk(concurrent.futures.Executor):
         with self._lock:
             if self._closed.is_set():
                 raise RuntimeError("this Dfk is closed")
-            task = self._session.submit(**what, after=tasks, **_options(name, retries, walltime, priority, cores,
-                                                                        gpus, ranks, memoize))
+            options = _options(name, retries, walltime, priority, cores, gpus, ranks, memoize)
+            task = self._session.submit(**what, after=tasks, options=options)
             fut._strand_task = task  # type: ignore[attr-defined]
             self._futures[task.id] = fut
         fut.set_running_or_notify_cancel()
