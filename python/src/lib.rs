@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
-use strand::dfk::{Call, Dfk, DfkConfig, TaskError, TaskFuture};
+use strand::dfk::{Call, Dfk, DfkConfig, MonitoringConfig, TaskError, TaskFuture};
 use strand::executor::{Executor, Target};
 use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
 use strand::task::{App, Failure, PythonCall, PythonFunction, Resources, TaskId};
@@ -137,9 +137,10 @@ impl Session {
 
 #[pymethods]
 impl Session {
-    /// Start (or attach to) an executor and connect a DFK to it.
+    /// Start (or attach to) an executor and connect a DFK to it; with `monitoring` (the
+    /// command that started the run, as the database keeps it) it writes the run database.
     #[staticmethod]
-    #[pyo3(signature = (*, bin_dir, connection=None, workers=None, prefetch=None, run_dir=None, config=None, executor=None, memoize=false))]
+    #[pyo3(signature = (*, bin_dir, connection=None, workers=None, prefetch=None, run_dir=None, config=None, executor=None, memoize=false, monitoring=None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -151,6 +152,7 @@ impl Session {
         config: Option<String>,
         executor: Option<String>,
         memoize: bool,
+        monitoring: Option<String>,
     ) -> PyResult<Session> {
         let bin_dir = PathBuf::from(bin_dir);
         if !bin_dir.join("strand-launcher").is_file() || !bin_dir.join("strand").is_file() {
@@ -174,6 +176,7 @@ impl Session {
             let cfg = DfkConfig {
                 checkpoint: memoize.then(|| exe.run_dir().file(CHECKPOINT_FILE)),
                 events: Some(exe.run_dir().file(EVENTS_FILE)),
+                monitoring: monitoring.map(|command| MonitoringConfig::in_run_dir(exe.run_dir(), command)),
                 memoize,
                 ..DfkConfig::default()
             };
@@ -337,5 +340,7 @@ fn _strand(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Session>()?;
     m.add_class::<Task>()?;
     m.add_class::<Function>()?;
+    // The worker interpreter's hello names it (strand._worker), without importlib.metadata.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -101,26 +101,32 @@ class Dfk(concurrent.futures.Executor):
 
     @classmethod
     def local(cls, workers: Optional[int] = None, *, run_dir: Optional[str] = None, memoize: bool = False,
-              prefetch: Optional[int] = None, bin_dir: Optional[str] = None, python: Optional[str] = None) -> "Dfk":
+              prefetch: Optional[int] = None, bin_dir: Optional[str] = None, python: Optional[str] = None,
+              monitoring: bool = True) -> "Dfk":
         """An interchange and one local block of ``workers`` ranks (default: one per core);
-        Python functions run in ``python`` (default: this interpreter)."""
+        Python functions run in ``python`` (default: this interpreter). With ``monitoring``
+        the run database is written (``strand report RUN_DIR``, ``strand top RUN_DIR``)."""
         return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), workers=workers, run_dir=_abs(run_dir),
-                                         memoize=memoize, prefetch=prefetch), python)
+                                         memoize=memoize, prefetch=prefetch, monitoring=_command(monitoring)),
+                   python)
 
     @classmethod
     def connect(cls, connection: str, *, run_dir: Optional[str] = None, memoize: bool = False,
-                bin_dir: Optional[str] = None, python: Optional[str] = None) -> "Dfk":
+                bin_dir: Optional[str] = None, python: Optional[str] = None, monitoring: bool = True) -> "Dfk":
         """Attach to a running interchange by its connection file."""
         return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), connection=_abs(connection),
-                                         run_dir=_abs(run_dir), memoize=memoize), python)
+                                         run_dir=_abs(run_dir), memoize=memoize, monitoring=_command(monitoring)),
+                   python)
 
     @classmethod
     def from_config(cls, config: str, executor: Optional[str] = None, *, run_dir: Optional[str] = None,
-                    memoize: bool = False, bin_dir: Optional[str] = None, python: Optional[str] = None) -> "Dfk":
+                    memoize: bool = False, bin_dir: Optional[str] = None, python: Optional[str] = None,
+                    monitoring: bool = True) -> "Dfk":
         """Start the executor ``executor`` (by label; default the first) of a TOML configuration;
         Python functions run in ``python``, else in the configuration's ``python = ...``."""
         return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), config=_abs(config), executor=executor,
-                                         run_dir=_abs(run_dir), memoize=memoize), python)
+                                         run_dir=_abs(run_dir), memoize=memoize, monitoring=_command(monitoring)),
+                   python)
 
     @property
     def connection_file(self) -> str:
@@ -299,6 +305,12 @@ def _options(name: Optional[str] = None, retries: int = 0, walltime: Optional[fl
     """The options every submit takes, by name (a misspelt one is a TypeError here)."""
     return dict(name=name, retries=retries, walltime=walltime, priority=priority, cores=cores, gpus=gpus,
                 ranks=ranks, memoize=memoize)
+
+
+def _command(monitoring: bool) -> Optional[str]:
+    """What the run database records as the run's command: this driver's, or None for no
+    database."""
+    return " ".join(["python", *sys.argv]) if monitoring else None
 
 
 def _name(fn: Callable) -> str:

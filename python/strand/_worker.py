@@ -135,10 +135,10 @@ def _function(pickled):
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
+        from strand import _strand
 
-        return version("strand")
-    except Exception:  # noqa: BLE001 - run from a source tree, say
+        return _strand.__version__
+    except Exception:  # noqa: BLE001 - a strand without its extension module
         return "unknown"
 
 

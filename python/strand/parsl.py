@@ -33,7 +33,7 @@ class StrandExecutor(ParslExecutor):
 
     def __init__(self, label: str = "strand", *, workers: Optional[int] = None, connection: Optional[str] = None,
                  config: Optional[str] = None, executor: Optional[str] = None, prefetch: Optional[int] = None,
-                 python: Optional[str] = None, bin_dir: Optional[str] = None):
+                 python: Optional[str] = None, bin_dir: Optional[str] = None, monitoring: bool = True):
         super().__init__()
         self.label = label
         self.workers = workers
@@ -43,6 +43,8 @@ class StrandExecutor(ParslExecutor):
         self.prefetch = prefetch
         self.python = python
         self.bin_dir = bin_dir
+        #: Whether Strand writes its run database (under Parsl's run directory).
+        self.monitoring = monitoring
         self._dfk: Optional[Dfk] = None
         # Each app's wrapped function made once, so that Strand pickles it once.
         self._wrapped: "weakref.WeakKeyDictionary[Callable, Callable]" = weakref.WeakKeyDictionary()
@@ -53,13 +55,14 @@ class StrandExecutor(ParslExecutor):
 
         run_dir = os.path.join(self.run_dir, self.label)
         if self.connection:
-            self._dfk = Dfk.connect(self.connection, run_dir=run_dir, python=self.python, bin_dir=self.bin_dir)
+            self._dfk = Dfk.connect(self.connection, run_dir=run_dir, python=self.python, bin_dir=self.bin_dir,
+                                    monitoring=self.monitoring)
         elif self.config:
             self._dfk = Dfk.from_config(self.config, self.executor, run_dir=run_dir, python=self.python,
-                                        bin_dir=self.bin_dir)
+                                        bin_dir=self.bin_dir, monitoring=self.monitoring)
         else:
             self._dfk = Dfk.local(self.workers, run_dir=run_dir, prefetch=self.prefetch, python=self.python,
-                                  bin_dir=self.bin_dir)
+                                  bin_dir=self.bin_dir, monitoring=self.monitoring)
 
     def submit(self, func: Callable, resource_specification: Dict[str, Any], *args: Any, **kwargs: Any) -> Future:
         """One app invocation as one Strand task. An exception is returned as Parsl's

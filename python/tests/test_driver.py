@@ -125,3 +125,32 @@ def test_no_op_throughput_is_reported(dfk, capsys):
     assert all(f.done() and f.exception() is None for f in futures)
     with capsys.disabled():
         print(f"\n{n} no-op functions from Python: {n / (time.perf_counter() - t):.0f}/s")
+
+
+def square(x):
+    return x * x
+
+
+def test_the_run_database_holds_the_python_run_and_strand_report_reads_it(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    with strand.Dfk.local(workers=2, run_dir=str(run)) as d:
+        assert list(d.map(square, range(20), timeout=LIMIT)) == [i * i for i in range(20)]
+        assert d.submit_command("echo hi").result(timeout=LIMIT) == "hi\n"
+    db = sqlite3.connect(run / "monitoring.db")
+    apps = dict(db.execute("SELECT app, count(*) FROM tasks GROUP BY app").fetchall())
+    assert apps == {"python": 20, "echo": 1}, apps
+    assert db.execute("SELECT count(*) FROM tries WHERE ended_us >= started_us").fetchone()[0] == 21
+    assert db.execute("SELECT command FROM runs").fetchone()[0].startswith("python ")
+    db.close()
+    out = subprocess.run([str(Path(sys.prefix) / "bin" / "strand"), "report", str(run), "--out",
+                          str(tmp_path / "report.html")], capture_output=True, text=True, timeout=LIMIT)
+    assert out.returncode == 0 and (tmp_path / "report.html").stat().st_size > 1000, out.stderr
+    off = tmp_path / "off"
+    with strand.Dfk.local(workers=1, run_dir=str(off), monitoring=False) as d:
+        assert d.submit(square, 3).result(timeout=LIMIT) == 9
+    assert not (off / "monitoring.db").exists()
