@@ -164,19 +164,18 @@ class Dfk(concurrent.futures.Executor):
         of ``submit_python`` except ``after``, the same for every call."""
         if "after" in options:
             raise TypeError("submit_many takes no after=: submit_python orders one call after others")
-        function = self._function(fn)
         with _gc_paused():
-            pickled = [_pickle_args(fn, a, {}) for a in arguments]
-            futures = [concurrent.futures.Future() for _ in pickled]
-            with self._lock:
-                if self._closed.is_set():
-                    raise RuntimeError("this Dfk is closed")
-                tasks = self._session.submit_python_many(python=function, args=pickled, interpreter=self.python,
-                                                         options=_options(**options))
-                for fut, task in zip(futures, tasks):
+            futures: list = []
+
+            def register(tasks: list) -> None:
+                for task in tasks:
+                    fut: concurrent.futures.Future = concurrent.futures.Future()
                     fut._strand_decode = "pickle"  # type: ignore[attr-defined]
                     fut._strand_task = task  # type: ignore[attr-defined]
                     self._futures[task.id] = fut
+                    futures.append(fut)
+
+            self._submit_batch(fn, arguments, options, register)
             for fut in futures:
                 fut.set_running_or_notify_cancel()
         return futures
@@ -190,17 +189,29 @@ class Dfk(concurrent.futures.Executor):
         """``concurrent.futures.Executor.map``: the results of ``fn`` over the items, in order,
         submitted as one batch (``chunksize`` is accepted and ignored: every call is a task).
         No future is made per call: the results wait in one list until the iterator takes them."""
+        batches: list = []
+
+        def register(tasks: list) -> None:
+            batch = _Batch([t.id for t in tasks])
+            for t in tasks:
+                self._futures[t.id] = batch
+            batches.append(batch)
+
+        self._submit_batch(fn, zip(*iterables), {}, register)
+        return batches[0].results(timeout)
+
+    def _submit_batch(self, fn: Callable, arguments: Iterable[Sequence], options: dict,
+                      register: Callable[[list], None]) -> None:
+        """Submit ``fn(*a)`` for each ``a`` in one crossing into Rust; ``register(tasks)``
+        records them under the lock, so that no end is read before it is known."""
         function = self._function(fn)
-        pickled = [_pickle_args(fn, a, {}) for a in zip(*iterables)]
+        pickled = [_pickle_args(fn, a, {}) for a in arguments]
         with self._lock:
             if self._closed.is_set():
                 raise RuntimeError("this Dfk is closed")
             tasks = self._session.submit_python_many(python=function, args=pickled, interpreter=self.python,
-                                                     options=_options())
-            batch = _Batch([t.id for t in tasks])
-            for t in tasks:
-                self._futures[t.id] = batch
-        return batch.results(timeout)
+                                                     options=_options(**options))
+            register(tasks)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """``concurrent.futures.Executor.shutdown``: as ``close`` (tasks not yet ended fail)."""

@@ -6,29 +6,46 @@
 use crate::task::{ManagerId, TryResult};
 use crate::wire::ManagerStatus;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The manager hosts a DFK has learned; cloneable, read from any thread.
 #[derive(Clone, Default)]
-pub struct ManagerHosts(Arc<Mutex<HashMap<ManagerId, String>>>);
+pub struct ManagerHosts(Arc<Known>);
+
+#[derive(Default)]
+struct Known {
+    hosts: Mutex<HashMap<ManagerId, String>>,
+    /// Bumped whenever a host is learned, so a reader can tell whether to look again.
+    generation: AtomicU64,
+}
 
 impl ManagerHosts {
     /// The host of manager `id`, once learned.
     pub fn get(&self, id: ManagerId) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+        self.0.hosts.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    /// How many times hosts were learned so far: unchanged, nothing new to look up.
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::Acquire)
     }
 
     /// Take the hosts of a status report.
     pub(crate) fn learn(&self, managers: &[ManagerStatus]) {
-        let mut known = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut known = self.0.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let before = known.len();
         for m in managers {
             known.entry(m.id).or_insert_with(|| m.host.clone());
+        }
+        if known.len() != before {
+            self.0.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     fn knows(&self, id: ManagerId) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
+        self.0.hosts.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&id)
     }
 }
 
@@ -37,6 +54,7 @@ const ASK_EVERY: Duration = Duration::from_millis(50);
 
 /// When to ask the interchange for its status: once for each manager whose results come in
 /// before its host is known (a manager gone before the answer is not asked for again).
+/// `asked` holds every manager seen, known or not.
 #[derive(Default)]
 pub(crate) struct Asking {
     asked: HashSet<ManagerId>,
@@ -49,8 +67,8 @@ impl Asking {
     pub(crate) fn saw(&mut self, hosts: &ManagerHosts, results: &[TryResult]) {
         for r in results {
             let m = r.ran.manager;
-            if m.0 != 0 && !self.asked.contains(&m) && !hosts.knows(m) {
-                self.asked.insert(m);
+            // Each manager is looked at once: the hot path of results takes no lock after.
+            if m.0 != 0 && self.asked.insert(m) && !hosts.knows(m) {
                 self.want = true;
             }
         }

@@ -159,27 +159,22 @@ impl DfkHandle {
     /// Add a task; it runs once the futures it takes are done. Remote input files are
     /// staged first by transfer tasks (see [`staging`]).
     pub fn submit(&self, call: Call) -> TaskFuture {
-        let mut futures = self.submit_many([call]);
-        futures.pop().expect("one call gives one future")
+        let (transfers, call) = self.stage(call);
+        let f = {
+            let mut g = self.0.graph();
+            for t in transfers {
+                g.add(t);
+            }
+            g.add(call)
+        };
+        self.0.waker.wake();
+        f
     }
 
     /// Add many tasks at once, under one lock of the task graph and with one wake of the
     /// DFK (a driver's batch: `strand.Dfk.map` from Python); their futures, in order.
     pub fn submit_many(&self, calls: impl IntoIterator<Item = Call>) -> Vec<TaskFuture> {
-        let mut staged = Vec::new();
-        for mut call in calls {
-            let mut transfers = Vec::new();
-            for f in call.input_files.iter_mut() {
-                if let Some(st) = self.0.stagers.iter().find(|s| s.handles(f)) {
-                    let local = st.local_path(f, &self.0.staging_dir);
-                    if let Some(t) = st.stage_in(f, &local) {
-                        transfers.push(t);
-                    }
-                    *f = local.display().to_string();
-                }
-            }
-            staged.push((transfers, call));
-        }
+        let staged: Vec<_> = calls.into_iter().map(|c| self.stage(c)).collect();
         let futures = {
             let mut g = self.0.graph();
             let mut futures = Vec::with_capacity(staged.len());
@@ -193,6 +188,22 @@ impl DfkHandle {
         };
         self.0.waker.wake();
         futures
+    }
+
+    /// The transfer tasks that stage `call`'s remote input files in, and the call reading
+    /// their local copies.
+    fn stage(&self, mut call: Call) -> (Vec<Call>, Call) {
+        let mut transfers = Vec::new();
+        for f in call.input_files.iter_mut() {
+            if let Some(st) = self.0.stagers.iter().find(|s| s.handles(f)) {
+                let local = st.local_path(f, &self.0.staging_dir);
+                if let Some(t) = st.stage_in(f, &local) {
+                    transfers.push(t);
+                }
+                *f = local.display().to_string();
+            }
+        }
+        (transfers, call)
     }
 }
 

@@ -216,42 +216,60 @@ pub fn host_column(host: Option<&str>, here: &str) -> String {
 pub struct Placing {
     hosts: ManagerHosts,
     here: String,
+    /// Entries whose host was known (or not needed) when they came.
+    placed: Vec<Entry>,
+    /// Entries waiting for a host, oldest first.
     waiting: Vec<(Instant, Entry, ManagerId)>,
+    /// The hosts' generation when `waiting` was last looked through.
+    seen: u64,
 }
 
 impl Placing {
     /// Hosts as the DFK learns them (`Dfk::manager_hosts`), seen from the machine `here`.
     pub fn new(hosts: ManagerHosts, here: String) -> Placing {
-        Placing { hosts, here, waiting: Vec::new() }
+        Placing { hosts, here, placed: Vec::new(), waiting: Vec::new(), seen: 0 }
     }
 
     /// `entry` of a job that `manager` ran (0: none did) is on its way.
-    pub fn add(&mut self, entry: Entry, manager: ManagerId, now: Instant) {
-        self.waiting.push((now, entry, manager));
+    pub fn add(&mut self, mut entry: Entry, manager: ManagerId, now: Instant) {
+        let host = if manager.0 == 0 { None } else { self.hosts.get(manager) };
+        if manager.0 == 0 || host.is_some() {
+            entry.host = host_column(host.as_deref(), &self.here);
+            self.placed.push(entry);
+        } else {
+            self.waiting.push((now, entry, manager));
+        }
     }
 
     /// The entries whose host is known now, or that have waited [`HOST_WAIT`] by `now`, with
-    /// their Host filled in.
+    /// their Host filled in. The waiting ones are looked through only when a host was learned
+    /// or the oldest has waited long enough, not on every call.
     pub fn ready(&mut self, now: Instant) -> Vec<Entry> {
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < self.waiting.len() {
-            let (since, _, manager) = &self.waiting[i];
-            let host = if manager.0 == 0 { None } else { self.hosts.get(*manager) };
-            if manager.0 == 0 || host.is_some() || now.saturating_duration_since(*since) >= HOST_WAIT {
-                let (_, mut entry, _) = self.waiting.swap_remove(i);
+        let mut out = std::mem::take(&mut self.placed);
+        let generation = self.hosts.generation();
+        let oldest_due =
+            self.waiting.first().is_some_and(|(since, ..)| now.saturating_duration_since(*since) >= HOST_WAIT);
+        if self.waiting.is_empty() || (generation == self.seen && !oldest_due) {
+            return out;
+        }
+        self.seen = generation;
+        let mut left = Vec::with_capacity(self.waiting.len());
+        for (since, mut entry, manager) in self.waiting.drain(..) {
+            let host = self.hosts.get(manager);
+            if host.is_some() || now.saturating_duration_since(since) >= HOST_WAIT {
                 entry.host = host_column(host.as_deref(), &self.here);
                 out.push(entry);
             } else {
-                i += 1;
+                left.push((since, entry, manager));
             }
         }
+        self.waiting = left;
         out
     }
 
     /// Whether no entry waits.
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.placed.is_empty() && self.waiting.is_empty()
     }
 }
 

@@ -21,6 +21,9 @@ use strand::task::{Failure, Outcome, PythonCall};
 /// Largest answer accepted from an interpreter (a result is also bounded by the frame limit).
 const MAX_ANSWER: usize = 1 << 30;
 
+/// Frames up to this size are written in one piece; larger ones are not copied for it.
+const ONE_WRITE: usize = 64 << 10;
+
 /// Frame kind: the function follows; the interpreter keeps it by its key.
 pub const WITH_FUNCTION: u8 = 0;
 /// Frame kind: the interpreter already holds the function of this key.
@@ -74,12 +77,18 @@ impl Interpreter {
         if kind == FORGET_THEN_WITH_FUNCTION {
             self.functions.clear();
         }
-        // One write: the interpreter wakes once, to the whole frame.
-        if kind != CACHED_FUNCTION {
-            frame.extend_from_slice(&call.function.pickled);
+        let function: &[u8] = if kind == CACHED_FUNCTION { &[] } else { &call.function.pickled };
+        if function.len() + call.args.len() <= ONE_WRITE {
+            // One write: the interpreter wakes once, to the whole frame.
+            frame.extend_from_slice(function);
+            frame.extend_from_slice(&call.args);
+            self.stdin.write_all(&frame)?;
+        } else {
+            // Large arguments are written where they are, not copied first.
+            self.stdin.write_all(&frame)?;
+            self.stdin.write_all(function)?;
+            self.stdin.write_all(&call.args)?;
         }
-        frame.extend_from_slice(&call.args);
-        self.stdin.write_all(&frame)?;
         // Only once written may a later try count on it.
         self.functions.insert(call.function.key);
         Ok(())
@@ -88,21 +97,19 @@ impl Interpreter {
     /// The next answer, waiting at most until `deadline`.
     fn answer(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, Cut> {
         loop {
-            if let Some(head) = self.inbox.get(..4) {
-                let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-                if len > MAX_ANSWER {
-                    return Err(Cut::Closed);
-                }
-                if self.inbox.len() >= 4 + len {
-                    let answer = self.inbox[4..4 + len].to_vec();
-                    self.inbox.drain(..4 + len);
-                    return Ok(answer);
-                }
-            }
-            let want = match self.inbox.get(..4) {
-                Some(h) => 4 + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize - self.inbox.len(),
-                None => 4 - self.inbox.len(),
+            // The whole frame's length once its head is in, else the head's.
+            let need = match le_u32(&self.inbox) {
+                Some(len) if len as usize > MAX_ANSWER => return Err(Cut::Closed),
+                Some(len) => 4 + len as usize,
+                None => 4,
             };
+            // (Without a head, `need` is 4 and the inbox holds fewer.)
+            if self.inbox.len() >= need {
+                let answer = self.inbox[4..need].to_vec();
+                self.inbox.drain(..need);
+                return Ok(answer);
+            }
+            let want = need - self.inbox.len();
             let at = self.inbox.len();
             self.inbox.resize(at + want.max(4096), 0);
             let got = self.stdout.read(&mut self.inbox[at..]);
@@ -132,8 +139,9 @@ fn frame_head(held: &HashSet<[u8; 16]>, call: &PythonCall) -> std::io::Result<(u
     let function_len = if kind == CACHED_FUNCTION { 0 } else { 4 + f.pickled.len() };
     let total = u32::try_from(1 + f.key.len() + function_len + call.args.len())
         .map_err(|_| std::io::Error::other("a Python try over 4 GiB"))?;
-    // Room for the rest of the frame too, which `send` appends.
-    let mut head = Vec::with_capacity(total as usize + 4);
+    // Room for the rest of the frame too when `send` appends it (a small frame).
+    let small = function_len + call.args.len() <= ONE_WRITE + 4;
+    let mut head = Vec::with_capacity(if small { total as usize + 4 } else { 4 + 1 + 16 + 4 });
     head.extend_from_slice(&total.to_le_bytes());
     head.push(kind);
     head.extend_from_slice(&f.key);
@@ -292,15 +300,18 @@ fn start(path: &str, deadline: Option<Instant>) -> Result<Interpreter, Cut> {
     Ok(py)
 }
 
+/// The little-endian u32 at the start of `b`, if it is that long.
+fn le_u32(b: &[u8]) -> Option<u32> {
+    b.get(..4).map(|h| u32::from_le_bytes([h[0], h[1], h[2], h[3]]))
+}
+
 /// Whether `hello` is strand._worker's, speaking this launcher's protocol; if not, why.
 fn check_hello(hello: &[u8]) -> Result<(), String> {
     let Some(rest) = hello.strip_prefix(HELLO) else {
         return Err(format!("its first {} bytes are not strand._worker's hello", hello.len()));
     };
-    let (Some(protocol), text) = (rest.get(..4), rest.get(4..).unwrap_or_default()) else {
-        return Err("its hello is cut short".into());
-    };
-    let protocol = u32::from_le_bytes([protocol[0], protocol[1], protocol[2], protocol[3]]);
+    let Some(protocol) = le_u32(rest) else { return Err("its hello is cut short".into()) };
+    let text = &rest[4..];
     if protocol == PROTOCOL {
         return Ok(());
     }
