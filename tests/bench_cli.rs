@@ -59,6 +59,17 @@ fn bench_elasticity_runs_with_its_default_run_directory() {
         assert!(r["blocks_submitted"].as_u64().expect("blocks") >= 20, "{r}");
         let u = r["utilization"].as_f64().expect("utilization");
         assert!(u > 0.0 && u <= 1.0, "{r}");
+        // Scale-in after the last result: measured only where the strategy scales; the
+        // strategy promises max_idletime + period (0.3 s), the slack is for a loaded machine.
+        let bound = r["scale_in_bound_s"].as_f64().expect("scale_in_bound_s");
+        assert!((bound - 0.3).abs() < 1e-9, "{r}");
+        match r["mode"].as_str() {
+            Some("elastic") => {
+                let s = r["scale_in_s"].as_f64().expect("scale_in_s");
+                assert!(s > 0.0 && s < bound + 10.0, "{r}");
+            }
+            _ => assert!(r["scale_in_s"].is_null(), "{r}"),
+        }
     }
     let run_dir = default_run_dir(cwd.path());
     let script = run_dir.join("static").join("static-1.sh");

@@ -1,7 +1,8 @@
 //! The elasticity experiment of the Parsl paper (HPDC'19, section 5.4), scaled down: four
 //! stages of 20, 1, 20 and 1 tasks of 10 s, 10 s, 5 s and 5 s, each stage after the one
 //! before, run on blocks of the local provider with a static allocation and with the
-//! strategy scaling blocks in and out. Reports makespan and worker utilization.
+//! strategy scaling blocks in and out. Reports makespan, worker utilization and, for the
+//! elastic run, how long after the last result the strategy held every block.
 //!
 //! Both runs start from the same allocation (one block per task of the widest stage, all
 //! connected before the clock starts). Utilization is task time over allocated worker time,
@@ -59,6 +60,11 @@ pub struct ElasticityReport {
     pub blocks_submitted: usize,
     /// Tasks that did not succeed (must be 0).
     pub failed: usize,
+    /// Elastic runs: seconds from the last result until the strategy held every block (its
+    /// scale-in latency once the workload is over); `None` for the static run.
+    pub scale_in_s: Option<f64>,
+    /// What the strategy promises for it: `--max-idletime` plus one `--period`.
+    pub scale_in_bound_s: f64,
 }
 
 /// Run the four stages once.
@@ -144,12 +150,32 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, BenchError> {
     let makespan_s = start.elapsed().as_secs_f64();
     let t_end = unix_now();
     let failed = all.iter().filter(|f| !matches!(f.peek(), Some(Ok(_)))).count();
+    let scale_in_bound_s = (opts.max_idletime + opts.period).as_secs_f64();
+    // The queue is empty: every block is idle from here, so the strategy must hold them all
+    // within max_idletime and a round; the slack only bounds the wait.
+    let scale_in_s = (opts.elastic && left == 0).then(|| {
+        let give_up = Duration::from_secs_f64(scale_in_bound_s + 30.0);
+        while scaler.state().active_blocks > 0 && start.elapsed().as_secs_f64() - makespan_s < give_up.as_secs_f64() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (scaler.state().active_blocks == 0).then(|| start.elapsed().as_secs_f64() - makespan_s)
+    });
     dfk.shutdown();
     let submitted = scaler.state().submitted;
     exe.stop();
     if left > 0 {
         return Err(BenchError::Stalled(format!("{left} tasks did not finish within {limit:?}")));
     }
+    let scale_in_s = match scale_in_s {
+        Some(None) => {
+            return Err(BenchError::Stalled(format!(
+                "blocks were still active {:.1} s after the last result (bound {scale_in_bound_s:.1} s)",
+                scale_in_bound_s + 30.0
+            )))
+        }
+        Some(Some(s)) => Some(s),
+        None => None,
+    };
     // One worker per block.
     let events = read_events(&run_dir.file(BLOCKS_FILE)).unwrap_or_default();
     let allocated_worker_s = allocated_block_seconds(&events, t0, t_end);
@@ -162,5 +188,7 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, BenchError> {
         utilization: task_s / allocated_worker_s.max(f64::MIN_POSITIVE),
         blocks_submitted: submitted,
         failed,
+        scale_in_s,
+        scale_in_bound_s,
     })
 }

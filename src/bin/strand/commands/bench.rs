@@ -149,7 +149,8 @@ enum BenchKind {
         max_queue: u64,
     },
     /// The Parsl paper's elasticity experiment, scaled down: stages of 20, 1, 20, 1 tasks of
-    /// 10, 10, 5, 5 s on local blocks, static and elastic; makespan and worker utilization.
+    /// 10, 10, 5, 5 s on local blocks, static and elastic; makespan, worker utilization and
+    /// (elastic) the scale-in latency after the last result.
     Elasticity {
         /// Run only the elastic configuration.
         #[arg(long, conflicts_with = "static_only")]
