@@ -74,6 +74,12 @@ fn bench_elasticity_runs_with_its_default_run_directory() {
     let run_dir = default_run_dir(cwd.path());
     let script = run_dir.join("static").join("static-1.sh");
     assert!(script.is_file(), "{} (the first static block's script)", script.display());
+    // docs/benchmarks.md measures the scale-in latency with the elastic run alone.
+    let elastic =
+        bench(cwd.path(), &["elasticity", "--elastic-only", "--time-scale", "0.05"], Duration::from_secs(300));
+    assert_eq!(elastic.len(), 1, "{elastic:?}");
+    assert_eq!((elastic[0]["mode"].as_str(), elastic[0]["failed"].as_u64()), (Some("elastic"), Some(0)));
+    assert!(elastic[0]["scale_in_s"].as_f64().is_some_and(|s| s > 0.0), "{}", elastic[0]);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use super::BenchError;
 use crate::block::{allocated_block_seconds, read_events, unix_now, BlockId};
 use crate::dfk::{Call, Dfk, DfkConfig, TaskFuture};
 use crate::executor::local_block::{mpirun_args, LocalBlockOptions};
-use crate::executor::scaler::ScalerConfig;
+use crate::executor::scaler::{Scaler, ScalerConfig};
 use crate::executor::strategy::StrategyParams;
 use crate::executor::Executor;
 use crate::interchange::process::InterchangeOptions;
@@ -147,35 +147,22 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, BenchError> {
     }
     let limit = Duration::from_secs_f64(120.0 + 4.0 * task_s);
     let left = dfk.wait_all(Some(limit));
-    let makespan_s = start.elapsed().as_secs_f64();
+    let ended = Instant::now();
+    let makespan_s = (ended - start).as_secs_f64();
     let t_end = unix_now();
     let failed = all.iter().filter(|f| !matches!(f.peek(), Some(Ok(_)))).count();
-    let scale_in_bound_s = (opts.max_idletime + opts.period).as_secs_f64();
-    // The queue is empty: every block is idle from here, so the strategy must hold them all
-    // within max_idletime and a round; the slack only bounds the wait.
-    let scale_in_s = (opts.elastic && left == 0).then(|| {
-        let give_up = Duration::from_secs_f64(scale_in_bound_s + 30.0);
-        while scaler.state().active_blocks > 0 && start.elapsed().as_secs_f64() - makespan_s < give_up.as_secs_f64() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        (scaler.state().active_blocks == 0).then(|| start.elapsed().as_secs_f64() - makespan_s)
-    });
+    let scale_in_bound = opts.max_idletime + opts.period;
+    // The queue is empty, so every block is idle from here and the strategy must hold them all
+    // within the bound (a failure to is returned after the tear-down below).
+    let scale_in =
+        if opts.elastic && left == 0 { scale_in_after(scaler, ended, scale_in_bound).map(Some) } else { Ok(None) };
     dfk.shutdown();
     let submitted = scaler.state().submitted;
     exe.stop();
     if left > 0 {
         return Err(BenchError::Stalled(format!("{left} tasks did not finish within {limit:?}")));
     }
-    let scale_in_s = match scale_in_s {
-        Some(None) => {
-            return Err(BenchError::Stalled(format!(
-                "blocks were still active {:.1} s after the last result (bound {scale_in_bound_s:.1} s)",
-                scale_in_bound_s + 30.0
-            )))
-        }
-        Some(Some(s)) => Some(s),
-        None => None,
-    };
+    let scale_in_s = scale_in?;
     // One worker per block.
     let events = read_events(&run_dir.file(BLOCKS_FILE)).unwrap_or_default();
     let allocated_worker_s = allocated_block_seconds(&events, t0, t_end);
@@ -189,6 +176,26 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, BenchError> {
         blocks_submitted: submitted,
         failed,
         scale_in_s,
-        scale_in_bound_s,
+        scale_in_bound_s: scale_in_bound.as_secs_f64(),
     })
+}
+
+/// How long past the strategy's bound a scale-in is waited for before the benchmark fails.
+const SCALE_IN_GIVE_UP: Duration = Duration::from_secs(30);
+
+/// Seconds from `since` until the scaler held every block, waiting at most `bound` plus
+/// [`SCALE_IN_GIVE_UP`].
+fn scale_in_after(scaler: &Scaler, since: Instant, bound: Duration) -> Result<f64, BenchError> {
+    let give_up = since + bound + SCALE_IN_GIVE_UP;
+    while scaler.state().active_blocks > 0 {
+        if Instant::now() >= give_up {
+            return Err(BenchError::Stalled(format!(
+                "blocks were still active {:.1} s after the last result (the strategy's bound is {:.1} s)",
+                (bound + SCALE_IN_GIVE_UP).as_secs_f64(),
+                bound.as_secs_f64()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(since.elapsed().as_secs_f64())
 }
