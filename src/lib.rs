@@ -7,7 +7,8 @@
 //! Layout, by the concepts of the Parsl paper: [`task`] and [`block`] name things;
 //! [`wire`] and [`connection`] are how processes talk; [`interchange`] brokers tries;
 //! [`dfk`] holds the task graph of a driver; [`executor`] starts an interchange and its
-//! blocks through a [`provider`]; [`run_dir`] is where a run keeps its files;
+//! blocks through a [`provider`], each launcher started with [`launcher_options`];
+//! [`run_dir`] is where a run keeps its files;
 //! [`monitoring`] is what a run records and shows; [`bench`] measures all of it.
 
 pub mod bench;
@@ -18,6 +19,7 @@ pub mod dfk;
 pub mod executor;
 pub mod host;
 pub mod interchange;
+pub mod launcher_options;
 pub mod log;
 pub mod map;
 pub mod monitoring;

@@ -39,13 +39,14 @@ use clap::Parser;
 use exec::{Executor, Registry};
 use manager::{run_manager, ManagerConfig};
 use mpi::topology::{Color, Communicator, SimpleCommunicator};
-use placement::{BindPolicy, NodeRank};
+use placement::NodeRank;
 use slog::{error, info, o};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use stop::StopFlag;
 use strand::connection::ConnectionInfo;
+use strand::launcher_options::LauncherOptions;
 use strand::task::ManagerId;
 
 /// Command-line options of `strand-launcher` (shared by user-built launchers).
@@ -64,51 +65,12 @@ pub struct LauncherArgs {
     /// Connection file written by `strand interchange` (mode 0600, in the run directory).
     #[arg(long, value_name = "FILE")]
     pub connection: PathBuf,
-    /// Ranks per pool (one manager + workers). Default: one pool per node.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub pool_size: Option<u32>,
-    /// Tasks each worker rank runs at once (>1 for one rank per node owning several slots).
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub slots_per_worker: u32,
-    /// Tasks each worker holds beyond its running ones, so short tasks never wait a round trip.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub prefetch: u32,
-    /// Task slots of a manager whose pool has no workers (a pool of one rank runs tasks itself).
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub local_slots: u32,
     /// Block id to register under. Default: $STRAND_BLOCK_ID, $SLURM_JOB_ID, $PBS_JOBID ... or "local".
     #[arg(long, value_name = "ID")]
     pub block_id: Option<String>,
-    /// The block's walltime in seconds, counted from launcher start (e.g. from the job script).
-    #[arg(long, value_name = "SECONDS")]
-    pub walltime: Option<u64>,
-    /// Start draining this many seconds before --walltime ends: no new tasks, finish the held ones.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
-    pub drain_margin: u64,
-    /// Seconds between a worker's heartbeats to its manager (over MPI).
-    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
-    pub worker_heartbeat: f64,
-    /// Seconds of silence after which a manager declares a worker lost (its tries fail with WorkerLost).
-    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
-    pub worker_threshold: f64,
-    /// GPUs per node that tasks may ask for (`resources.gpus`). Default: those in $CUDA_VISIBLE_DEVICES, else none.
-    #[arg(long, value_name = "N")]
-    pub gpus_per_node: Option<u32>,
-    /// How each rank is bound to cores. auto: an even share of the node's cores unless the MPI
-    /// runtime already bound the rank (or the node has more ranks than cores); core: one core
-    /// per rank, round-robin when oversubscribed; numa: a NUMA domain per rank; none: leave it.
-    /// Task processes inherit their rank's binding.
-    #[arg(long, value_enum, default_value_t = BindPolicy::Auto, value_name = "POLICY")]
-    pub bind: BindPolicy,
-    /// How tasks start MPI programs on their ranks' nodes: the launch command that
-    /// `$STRAND_MPI_PREFIX` is composed for. Default: the one that started this launcher
-    /// (read from its MPI runtime's variables), else the MPI library's own (mpirun for Open MPI,
-    /// mpiexec for the others). Block scripts pass their executor's `launch`.
-    #[arg(long, value_enum, value_name = "LAUNCH")]
-    pub task_launch: Option<task_mpi::TaskLaunch>,
-    /// Seconds to wait for the interchange to answer registration before giving up.
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
-    pub connect_timeout: u64,
+    /// Pools, slots, placement, draining and liveness (the `[executor.launcher]` table of a config).
+    #[command(flatten)]
+    pub options: LauncherOptions,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -167,17 +129,19 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
     let log = root_log.new(o!("rank" => world.rank()));
     // Before any thread of ours starts (executor, ZeroMQ), so each inherits the binding;
     // MPI's own threads exist already and are bound with the process.
-    let placed = placement::place(args.bind, node_rank(&world), &log);
+    let placed = placement::place(args.options.bind(), node_rank(&world), &log);
     // Workers tell their manager where they run, so a wide try gets all its ranks' cores.
     let cpus = placed.map(|p| p.pus).or_else(placement::current_cpus);
     let mpi_library = mpi::environment::library_version().unwrap_or_default();
-    let task_launch =
-        args.task_launch.unwrap_or_else(|| task_mpi::TaskLaunch::detect(|k| std::env::var(k).ok(), &mpi_library));
+    let task_launch = args
+        .options
+        .task_launch
+        .unwrap_or_else(|| task_mpi::TaskLaunch::detect(|k| std::env::var(k).ok(), &mpi_library));
     let mpi_launch = task_mpi::MpiLaunch { kind: task_launch, as_root: strand::process::is_root() };
     // Read before any task starts (and before our threads: the environment is read, not changed).
     let _ = task_mpi::runtime_vars();
     task_mpi::set_one_rank_env(&mpi_launch, &strand::host::node_name());
-    let Some(pool) = split_pools(&world, args.pool_size) else {
+    let Some(pool) = split_pools(&world, args.options.pool_size) else {
         error!(log, "MPI_Comm_split returned no communicator");
         return 2;
     };
@@ -188,10 +152,10 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
     } else {
         // Slots are numbered through the pool (rank 1's first, then rank 2's ...), so that a
         // pool's running commands have distinct STRAND_SLOTs, as GNU parallel's slots on one host.
-        let per_worker = args.slots_per_worker.max(1) as u64;
+        let per_worker = u64::from(args.options.slots_per_worker());
         let first_slot = (pool.rank() as u64 - 1) * per_worker + 1;
         let exec = Executor::numbered(per_worker as usize, first_slot, Arc::clone(&registry));
-        worker::run_worker(&pool, exec, &registry, secs(args.worker_heartbeat), cpus.as_ref(), &stop, &log);
+        worker::run_worker(&pool, exec, &registry, args.options.worker_heartbeat(), cpus.as_ref(), &stop, &log);
         0
     };
     drop(pool);
@@ -226,22 +190,23 @@ fn run_as_manager(
             return 1;
         }
     };
+    let o = &args.options;
     let cfg = ManagerConfig {
         id,
         block: args.block_id.clone().unwrap_or_else(strand::host::block_id_from_env),
-        slots_per_worker: args.slots_per_worker,
-        prefetch: args.prefetch,
-        local_slots: args.local_slots,
-        connect_timeout: Duration::from_secs(args.connect_timeout),
-        drain_at: args
+        slots_per_worker: o.slots_per_worker(),
+        prefetch: o.prefetch(),
+        local_slots: o.local_slots(),
+        connect_timeout: o.connect_timeout(),
+        drain_at: o
             .walltime
-            .map(|w| std::time::Instant::now() + Duration::from_secs(w.saturating_sub(args.drain_margin))),
-        worker_threshold: secs(args.worker_threshold),
-        gpu_ids: crate::wide::gpu_ids(args.gpus_per_node, std::env::var("CUDA_VISIBLE_DEVICES").ok()),
+            .map(|w| std::time::Instant::now() + Duration::from_secs(w.saturating_sub(o.drain_margin()))),
+        worker_threshold: o.worker_threshold(),
+        gpu_ids: crate::wide::gpu_ids(o.gpus_per_node, std::env::var("CUDA_VISIBLE_DEVICES").ok()),
         mpi,
         mpi_functions: registry.mpi_names().into_iter().map(str::to_string).collect(),
     };
-    let local = (pool.size() == 1).then(|| Executor::new(args.local_slots as usize, registry));
+    let local = (pool.size() == 1).then(|| Executor::new(o.local_slots() as usize, registry));
     match run_manager(pool, &conn, cfg, local, stop, log) {
         Ok(exit) => {
             info!(log, "manager done"; "why" => ?exit);
@@ -253,11 +218,6 @@ fn run_as_manager(
             1
         }
     }
-}
-
-/// Seconds from the command line as a duration (clamped: a bad value must not panic a rank).
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(if s.is_finite() { s.clamp(0.001, 1e9) } else { 1.0 })
 }
 
 fn release_workers(pool: &SimpleCommunicator) {

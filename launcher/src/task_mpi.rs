@@ -18,52 +18,9 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::sync::OnceLock;
-use strand::executor::launch::LaunchKind;
 
-/// How a task's MPI program is started on its ranks' nodes.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TaskLaunch {
-    /// Slurm's `srun`, a job step inside the block's allocation.
-    Srun,
-    /// `mpiexec` of MPICH Hydra or Cray PALS (`-n -ppn -hosts`).
-    Mpiexec,
-    /// Open MPI's `mpirun` (`-n --host h:n`).
-    Mpirun,
-    /// ALPS `aprun` (Cray XC, `-n -N -L`).
-    Aprun,
-}
-
-impl TaskLaunch {
-    /// The task launch for a block started by `kind`; a block of one launcher process
-    /// ("simple") uses the MPI its launcher was built with (`mpi_library`: its version string).
-    pub fn for_block(kind: LaunchKind, mpi_library: &str) -> TaskLaunch {
-        match kind {
-            LaunchKind::Srun => TaskLaunch::Srun,
-            LaunchKind::Aprun => TaskLaunch::Aprun,
-            LaunchKind::Mpiexec => TaskLaunch::Mpiexec,
-            LaunchKind::Mpirun => TaskLaunch::Mpirun,
-            LaunchKind::Simple if mpi_library.contains("Open MPI") => TaskLaunch::Mpirun,
-            LaunchKind::Simple => TaskLaunch::Mpiexec,
-        }
-    }
-
-    /// What started this launcher, read from the variables its MPI runtime set (`get` looks one
-    /// up); `mpi_library` decides when none is there (see [`TaskLaunch::for_block`]).
-    pub fn detect(get: impl Fn(&str) -> Option<String>, mpi_library: &str) -> TaskLaunch {
-        let has = |k: &str| get(k).is_some();
-        if has("SLURM_STEP_ID") {
-            TaskLaunch::Srun
-        } else if has("ALPS_APP_PE") {
-            TaskLaunch::Aprun
-        } else if has("OMPI_COMM_WORLD_SIZE") {
-            TaskLaunch::Mpirun
-        } else if has("PMI_RANK") || has("PALS_RANKID") {
-            TaskLaunch::Mpiexec
-        } else {
-            TaskLaunch::for_block(LaunchKind::Simple, mpi_library)
-        }
-    }
-}
+/// How a task's MPI program is started (an option of the launcher, so it lives in the root crate).
+pub use strand::launcher_options::TaskLaunch;
 
 /// How this launcher composes `STRAND_MPI_PREFIX`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,16 +249,5 @@ mod tests {
         ] {
             assert!(!is_runtime_var(v), "{v}");
         }
-    }
-
-    #[test]
-    fn what_started_the_launcher_is_read_from_its_runtime() {
-        let only = |key: &'static str| move |k: &str| (k == key).then(|| "1".to_string());
-        assert_eq!(TaskLaunch::detect(only("SLURM_STEP_ID"), ""), TaskLaunch::Srun);
-        assert_eq!(TaskLaunch::detect(only("OMPI_COMM_WORLD_SIZE"), ""), TaskLaunch::Mpirun);
-        assert_eq!(TaskLaunch::detect(only("PMI_RANK"), ""), TaskLaunch::Mpiexec);
-        assert_eq!(TaskLaunch::detect(only("ALPS_APP_PE"), ""), TaskLaunch::Aprun);
-        assert_eq!(TaskLaunch::detect(|_| None, "Open MPI v4.1.4"), TaskLaunch::Mpirun);
-        assert_eq!(TaskLaunch::detect(|_| None, "MPICH Version: 4.1"), TaskLaunch::Mpiexec);
     }
 }

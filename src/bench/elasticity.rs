@@ -18,6 +18,7 @@ use crate::executor::scaler::{Scaler, ScalerConfig};
 use crate::executor::strategy::StrategyParams;
 use crate::executor::Executor;
 use crate::interchange::process::InterchangeOptions;
+use crate::launcher_options::LauncherOptions;
 use crate::provider::local::LocalProvider;
 use crate::run_dir::{RunDir, BLOCKS_FILE};
 use serde::Serialize;
@@ -86,9 +87,13 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, BenchError> {
     let mpirun: Vec<String> = mpirun_args(1);
     // One rank per block: a pool of one runs its one task slot itself. No prefetch: a try
     // queued behind a 10 s task would wait while another block sits idle.
+    let options =
+        LauncherOptions { pool_size: Some(1), local_slots: Some(1), prefetch: Some(0), ..LauncherOptions::default() }
+            .to_args()
+            .join(" ");
     let script = move |id: &BlockId| {
         format!(
-            "#!/bin/bash\nexec mpirun {} {} --connection {} --block-id {} --pool-size 1 --local-slots 1 --prefetch 0\n",
+            "#!/bin/bash\nexec mpirun {} {} --connection {} --block-id {} {options}\n",
             mpirun.join(" "),
             launcher.display(),
             conn_file.display(),

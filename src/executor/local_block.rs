@@ -3,6 +3,7 @@
 //! Used by [`super::Executor::local`] when no executor configuration is given. The block is
 //! killed when the [`LocalBlock`] is dropped, and dies with this process.
 
+use crate::launcher_options::{LauncherOptions, TaskLaunch};
 use crate::process::{die_with_parent, is_root, kill_child, log_stdio, on_path, sibling_binary, wait_child};
 use crate::run_dir::{RunDir, LOCAL_BLOCK_LOG, LOCAL_BLOCK_OUT};
 use std::path::PathBuf;
@@ -118,16 +119,19 @@ impl LocalBlock {
             log_stdio(run_dir.path(), name, opts.log_to_files)
                 .map_err(|source| LocalBlockError::Io { path: run_dir.file(name), source })
         };
+        let launcher = LauncherOptions {
+            pool_size: Some(opts.pool_size.unwrap_or(ranks)),
+            prefetch: Some(opts.prefetch),
+            task_launch: Some(TaskLaunch::Mpirun),
+            ..LauncherOptions::default()
+        };
         let child = die_with_parent(&mut Command::new("mpirun"))
             .args(mpirun_args(ranks))
             .arg(&opts.launcher)
             .arg("--connection")
             .arg(run_dir.connection_file())
-            .arg("--pool-size")
-            .arg(opts.pool_size.unwrap_or(ranks).to_string())
-            .arg("--prefetch")
-            .arg(opts.prefetch.to_string())
-            .args(["--block-id", LOCAL_BLOCK_ID, "--task-launch", "mpirun"])
+            .args(["--block-id", LOCAL_BLOCK_ID])
+            .args(launcher.to_args())
             .stdin(Stdio::null())
             .stdout(io(LOCAL_BLOCK_OUT)?)
             .stderr(io(LOCAL_BLOCK_LOG)?)

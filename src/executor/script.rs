@@ -11,6 +11,7 @@
 use super::config::{format_walltime, ExecutorConfig, ProviderKind};
 use super::launch::{launch_command, lits, render, srun_step, step_layout, LaunchKind, LaunchSpec, Word};
 use crate::block::BlockId;
+use crate::launcher_options::{BindPolicy, TaskLaunch};
 use crate::provider::safe_file_stem;
 use crate::text::shell_quote;
 use std::fmt::Write as _;
@@ -36,36 +37,26 @@ pub fn launcher_words(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId
         "--block-id".into(),
         block_id.0.clone(),
     ];
-    if let Some(p) = cfg.pool_size {
-        a.extend(["--pool-size".into(), p.to_string()]);
-    }
+    let mut o = cfg.launcher.clone();
+    o.pool_size = cfg.pool_size;
     if cfg.walltime_s > 0 {
         // Managers drain drain_margin before the walltime, so no try is killed by the deadline.
-        a.extend([
-            "--walltime".into(),
-            cfg.walltime_s.to_string(),
-            "--drain-margin".into(),
-            cfg.drain_margin_s.to_string(),
-        ]);
+        o.walltime = Some(cfg.walltime_s);
+        o.drain_margin = Some(cfg.drain_margin_s);
     }
-    // launcher_args may say it themselves (GPUs the scheduler is not asked for); theirs wins.
-    let own_gpus = cfg.launcher_args.iter().any(|a| a == "--gpus-per-node" || a.starts_with("--gpus-per-node="));
-    if let Some(g) = gpus.filter(|_| !own_gpus) {
-        a.extend(["--gpus-per-node".into(), g.to_string()]);
-    }
+    // The launcher table may say it itself (GPUs the scheduler is not asked for); it wins.
+    o.gpus_per_node = o.gpus_per_node.or(gpus);
     // Local blocks share this machine, and each would bind its ranks from core 0 up (--bind
     // auto), stacking every block on the same cores: leave them to the kernel.
-    let own_bind = cfg.launcher_args.iter().any(|a| a == "--bind" || a.starts_with("--bind="));
-    if cfg.provider == ProviderKind::Local && !own_bind {
-        a.extend(["--bind".into(), "none".into()]);
+    if cfg.provider == ProviderKind::Local {
+        o.bind = o.bind.or(Some(BindPolicy::None));
     }
     // Tasks start their MPI programs with the block's own launch command ($STRAND_MPI_PREFIX);
     // a block of one process ("simple") leaves it to the launcher's MPI library.
-    let own_task_launch = cfg.launcher_args.iter().any(|a| a == "--task-launch" || a.starts_with("--task-launch="));
-    if cfg.launch != LaunchKind::Simple && !own_task_launch {
-        a.extend(["--task-launch".into(), cfg.launch.name().into()]);
+    if cfg.launch != LaunchKind::Simple {
+        o.task_launch = o.task_launch.or(Some(TaskLaunch::for_block(cfg.launch, "")));
     }
-    a.extend(cfg.launcher_args.iter().cloned());
+    a.extend(o.to_args());
     lits(&a)
 }
 
@@ -313,7 +304,7 @@ nodes_per_block = 4
 ranks_per_node = 56
 walltime = "02:00:00"
 pool_size = 8
-launcher_args = ["--prefetch", "2"]
+launcher = { prefetch = 2 }
 [executor.scheduler]
 partition = "batch"
 account = "abc123"

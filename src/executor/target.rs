@@ -29,7 +29,7 @@ pub struct Target {
 
 impl Executor {
     /// Start what `t` names. `default_prefetch` is deep for benchmarks of no-op tasks and
-    /// shallow for real work; `--prefetch` (and an executor's own `launcher_args`) win.
+    /// shallow for real work; `--prefetch`, then an executor's own `launcher.prefetch`, win.
     pub fn open(t: &Target, default_prefetch: u32) -> Result<Executor, ExecutorError> {
         if let Some(path) = &t.config {
             // Parse before starting anything: a bad file must not leave processes behind.
@@ -38,10 +38,8 @@ impl Executor {
             if let Some(l) = &t.launcher {
                 exe.launcher_path = l.display().to_string();
             }
-            let bench_default = (!exe.says_prefetch() && default_prefetch != 1).then_some(default_prefetch);
-            if let Some(p) = t.prefetch.or(bench_default) {
-                exe.set_prefetch(p);
-            }
+            let bench_default = (default_prefetch != 1).then_some(default_prefetch);
+            exe.launcher.prefetch = t.prefetch.or(exe.launcher.prefetch).or(bench_default);
             exe.check_launcher(&file.origin)?;
             let run_dir = RunDir::create(t.run_dir.as_deref())?;
             let label = exe.label.clone();

@@ -19,22 +19,8 @@ use slog::{info, warn, Logger};
 use std::collections::BTreeSet;
 use thiserror::Error;
 
-/// How `--bind` places a rank on its node's cores.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum BindPolicy {
-    /// Leave the binding the MPI runtime gave (or did not give) the rank.
-    None,
-    /// One core per rank, in order (rank i on core i), round-robin when ranks outnumber cores.
-    Core,
-    /// One NUMA domain per rank (or several whole domains when ranks are fewer than domains).
-    Numa,
-    /// An even share of the node's cores, contiguous and NUMA-aligned when that keeps the
-    /// shares even; left alone when the MPI runtime already bound the rank, or when the node
-    /// has more ranks than cores (as Open MPI does: pinning then only stops the kernel from
-    /// balancing the load).
-    #[default]
-    Auto,
-}
+/// How `--bind` places a rank (an option of the launcher, so it lives in the root crate).
+pub use strand::launcher_options::BindPolicy;
 
 /// One core: the OS indices of its PUs (hardware threads).
 #[derive(Clone, Debug, PartialEq, Eq)]

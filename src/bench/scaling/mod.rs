@@ -80,7 +80,8 @@ impl Workers {
         match self {
             Workers::Local { prefetch, .. } => *prefetch,
             Workers::Simulated { per_manager } => *per_manager as u32,
-            Workers::Config { config } => config.prefetch().unwrap_or(0),
+            // What its launchers run with: the config's, or the launcher's default.
+            Workers::Config { config } => config.launcher.prefetch(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! each error naming the file, the executor, the key and what it accepts.
 
 use super::*;
+use crate::launcher_options::is_positive_secs;
 use crate::text::line_col;
 
 #[derive(Deserialize)]
@@ -42,7 +43,9 @@ struct RawExecutor {
     worker_init: Option<String>,
     launcher_path: Option<String>,
     python: Option<String>,
-    launcher_args: Option<Vec<String>>,
+    /// Refused with a pointer to `launcher` (it was a list of flags before the table).
+    launcher_args: Option<toml::Value>,
+    launcher: Option<LauncherOptions>,
     launch_args: Option<Vec<String>>,
     address: Option<String>,
     scheduler: Option<RawScheduler>,
@@ -165,16 +168,22 @@ fn serde_error(cx: &Cx, e: toml::de::Error) -> ConfigError {
     let path = lines.find_map(|l| l.strip_prefix("in `").and_then(|l| l.strip_suffix('`'))).unwrap_or("");
     if let Some(rest) = first.strip_prefix("unknown field `") {
         let name = rest.split('`').next().unwrap_or("");
-        let (key, accepted) = if path.is_empty() {
-            (name.to_string(), EXECUTOR_KEYS.join(", "))
-        } else {
-            (format!("{path}.{name}"), SCHEDULER_KEYS.join(", "))
+        let (key, accepted) = match path {
+            "" => (name.to_string(), EXECUTOR_KEYS.join(", ")),
+            "launcher" => (format!("launcher.{name}"), LAUNCHER_KEYS.join(", ")),
+            _ => (format!("{path}.{name}"), SCHEDULER_KEYS.join(", ")),
         };
+        if let Some(msg) = (path == "launcher").then(|| own_launcher_option(name)).flatten() {
+            return cx.err(&key, msg);
+        }
         return cx.err(&key, format!("unknown key {key}; accepted keys: {accepted}"));
     }
     let message = first
         .replace("expected i64", "expected a whole number")
+        .replace("expected u32", "expected a whole number of at least 0")
+        .replace("expected u64", "expected a whole number of at least 0")
         .replace("expected f64", "expected a number")
+        .replace("expected struct LauncherOptions", "expected a table such as launcher = { prefetch = 2 }")
         .replace("expected a sequence", "expected a list of strings");
     let message = if path == "walltime" {
         format!("walltime must be \"HH:MM:SS\" or a whole number of seconds ({message})")
@@ -284,7 +293,7 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
         (LaunchKind::Simple, _) => 1,
         // As `strand run` without a config: a manager plus one worker rank per core.
         (_, ProviderKind::Local) => local_cores() + 1,
-        // One rank per node owning the node (set launcher_args --local-slots, or more ranks).
+        // One rank per node owning the node (set launcher.local_slots, or more ranks).
         _ => 1,
     };
     let ranks_per_node = cx.count("ranks_per_node", raw.ranks_per_node, default_ranks, 1)?;
@@ -409,15 +418,15 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
         }
         p => p,
     };
-    let launcher_args = raw.launcher_args.unwrap_or_default();
-    for a in &launcher_args {
-        let flag = a.split('=').next().unwrap_or("");
-        if let Some((_, from)) = OWN_LAUNCHER_OPTIONS.iter().find(|(o, _)| *o == flag) {
-            return Err(
-                cx.err("launcher_args", format!("launcher_args may not contain {flag}: Strand sets it from {from}"))
-            );
-        }
+    if raw.launcher_args.is_some() {
+        let message = format!(
+            "launcher_args is now the [executor.launcher] table, one key per launcher flag: write launcher = {{ \
+             prefetch = 2 }} for [\"--prefetch\", \"2\"] (keys: {})",
+            LAUNCHER_KEYS.join(", ")
+        );
+        return Err(cx.err("launcher_args", message));
     }
+    let launcher = check_launcher(&cx, raw.launcher.unwrap_or_default())?;
     let address = match raw.address {
         Some(a) if a.trim().is_empty() => {
             return Err(cx.err("address", "address = \"\" must be an IP address or a host name".into()))
@@ -448,11 +457,56 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
         worker_init: raw.worker_init.unwrap_or_default(),
         launcher_path,
         python,
-        launcher_args,
+        launcher,
         launch_args: raw.launch_args.unwrap_or_default(),
         address,
         scheduler,
     })
+}
+
+/// Launcher options the executor sets itself, and where from; `[executor.launcher]` may not
+/// set them. (Its `gpus_per_node` may: for GPUs the scheduler is not asked for, as on Polaris.)
+const OWN_LAUNCHER_OPTIONS: [(&str, &str); 5] = [
+    ("connection", "the run's connection file"),
+    ("block_id", "the block id"),
+    ("pool_size", "pool_size"),
+    ("walltime", "walltime"),
+    ("drain_margin", "drain_margin"),
+];
+
+/// The message for `launcher.KEY` that Strand sets itself, if `key` is one.
+fn own_launcher_option(key: &str) -> Option<String> {
+    let (_, from) = OWN_LAUNCHER_OPTIONS.iter().find(|(k, _)| *k == key)?;
+    Some(format!("launcher.{key} may not be set: Strand sets it from {from}"))
+}
+
+fn check_launcher(cx: &Cx, o: LauncherOptions) -> Result<LauncherOptions, ConfigError> {
+    let owned = [
+        ("pool_size", o.pool_size.is_some()),
+        ("walltime", o.walltime.is_some()),
+        ("drain_margin", o.drain_margin.is_some()),
+    ];
+    for (key, _) in owned.iter().filter(|(_, set)| *set) {
+        if let Some(msg) = own_launcher_option(key) {
+            return Err(cx.err(&format!("launcher.{key}"), msg));
+        }
+    }
+    for (key, v) in [("slots_per_worker", o.slots_per_worker), ("local_slots", o.local_slots)] {
+        if v == Some(0) {
+            return Err(
+                cx.err(&format!("launcher.{key}"), format!("launcher.{key} = 0 must be a whole number of at least 1"))
+            );
+        }
+    }
+    for (key, v) in [("worker_heartbeat", o.worker_heartbeat), ("worker_threshold", o.worker_threshold)] {
+        if let Some(v) = v.filter(|v| !is_positive_secs(*v)) {
+            return Err(cx.err(
+                &format!("launcher.{key}"),
+                format!("launcher.{key} = {v} must be a number of seconds, more than zero"),
+            ));
+        }
+    }
+    Ok(o)
 }
 
 fn check_scheduler(
@@ -540,15 +594,4 @@ fn check_scheduler(
 /// Cores of this machine (the local provider's default ranks).
 pub(super) fn local_cores() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
-}
-
-/// The value of launcher option `flag` in `args` (`--flag N` or `--flag=N`), if given.
-pub(super) fn launcher_option(args: &[String], flag: &str) -> Option<u32> {
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == flag {
-            args.get(i + 1)?.parse().ok()
-        } else {
-            a.strip_prefix(flag)?.strip_prefix('=')?.parse().ok()
-        }
-    })
 }

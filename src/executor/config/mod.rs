@@ -10,6 +10,7 @@
 use super::launch::{step_layout, LaunchKind, LAUNCH_NAMES};
 use super::scaler::ScalerConfig;
 use super::strategy::StrategyParams;
+use crate::launcher_options::LauncherOptions;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +18,6 @@ use thiserror::Error;
 
 mod check;
 
-use check::launcher_option;
 pub use check::{format_walltime, parse_walltime};
 
 /// Where blocks run.
@@ -147,8 +147,9 @@ pub struct ExecutorConfig {
     pub launcher_path: String,
     /// The Python that Python function tries run in on the workers (default: the driver's).
     pub python: Option<String>,
-    /// More arguments for every launcher (e.g. `--prefetch 2`).
-    pub launcher_args: Vec<String>,
+    /// More options for every launcher (`[executor.launcher]`); its pool size, walltime and
+    /// drain margin come from the keys above, set when the block script is written.
+    pub launcher: LauncherOptions,
     /// More options for the launch command (srun, mpiexec, ...), after Strand's own.
     pub launch_args: Vec<String>,
     /// The address the interchange binds and the blocks connect to.
@@ -243,7 +244,7 @@ pub const EXECUTOR_KEYS: [&str; 23] = [
     "worker_init",
     "launcher_path",
     "python",
-    "launcher_args",
+    "launcher",
     "launch_args",
     "address",
     "scheduler",
@@ -253,14 +254,19 @@ pub const EXECUTOR_KEYS: [&str; 23] = [
 pub const SCHEDULER_KEYS: [&str; 10] =
     ["partition", "account", "qos", "constraint", "gpus_per_node", "exclusive", "mpi", "queue", "select", "extra"];
 
-/// Launcher options the executor sets itself from its own keys; `launcher_args` may not repeat them.
-/// (`--gpus-per-node` may be given there: for GPUs the scheduler is not asked for, as on Polaris.)
-const OWN_LAUNCHER_OPTIONS: [(&str, &str); 5] = [
-    ("--connection", "the run's connection file"),
-    ("--block-id", "the block id"),
-    ("--pool-size", "pool_size"),
-    ("--walltime", "walltime"),
-    ("--drain-margin", "drain_margin"),
+/// Keys of an `[executor.launcher]` table (the launcher's flags, `_` for `-`). Its pool size,
+/// walltime and drain margin are the executor's own keys, and its connection and block id are
+/// Strand's to set.
+pub const LAUNCHER_KEYS: [&str; 9] = [
+    "gpus_per_node",
+    "bind",
+    "task_launch",
+    "slots_per_worker",
+    "prefetch",
+    "local_slots",
+    "worker_heartbeat",
+    "worker_threshold",
+    "connect_timeout",
 ];
 
 impl ExecutorConfig {
@@ -278,9 +284,9 @@ impl ExecutorConfig {
         .clamp(1, ranks.max(1));
         let workers = ranks.saturating_sub(pools);
         let slots = if workers == 0 {
-            pools.saturating_mul(launcher_option(&self.launcher_args, "--local-slots").unwrap_or(1))
+            pools.saturating_mul(self.launcher.local_slots())
         } else {
-            workers.saturating_mul(launcher_option(&self.launcher_args, "--slots-per-worker").unwrap_or(1))
+            workers.saturating_mul(self.launcher.slots_per_worker())
         };
         slots.max(1)
     }
@@ -313,31 +319,6 @@ impl ExecutorConfig {
             run_dir: run_dir.clone(),
             script: Box::new(move |id| super::script::block_script(&cfg, &conn_file, id)),
         }
-    }
-
-    /// The launcher's `--prefetch` as `launcher_args` set it.
-    pub fn prefetch(&self) -> Option<u32> {
-        launcher_option(&self.launcher_args, "--prefetch")
-    }
-
-    /// Whether `launcher_args` sets the launcher's `--prefetch` itself.
-    pub fn says_prefetch(&self) -> bool {
-        self.launcher_args.iter().any(|a| a == "--prefetch" || a.starts_with("--prefetch="))
-    }
-
-    /// Set the launcher's `--prefetch` (replacing any in `launcher_args`).
-    pub fn set_prefetch(&mut self, prefetch: u32) {
-        let mut out = Vec::with_capacity(self.launcher_args.len() + 2);
-        let mut it = std::mem::take(&mut self.launcher_args).into_iter();
-        while let Some(a) = it.next() {
-            if a == "--prefetch" {
-                it.next();
-            } else if !a.starts_with("--prefetch=") {
-                out.push(a);
-            }
-        }
-        out.extend(["--prefetch".to_string(), prefetch.to_string()]);
-        self.launcher_args = out;
     }
 
     /// The provider that runs this executor's blocks.

@@ -74,7 +74,7 @@ fn slots_are_estimated_from_the_block_shape() {
     // 2 nodes x 8 ranks, one pool per node: 14 workers.
     assert_eq!(one(&format!("{base}nodes_per_block = 2\nranks_per_node = 8\n")).slots_per_block(), 14);
     // One rank per node runs its own slots.
-    let e = one(&format!("{base}nodes_per_block = 4\nlauncher_args = [\"--local-slots\", \"64\"]\n"));
+    let e = one(&format!("{base}nodes_per_block = 4\n[executor.launcher]\nlocal_slots = 64\n"));
     assert_eq!(e.slots_per_block(), 256);
     let e = one(&format!("{base}nodes_per_block = 1\nranks_per_node = 9\npool_size = 3\n"));
     assert_eq!(e.slots_per_block(), 6);
@@ -89,6 +89,31 @@ fn executor_key_list_matches_the_struct() {
         let text = format!("[[executor]]\nlabel = \"a\"\nprovider = \"slurm\"\n{key} = []\n");
         if let Err(e) = parse(&text) {
             assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+        }
+    }
+}
+
+#[test]
+fn launcher_key_list_matches_the_struct() {
+    // The listed keys and the three the executor sets are exactly the struct's fields.
+    let mut fields: Vec<String> = match toml::Table::try_from(crate::launcher_options::tests::every_option_set()) {
+        Ok(t) => t.keys().cloned().collect(),
+        Err(e) => panic!("{e}"),
+    };
+    fields.sort();
+    let mut listed: Vec<String> =
+        LAUNCHER_KEYS.iter().chain(&["pool_size", "walltime", "drain_margin"]).map(|k| k.to_string()).collect();
+    listed.sort();
+    assert_eq!(fields, listed);
+    for key in LAUNCHER_KEYS {
+        let value = match key {
+            "bind" => "\"core\"",
+            "task_launch" => "\"srun\"",
+            _ => "2",
+        };
+        let text = format!("[[executor]]\nlabel = \"a\"\nprovider = \"slurm\"\n[executor.launcher]\n{key} = {value}\n");
+        if let Err(e) = parse(&text) {
+            panic!("{key}: {e}");
         }
     }
 }

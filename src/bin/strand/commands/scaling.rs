@@ -146,9 +146,7 @@ fn sweep(experiment: Experiment, tasks: u64, a: SweepArgs) -> Result<i32> {
         if let Some(l) = &a.launcher {
             exe.launcher_path = l.display().to_string();
         }
-        if !exe.says_prefetch() {
-            exe.set_prefetch(a.prefetch);
-        }
+        exe.launcher.prefetch = exe.launcher.prefetch.or(Some(a.prefetch));
         exe.check_launcher(&file.origin)?;
         (Workers::Config { config: Box::new(exe) }, a.nodes)
     } else if a.simulate {
