@@ -10,11 +10,11 @@ packages=(
   libopenmpi-dev openmpi-bin            # MPI for strand-launcher
   libclang-dev clang                    # bindgen for the mpi crate
   libhwloc-dev libudev-dev              # hwloc 2.x for placement
-  # A real single-machine Slurm for tests/slurm.rs (22.05 on Debian 12); the tests start and stop
+  # A real single-machine Slurm for tests/it/slurm.rs (22.05 on Debian 12); the tests start and stop
   # the daemons themselves, nothing is started here. slurm-wlm-basic-plugins (a dependency) holds
   # mpi_pmix_v4, which loads libpmix2 for `srun --mpi=pmix` with Open MPI.
   slurmctld slurmd slurm-client munge libpmix2
-  parallel                              # GNU parallel, which tests/gnu_parallel.rs runs beside `strand map`
+  parallel                              # GNU parallel, which tests/it/gnu_parallel.rs runs beside `strand map`
   python3 python3-venv python3-dev      # the Python package (python/), in .venv
   python3-mpi4py                        # mpi4py.futures, a baseline of python -m strand.bench (system python3)
   sqlite3                               # to query a run database by hand (docs/monitoring.md)

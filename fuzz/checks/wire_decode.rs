@@ -6,7 +6,7 @@
 //! fixed key), so the bincode decoding of every message type is reached too.
 //!
 //! The checks of one input, shared by the fuzz target (`fuzz/fuzz_targets/wire_decode.rs`) and
-//! the ordinary test that replays the seeds and any local corpus (`tests/fuzz_replay.rs`), so a
+//! the ordinary test that replays the seeds and any local corpus (`tests/it/fuzz_replay.rs`), so a
 //! regression on a known input fails CI without nightly.
 
 use strand::wire::{

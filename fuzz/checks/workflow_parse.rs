@@ -1,7 +1,7 @@
 //! Fuzz the workflow-file parser: any text gives a workflow or a located error, never a panic.
 //!
 //! The checks of one input, shared by the fuzz target (`fuzz/fuzz_targets/workflow_parse.rs`) and
-//! the ordinary test that replays the seeds and any local corpus (`tests/fuzz_replay.rs`), so a
+//! the ordinary test that replays the seeds and any local corpus (`tests/it/fuzz_replay.rs`), so a
 //! regression on a known input fails CI without nightly.
 
 use strand::workflow::{Workflow, WorkflowError};

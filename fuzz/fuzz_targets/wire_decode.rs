@@ -1,5 +1,5 @@
 //! Fuzz the frame decoder: every byte string is either decoded or dropped and counted, never a panic.
-//! The checks live in `fuzz/checks/wire_decode.rs`, which `tests/fuzz_replay.rs` runs too.
+//! The checks live in `fuzz/checks/wire_decode.rs`, which `tests/it/fuzz_replay.rs` runs too.
 #![no_main]
 
 #[path = "../checks/wire_decode.rs"]

@@ -1,5 +1,5 @@
 //! Fuzz the workflow-file parser: any text gives a workflow or a located error, never a panic.
-//! The checks live in `fuzz/checks/workflow_parse.rs`, which `tests/fuzz_replay.rs` runs too.
+//! The checks live in `fuzz/checks/workflow_parse.rs`, which `tests/it/fuzz_replay.rs` runs too.
 #![no_main]
 
 #[path = "../checks/workflow_parse.rs"]

@@ -1,7 +1,7 @@
 //! Command templates with GNU parallel's replacement strings, parsed once and filled per job.
 //!
 //! The rules follow GNU parallel 20221122 (Debian 12's), checked side by side in
-//! `tests/gnu_parallel.rs`: `{.}` removes `\.[^/.]*$`, `{/}` removes `.*/`, `{//}` is the
+//! `tests/it/gnu_parallel.rs`: `{.}` removes `\.[^/.]*$`, `{/}` removes `.*/`, `{//}` is the
 //! shell's `dirname`, and every value is quoted the way GNU parallel quotes it.
 
 use thiserror::Error;

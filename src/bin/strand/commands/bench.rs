@@ -1,5 +1,5 @@
 //! `strand bench`: benchmarks through the whole path, one JSON line each (the reports of
-//! `strand::bench`). Each kind runs in the test suite at a small size (tests/bench_cli.rs).
+//! `strand::bench`). Each kind runs in the test suite at a small size (tests/it/bench_cli.rs).
 
 use super::scaling::{self, MaxWorkersArgs, PlotArgs, StrongArgs, WeakArgs};
 use super::{open, seconds, TargetArgs};

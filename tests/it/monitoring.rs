@@ -2,9 +2,7 @@
 //! per task against a run log the tasks write, each try's worker and block, a killed block's
 //! tries marked lost, and a driver killed mid-run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +39,7 @@ fn runs_by_job(log: &Path) -> BTreeMap<String, i64> {
 
 #[test]
 fn database_and_report_match_what_happened() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (log, mark) = (dir.path().join("ran.log"), dir.path().join("mark"));
     let run = dir.path().join("run");
@@ -145,6 +144,7 @@ fn database_and_report_match_what_happened() {
 /// A command's CPU time and memory come from the kernel when its worker reaps it.
 #[test]
 fn command_resource_use_is_measured() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dir.path().join("run");
     let (memory, cpu) = ("b = b'x' * (64 << 20)", "sum(range(5 * 10 ** 6))");
@@ -199,6 +199,7 @@ fn wait_count(dir: &Path, sql: &str, n: i64, timeout: Duration) {
 /// killed mid-run: the report says the run has no end and shows what was written.
 #[test]
 fn killed_block_and_killed_driver() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let (_ix, _) = interchange(d, &["--heartbeat-period", "0.5", "--heartbeat-threshold", "2"]);
@@ -294,6 +295,7 @@ fn killed_block_and_killed_driver() {
 /// A file that is not a database, and one from another schema: clear errors, no panic.
 #[test]
 fn bad_databases_are_named() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     std::fs::write(d.join(strand::run_dir::MONITORING_DB), "not a database\n").expect("write");
@@ -316,6 +318,7 @@ fn bad_databases_are_named() {
 /// The lines docs/monitoring.md shows, run as they are (in a fresh directory, `strand` on PATH).
 #[test]
 fn the_docs_commands_run() {
+    let _file = crate::common::file_group(module_path!());
     let doc = std::fs::read_to_string(repo().join("docs/monitoring.md")).expect("docs/monitoring.md");
     let block = doc.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("the first sh block");
     let cwd = tempfile::tempdir().expect("cwd");

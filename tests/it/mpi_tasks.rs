@@ -2,9 +2,7 @@
 //! of exactly their tries' ranks, and a real MPI program (built here with mpicc) started
 //! directly and through `$STRAND_MPI_PREFIX` on one and on several ranks.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -39,6 +37,7 @@ fn stale_results(conn: &strand::connection::ConnectionInfo) -> u64 {
 
 #[test]
 fn allreduce_on_sub_communicators_of_two_and_three_ranks_beside_serial_tries() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     // A 7-rank world: the manager and six workers.
     let (_ix, _block, conn) = pool(dir.path(), 6);
@@ -71,6 +70,7 @@ fn allreduce_on_sub_communicators_of_two_and_three_ranks_beside_serial_tries() {
 
 #[test]
 fn a_member_that_panics_fails_its_try_and_the_pool_keeps_serving() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, _block, conn) = pool(dir.path(), 3);
     let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
@@ -109,6 +109,7 @@ fn a_member_that_panics_fails_its_try_and_the_pool_keeps_serving() {
 
 #[test]
 fn an_mpi_program_runs_directly_and_through_the_prefix_on_one_and_on_k_ranks() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let hello = dir.path().join("hello");
     let src = repo().join("examples").join("mpi").join("hello.c");
@@ -137,6 +138,7 @@ fn an_mpi_program_runs_directly_and_through_the_prefix_on_one_and_on_k_ranks() {
 
 #[test]
 fn strand_map_json_selects_mpi_functions_by_resources() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("tasks.jsonl");
     std::fs::write(

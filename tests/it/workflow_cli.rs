@@ -1,13 +1,12 @@
 //! `strand run` on workflow files: errors before anything starts, and a real run on the local default.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 use std::time::Duration;
 
 #[test]
 fn malformed_workflow_names_file_and_line_and_starts_nothing() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let wf = dir.path().join("bad.toml");
     std::fs::write(&wf, "[[task]]\nname = \"a\"\ncommand = \"true\"\n\n[[task]]\nname = \"b\"\ncomand = \"x\"\n")
@@ -28,6 +27,7 @@ fn malformed_workflow_names_file_and_line_and_starts_nothing() {
 
 #[test]
 fn hello_workflow_runs_on_the_local_default() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let run_dir = dir.path().join("run");
     let wf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello.toml");
@@ -49,6 +49,7 @@ fn hello_workflow_runs_on_the_local_default() {
 
 #[test]
 fn workflow_resources_reach_the_command() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let run_dir = dir.path().join("run");
     let wf = dir.path().join("wf.toml");
@@ -77,6 +78,7 @@ fn workflow_resources_reach_the_command() {
 
 #[test]
 fn submit_by_hand_against_a_running_interchange() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, _conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");
@@ -110,6 +112,7 @@ fn submit_by_hand_against_a_running_interchange() {
 
 #[test]
 fn files_order_tasks_and_missing_outputs_fail() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path().display();
     let wf = dir.path().join("files.toml");
@@ -138,6 +141,7 @@ fn files_order_tasks_and_missing_outputs_fail() {
 /// `hash_inputs = true`: editing a data file no task writes re-runs its readers, and only them.
 #[test]
 fn hash_inputs_reruns_the_readers_of_an_edited_file() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let run_dir = dir.path().join("run");
     let data = dir.path().join("data.txt");

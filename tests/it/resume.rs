@@ -1,9 +1,7 @@
 //! Run directories: a re-run skips completed tasks; an edited app re-runs with its dependents;
 //! a `strand run` killed with SIGKILL resumes where it stopped.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -47,6 +45,7 @@ fn log_lines(dir: &Path) -> Vec<String> {
 
 #[test]
 fn rerun_skips_completed_tasks_and_an_edit_reruns_only_its_subtree() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let run_dir = dir.path().join("run");
     let wf = workflow(dir.path(), "echo b");
@@ -77,6 +76,7 @@ fn rerun_skips_completed_tasks_and_an_edit_reruns_only_its_subtree() {
 
 #[test]
 fn killed_run_resumes_and_finishes_with_the_same_results() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let run_dir = dir.path().join("run");
     let log = dir.path().join("log.txt");

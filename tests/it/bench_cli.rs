@@ -1,11 +1,9 @@
 //! Every `strand bench` kind end to end at a small size, with its defaults (its default run
 //! directory included, under a fresh current directory), checking the JSON line's fields and
 //! that the counts add up. A change that breaks a benchmark fails here. (`bench load` has
-//! its own file, tests/bench_load.rs.)
+//! its own file, tests/it/bench_load.rs.)
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -28,6 +26,7 @@ fn default_run_dir(cwd: &Path) -> std::path::PathBuf {
 /// protection refuses, so none ever registered and the benchmark gave up after 300 s.
 #[test]
 fn bench_sim_registers_every_manager_and_answers_every_task_once() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let v = bench(cwd.path(), &["sim", "--managers", "64", "--tasks", "20000"], Duration::from_secs(120));
     assert_eq!(v.len(), 1);
@@ -47,6 +46,7 @@ fn bench_sim_registers_every_manager_and_answers_every_task_once() {
 /// the local provider ran `bash runs/<id>/static/static-1.sh` from inside the run directory.
 #[test]
 fn bench_elasticity_runs_with_its_default_run_directory() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let v = bench(cwd.path(), &["elasticity", "--time-scale", "0.05"], Duration::from_secs(300));
     let modes: Vec<&str> = v.iter().map(|r| r["mode"].as_str().expect("mode")).collect();
@@ -84,6 +84,7 @@ fn bench_elasticity_runs_with_its_default_run_directory() {
 
 #[test]
 fn bench_throughput_latency_and_chain_on_the_local_default() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let t = &bench(cwd.path(), &["throughput", "--tasks", "2000", "--workers", "2"], Duration::from_secs(120))[0];
     assert_eq!(
@@ -105,6 +106,7 @@ fn bench_throughput_latency_and_chain_on_the_local_default() {
 
 #[test]
 fn bench_memory_holds_the_rest_when_the_interchange_is_full() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let args = ["memory", "--tasks", "20000", "--max-queue", "5000"];
     let r = &bench(cwd.path(), &args, Duration::from_secs(120))[0];
@@ -130,6 +132,7 @@ fn side_by_side(cwd: &Path, kind: &str, tasks: u64, (baseline, measured): (&str,
 
 #[test]
 fn bench_json_lines_answers_every_task_both_ways() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     side_by_side(cwd.path(), "json-lines", 2000, ("rust_tasks_per_s", "json_tasks_per_s"));
     // The benchmark's run directory, and the one `strand map --connection` made for its checkpoint.
@@ -144,6 +147,7 @@ fn bench_json_lines_answers_every_task_both_ways() {
 
 #[test]
 fn bench_monitoring_measures_the_run_database_beside_none() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let r = side_by_side(cwd.path(), "monitoring", 2000, ("off_tasks_per_s", "on_tasks_per_s"));
     assert_eq!(
@@ -161,12 +165,14 @@ fn bench_monitoring_measures_the_run_database_beside_none() {
 
 #[test]
 fn bench_commands_measures_the_spawn_floor_beside_the_tasks() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     side_by_side(cwd.path(), "commands", 300, ("floor_per_s", "tasks_per_s"));
 }
 
 #[test]
 fn bench_gnu_parallel_times_both_and_streams_through_strand_map() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let args = ["gnu-parallel", "--tasks", "300", "--stream", "20000"];
     let r = bench(cwd.path(), &args, Duration::from_secs(300)).remove(0);
@@ -189,6 +195,7 @@ fn bench_gnu_parallel_times_both_and_streams_through_strand_map() {
 
 #[test]
 fn bench_mixed_packs_wide_and_plain_tries_into_one_pool() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     // The default mix on its default 16 workers, its durations shortened.
     let r = &bench(cwd.path(), &["mixed", "--time-scale", "0.1"], Duration::from_secs(180))[0];

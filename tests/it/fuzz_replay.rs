@@ -2,9 +2,9 @@
 //! developer has fuzzed locally, the corpus in `fuzz/corpus/`. A regression on an input that
 //! once crashed a decoder (e.g. `regress-huge-string-length`) fails CI without nightly Rust.
 
-#[path = "../fuzz/checks/wire_decode.rs"]
+#[path = "../../fuzz/checks/wire_decode.rs"]
 mod wire_decode;
-#[path = "../fuzz/checks/workflow_parse.rs"]
+#[path = "../../fuzz/checks/workflow_parse.rs"]
 mod workflow_parse;
 
 use std::path::{Path, PathBuf};
@@ -38,10 +38,12 @@ fn replay(target: &str, at_least: usize, check: fn(&[u8])) {
 
 #[test]
 fn wire_decoder_seeds_and_corpus() {
+    let _file = crate::common::file_group(module_path!());
     replay("wire_decode", 11, wire_decode::one_input);
 }
 
 #[test]
 fn workflow_parser_seeds_and_corpus() {
+    let _file = crate::common::file_group(module_path!());
     replay("workflow_parse", 5, workflow_parse::one_input);
 }

@@ -1,8 +1,6 @@
 //! The Parsl profiling study's programs through the real path: double, increment, fib via joins.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use strand::bench::programs::{double, fib, increment};
 use strand::dfk::{Call, Dfk, DfkConfig, TaskError};
@@ -13,6 +11,7 @@ fn text(b: Vec<u8>) -> String {
 
 #[test]
 fn double_increment_and_fib_through_joins() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let _block = launcher(dir.path(), "block", 3, &dir.path().join("connection.json"), &[]);

@@ -7,9 +7,7 @@
 //! `scripts/failure-matrix.sh` runs the cells, then the ignored `matrix_table` test prints the
 //! rows as the table kept in docs/fault-domains.md.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -487,6 +485,7 @@ fn task_cell(cell: &str, kind: Kind) -> (Row, Workload, Rig) {
 
 #[test]
 fn task_segfault() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let (row, _, _) = task_cell(CELLS[0], Kind::Segfault);
     assert_eq!(row.failed.get("signal 11"), Some(&20), "{row:?}");
@@ -494,6 +493,7 @@ fn task_segfault() {
 
 #[test]
 fn task_out_of_memory() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let (mut row, w, _rig) = task_cell(CELLS[1], Kind::Oom);
     let memory = w.memory.as_ref().expect("memory limit");
@@ -520,6 +520,7 @@ fn task_out_of_memory() {
 
 #[test]
 fn task_past_walltime() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let (mut row, w, _rig) = task_cell(CELLS[2], Kind::Hang);
     assert_eq!(row.failed.get("Timeout"), Some(&20), "{row:?}");
@@ -569,6 +570,7 @@ fn kill_rank(rank: u32) -> Kill<'static> {
 
 #[test]
 fn worker_rank_sigkill() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let (row, mut rig, dfk) = block_cell(CELLS[3], kill_rank(1));
     assert_eq!(row.done + row.failed.get("exit 3").copied().unwrap_or(0), TASKS, "{row:?}");
@@ -578,6 +580,7 @@ fn worker_rank_sigkill() {
 
 #[test]
 fn manager_rank_sigkill() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let (_, mut rig, dfk) = block_cell(CELLS[4], kill_rank(0));
     only_survivor_left(CELLS[4], &mut rig);
@@ -586,6 +589,7 @@ fn manager_rank_sigkill() {
 
 #[test]
 fn whole_launcher_sigkill() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let kill: Kill = Box::new(|rig: &mut Rig, _: &Dfk| {
         kill_launcher(&mut rig.blocks[0]);
@@ -598,6 +602,7 @@ fn whole_launcher_sigkill() {
 
 #[test]
 fn manager_sigstop_then_sigcont() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let kill: Kill = Box::new(|rig: &mut Rig, dfk: &Dfk| {
         let manager = rank_pid(rig.blocks[0].pid(), 0).expect("manager of block 0");
@@ -651,6 +656,7 @@ fn manager_sigstop_then_sigcont() {
 
 #[test]
 fn interchange_sigkill_and_restart() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let started = Instant::now();
     let hb = ["--heartbeat-period", "0.2", "--heartbeat-threshold", "5"];
@@ -702,6 +708,7 @@ fn strand_run(wf: &Path, run_dir: &Path) -> Command {
 
 #[test]
 fn driver_sigkill_and_rerun() {
+    let _file = crate::common::file_group(module_path!());
     let _serial = serial();
     let cell = CELLS[8];
     let started = Instant::now();
@@ -808,6 +815,7 @@ fn driver_sigkill_and_rerun() {
 #[test]
 #[ignore = "prints the rows the other tests wrote; run by scripts/failure-matrix.sh"]
 fn matrix_table() {
+    let _file = crate::common::file_group(module_path!());
     let dir = matrix_dir();
     let mut out = String::from(
         "| cell | tasks | done | failed, by reason | retried | resubmitted | lost | done after the kill | seconds | notes |\n\

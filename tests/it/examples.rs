@@ -2,9 +2,7 @@
 //! each workflow in `examples/` on the local default, the laptop executor configuration,
 //! the `parsl_programs` example binary, and `job-scripts/local.sh` as a block by hand.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -22,6 +20,7 @@ fn assert_all_done(out: &str, tasks: usize) {
 
 #[test]
 fn every_example_workflow_runs_on_the_local_default() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     for (file, tasks) in [("hello.toml", 4), ("diamond.toml", 4), ("sweep.toml", 10), ("mpi.toml", 6)] {
         let out = run_ok(
@@ -38,6 +37,7 @@ fn every_example_workflow_runs_on_the_local_default() {
 
 #[test]
 fn the_laptop_configuration_runs_hello() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let out = run_ok(
         cwd.path(),
@@ -54,6 +54,7 @@ fn the_laptop_configuration_runs_hello() {
 
 #[test]
 fn the_parsl_programs_example_runs_to_the_end() {
+    let _file = crate::common::file_group(module_path!());
     // cargo builds examples beside the binaries (target/<profile>/examples/).
     let exe = bin("strand").parent().expect("target dir").join("examples").join("parsl_programs");
     assert!(exe.is_file(), "{} not built (cargo test builds examples)", exe.display());
@@ -66,6 +67,7 @@ fn the_parsl_programs_example_runs_to_the_end() {
 
 #[test]
 fn job_scripts_local_sh_starts_a_block_that_serves_and_stops() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");

@@ -1,14 +1,13 @@
 //! `strand map`: templates, files of commands, and JSON lines streamed both ways.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[test]
 fn template_and_file_modes() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(bin("strand"))
         .args(["map", "--workers", "2", "--run-dir"])
@@ -37,6 +36,7 @@ fn template_and_file_modes() {
 
 #[test]
 fn json_lines_stream_results_while_input_is_open() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g = Guard::spawn(
         "strand map --json",
@@ -76,6 +76,7 @@ fn json_lines_stream_results_while_input_is_open() {
 
 #[test]
 fn a_window_of_one_still_runs_every_task_and_zero_is_refused() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(bin("strand"))
         .args(["map", "--window", "1", "--workers", "2", "--run-dir"])

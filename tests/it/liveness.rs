@@ -1,9 +1,7 @@
 //! Liveness and the command channel with real processes: a whole launcher killed,
 //! hold / release / drain of a manager.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use strand::client::Client;
@@ -13,6 +11,7 @@ use strand::wire::ManagerMode;
 
 #[test]
 fn killing_a_whole_launcher_loses_nothing_and_the_other_keeps_serving() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &["--heartbeat-period", "0.1", "--heartbeat-threshold", "1"]);
     let conn_file = dir.path().join("connection.json");
@@ -81,6 +80,7 @@ fn strand_cli(conn_file: &std::path::Path, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn hold_release_and_drain_a_manager() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");
@@ -131,6 +131,7 @@ fn hold_release_and_drain_a_manager() {
 
 #[test]
 fn interchange_killed_and_restarted_loses_nothing() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let hb = ["--heartbeat-period", "0.2", "--heartbeat-threshold", "5"];
     let (mut ix, conn) = interchange(dir.path(), &hb);
@@ -175,6 +176,7 @@ fn interchange_killed_and_restarted_loses_nothing() {
 
 #[test]
 fn frozen_manager_is_lost_then_its_late_results_are_dropped() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &["--heartbeat-period", "0.1", "--heartbeat-threshold", "1"]);
     let conn_file = dir.path().join("connection.json");
@@ -221,6 +223,7 @@ fn frozen_manager_is_lost_then_its_late_results_are_dropped() {
 
 #[test]
 fn hung_worker_is_lost_and_the_rest_of_its_pool_keeps_serving() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");

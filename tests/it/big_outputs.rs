@@ -5,9 +5,7 @@
 //! workers ending together make a round of results far larger than one frame, as a hundred
 //! workers with 1 MB outputs do at the default 64 MiB.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
@@ -66,6 +64,7 @@ impl Rig {
 
 #[test]
 fn a_round_of_results_larger_than_a_frame_all_arrive() {
+    let _file = crate::common::file_group(module_path!());
     // 8 workers; each round ends 8 tries of 900 kB together: 7.2 MB of results, the frame 4 MiB.
     let rig = Rig::start("4", 9);
     const TASKS: usize = 48;
@@ -92,6 +91,7 @@ fn a_round_of_results_larger_than_a_frame_all_arrive() {
 
 #[test]
 fn a_try_or_result_that_can_never_fit_fails_with_too_large() {
+    let _file = crate::common::file_group(module_path!());
     let rig = Rig::start("1", 2);
     let big_arg = "y".repeat(1_200_000);
     let runs = rig.dir.path().join("runs.log");

@@ -1,14 +1,13 @@
 //! A manager spreads tries over its idle workers before it fills any prefetch slot: two tasks
 //! that reach an idle pool together run on two workers at once, not one after the other.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use strand::dfk::{Call, Dfk, DfkConfig, TaskFuture};
 
 #[test]
 fn tries_that_arrive_together_run_on_different_idle_workers() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join(strand::run_dir::CONNECTION_FILE);

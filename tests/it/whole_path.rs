@@ -1,8 +1,6 @@
 //! The whole path with real processes: interchange, `mpirun strand-launcher`, DFK.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::time::Duration;
 use strand::dfk::{Call, Dfk, DfkConfig, TaskError, TaskFuture};
@@ -49,6 +47,7 @@ fn check(kind: Kind, i: usize, f: &TaskFuture) {
 
 #[test]
 fn mixed_tasks_through_three_pools_each_end_exactly_once() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");
@@ -102,6 +101,7 @@ fn mixed_tasks_through_three_pools_each_end_exactly_once() {
 
 #[test]
 fn launcher_stops_cleanly_on_sigterm_and_when_the_interchange_is_gone() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut ix, conn) = interchange(dir.path(), &["--heartbeat-period", "0.1", "--heartbeat-threshold", "0.5"]);
     let conn_file = dir.path().join("connection.json");

@@ -1,9 +1,7 @@
 //! `strand top` in a real pseudo-terminal, beside a real run: it draws the run's numbers, its
 //! keys hold and release a manager at the interchange, and `q` quits.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -98,6 +96,7 @@ fn wait_mode(conn: &strand::connection::ConnectionInfo, want: ManagerMode) {
 
 #[test]
 fn top_draws_the_run_and_its_keys_reach_the_interchange() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let run = dir.path().join("run");
     // Three tries on two slots: two run, one waits at the interchange or the manager.
@@ -174,6 +173,7 @@ fn top_draws_the_run_and_its_keys_reach_the_interchange() {
 
 #[test]
 fn top_without_a_run_says_what_it_needs() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(bin("strand")).arg("top").arg(dir.path()).output_within(Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2));

@@ -1,14 +1,13 @@
 //! `strand bench load` end to end: a stream of no-op tasks through a real local block, with the
 //! memory samples the docs quote. Checks the report's shape and counts, not its speed.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[test]
 fn bench_load_streams_every_task_and_samples_memory() {
+    let _file = crate::common::file_group(module_path!());
     let run = tempfile::tempdir().expect("run dir");
     let out = run.path().join("load.json");
     let mut g = Guard::spawn(
@@ -39,6 +38,7 @@ fn bench_load_streams_every_task_and_samples_memory() {
 
 #[test]
 fn bench_load_refuses_a_zero_window() {
+    let _file = crate::common::file_group(module_path!());
     let o = Command::new(bin("strand"))
         .args(["bench", "load", "--window", "0"])
         .stdin(Stdio::null())

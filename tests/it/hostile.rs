@@ -1,8 +1,6 @@
 //! Bad peers on the manager port: wrong key, truncated frames, random bytes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use strand::connection::ConnectionInfo;
 use strand::dfk::{Call, Dfk, DfkConfig};
@@ -10,6 +8,7 @@ use strand::wire::{Key, ManagerMsg};
 
 #[test]
 fn bad_frames_are_dropped_and_the_good_launcher_keeps_serving() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");

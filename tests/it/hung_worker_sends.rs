@@ -1,9 +1,7 @@
 //! A worker that stops receiving must not block its manager: tries too large for MPI's eager
 //! protocol wait for the receiver, so the manager sends without blocking and moves on.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 use strand::client::Client;
 use strand::dfk::{Call, Dfk, DfkConfig, TaskError};
@@ -11,6 +9,7 @@ use strand::task::Failure;
 
 #[test]
 fn a_large_try_sent_to_a_hung_worker_does_not_block_the_manager() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");

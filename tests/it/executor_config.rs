@@ -2,9 +2,7 @@
 //! example config parses and yields block scripts; `strand run --config` runs a workflow on
 //! blocks submitted by the strategy, and ends with the executor's error when every block fails.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -104,6 +102,7 @@ const BAD: &[(&str, &str, &str)] = &[
 
 #[test]
 fn every_bad_key_or_value_names_the_key_and_what_it_accepts() {
+    let _file = crate::common::file_group(module_path!());
     let mut wrong = vec![];
     for (body, key, needle) in BAD {
         let text = format!("[[executor]]\nlabel = \"x\"\n{body}\n");
@@ -126,6 +125,7 @@ fn every_bad_key_or_value_names_the_key_and_what_it_accepts() {
 
 #[test]
 fn file_level_problems_are_named_too() {
+    let _file = crate::common::file_group(module_path!());
     let cases: &[(&str, &str)] = &[
         ("", "no [[executor]] table"),
         ("[[executors]]\nlabel = \"a\"\n", "unknown field `executors`"),
@@ -162,6 +162,7 @@ fn example_configs() -> Vec<PathBuf> {
 
 #[test]
 fn every_example_config_parses_and_writes_block_scripts() {
+    let _file = crate::common::file_group(module_path!());
     let files = example_configs();
     let names: Vec<String> =
         files.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
@@ -258,6 +259,7 @@ fn write_config(dir: &Path, body: &str) -> PathBuf {
 
 #[test]
 fn strand_run_with_a_config_runs_the_workflow_on_blocks_the_strategy_submits() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),
@@ -290,6 +292,7 @@ fn strand_run_with_a_config_runs_the_workflow_on_blocks_the_strategy_submits() {
 
 #[test]
 fn strand_run_with_a_config_ends_with_the_executors_error_when_every_block_fails() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     // Every block's ranks exit at once: no manager ever registers.
     let config = dir.path().join("failing.toml");
@@ -309,6 +312,7 @@ fn strand_run_with_a_config_ends_with_the_executors_error_when_every_block_fails
 
 #[test]
 fn config_conflicts_with_connection_and_workers_and_bad_files_start_nothing() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "");
     let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello.toml");
@@ -341,12 +345,13 @@ fn config_conflicts_with_connection_and_workers_and_bad_files_start_nothing() {
     assert!(!run_dir.exists(), "nothing started for a bad config");
 }
 
-/// The Slurm script from a config, on a real Slurm (tests/common/slurm.rs; skipped when Slurm is
+/// The Slurm script from a config, on a real Slurm (tests/it/common/slurm.rs; skipped when Slurm is
 /// not installed): a block of 2 nodes as 2 `srun --exact` job steps, one per node, each step's
 /// manager registering under the block id; the workflow runs and the block is cancelled at the end.
 #[test]
 fn strand_run_with_a_slurm_config_runs_job_steps_on_a_real_slurm() {
-    use common::slurm::{LocalSlurm, SlurmOptions};
+    let _file = crate::common::file_group(module_path!());
+    use crate::common::slurm::{LocalSlurm, SlurmOptions};
     let slurm = LocalSlurm::start_with(SlurmOptions { nodes: 2, cpus_per_node: 4 });
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("slurm.toml");
@@ -403,6 +408,7 @@ fn strand(dir: &Path, args: &[&str], limit: Duration) -> (Option<i32>, String, S
 /// `--config` serves `strand map` and `strand bench` as it serves `strand run`.
 #[test]
 fn map_and_bench_take_a_config_too() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let config =
         write_config(dir.path(), "ranks_per_node = 3\ninit_blocks = 1\nmax_blocks = 1\nstrategy_period = 0.2\n");
@@ -430,6 +436,7 @@ fn map_and_bench_take_a_config_too() {
 
 #[test]
 fn a_benchmark_refuses_an_executor_with_no_initial_blocks() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), "init_blocks = 0\nmax_blocks = 1\n");
     let run = dir.path().join("run");

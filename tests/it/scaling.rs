@@ -3,9 +3,7 @@
 //! default output directory under a fresh current directory: the expected points, the plots'
 //! series equal to the medians of `results.jsonl`, files that decode, resuming, refusals.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -103,6 +101,7 @@ fn series_values(c: &Chart, durations_us: &[u64]) -> BTreeMap<(u64, u64), f64> {
 
 #[test]
 fn strong_sweep_on_local_blocks_plots_its_points_and_resumes() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let args = ["strong", "--tasks", "40", "--workers", "1,2", "--durations", "0,20ms", "--reps", "2"];
     let r: SweepReport = bench(cwd.path(), &args, Duration::from_secs(240));
@@ -163,6 +162,7 @@ fn strong_sweep_on_local_blocks_plots_its_points_and_resumes() {
 
 #[test]
 fn weak_sweep_of_real_processes_keeps_tasks_per_worker() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let args = ["weak", "--tasks-per-worker", "4", "--workers", "1,2", "--durations", "50ms", "--kind", "command"];
     let r: SweepReport = bench(cwd.path(), &args, Duration::from_secs(240));
@@ -183,6 +183,7 @@ fn weak_sweep_of_real_processes_keeps_tasks_per_worker() {
 
 #[test]
 fn simulated_sweep_says_so_everywhere() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let args = ["strong", "--simulate", "--tasks", "3000", "--workers", "128,1024", "--durations", "0,100ms"];
     let r: SweepReport = bench(cwd.path(), &args, Duration::from_secs(120));
@@ -208,6 +209,7 @@ fn simulated_sweep_says_so_everywhere() {
 
 #[test]
 fn max_workers_steps_from_real_launchers_to_simulated_managers() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let args = [
         "max-workers",
@@ -246,6 +248,7 @@ fn max_workers_steps_from_real_launchers_to_simulated_managers() {
 
 #[test]
 fn latency_distribution_and_overlaid_plots_with_reference_points() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let run = |dir: &str| {
         let text = run_ok(
@@ -312,6 +315,7 @@ fn latency_distribution_and_overlaid_plots_with_reference_points() {
 /// renamed or refused option in the docs fails here.
 #[test]
 fn the_docs_scaling_commands_run_at_a_small_size() {
+    let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let mut lines = vec![];
     for doc in ["docs/scaling.md", "README.md"] {
@@ -384,12 +388,13 @@ fn the_docs_scaling_commands_run_at_a_small_size() {
     assert!(cwd.path().join("compare/strong-time.png").is_file());
 }
 
-/// A sweep over 1 and 2 nodes of a real Slurm on loopback (tests/common/slurm.rs): the two
+/// A sweep over 1 and 2 nodes of a real Slurm on loopback (tests/it/common/slurm.rs): the two
 /// one-node blocks of the largest point are submitted once, with sbatch, and reused (the
 /// 1-node point feeds one and holds the other); the points name their nodes and the executor.
 #[test]
 fn strong_sweep_over_nodes_of_a_slurm_allocation() {
-    use common::slurm::{LocalSlurm, SlurmOptions};
+    let _file = crate::common::file_group(module_path!());
+    use crate::common::slurm::{LocalSlurm, SlurmOptions};
     let slurm = LocalSlurm::start_with(SlurmOptions { nodes: 2, cpus_per_node: 4 });
     let cwd = tempfile::tempdir().expect("cwd");
     let config = cwd.path().join("slurm.toml");

@@ -291,7 +291,7 @@ impl LocalSlurm {
         // Below Slurm's MaxJobId (67,043,328) with room for many jobs.
         let first_job_id = 1000 + u32::from_le_bytes(first_id) % 60_000_000;
         let mut s = format!(
-            "# Written by tests/common/slurm.rs for one test; see that file.\n\
+            "# Written by tests/it/common/slurm.rs for one test; see that file.\n\
              ClusterName=strand{suffix}\n\
              SlurmctldHost={host}(127.0.0.1)\n\
              SlurmctldPort={ctld}\n\

@@ -321,3 +321,37 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
     }
     out
 }
+
+/// The module whose tests have the machine now, and how many of them run.
+static TURN: std::sync::Mutex<(Option<&'static str>, usize)> = std::sync::Mutex::new((None, 0));
+/// Signalled when a module's last running test ends.
+static TURN_FREE: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A module's turn, held by one of its tests until dropped.
+pub struct FileGroup;
+
+/// Wait until no other module's test runs, then join this module's turn. `module_path` is the
+/// caller's `module_path!()`; its first module below the crate (`slurm` of `it::slurm::x`) is
+/// the group, so each former test file shares the machine only with itself, as it did when it
+/// was a binary of its own.
+pub fn file_group(module_path: &'static str) -> FileGroup {
+    let group = module_path.split("::").nth(1).unwrap_or(module_path);
+    let mut turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    while turn.0.is_some_and(|g| g != group) {
+        turn = TURN_FREE.wait(turn).unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    *turn = (Some(group), turn.1 + 1);
+    FileGroup
+}
+
+impl Drop for FileGroup {
+    fn drop(&mut self) {
+        // Runs on a failing test's unwind too, so a failure hands the turn on.
+        let mut turn = TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        turn.1 = turn.1.saturating_sub(1);
+        if turn.1 == 0 {
+            turn.0 = None;
+            TURN_FREE.notify_all();
+        }
+    }
+}

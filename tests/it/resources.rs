@@ -2,9 +2,7 @@
 //! Wide tries reserve ranks and GPUs, never overlap beyond what the pool has, and tries that
 //! can never fit fail at once with `Unsatisfiable`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use strand::dfk::{Call, Dfk, DfkConfig, TaskError, TaskFuture};
 use strand::task::{Failure, Resources};
@@ -36,6 +34,7 @@ fn overlap(a: &Run, b: &Run) -> bool {
 
 #[test]
 fn wide_tries_reserve_ranks_and_gpus() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");

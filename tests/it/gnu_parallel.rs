@@ -3,9 +3,7 @@
 //! job log columns and `--results` files. Differences on purpose are in docs/map.md and
 //! are not compared here (stderr, Starttime/JobRuntime values, `{%}`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -113,6 +111,7 @@ fn with_inputs<'a>(head: &[&'a str], inputs: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn replacement_strings_and_quoting_match() {
+    let _file = crate::common::file_group(module_path!());
     let s = Side::new();
     let t = r#"printf '%s|%s|%s|%s|%s|%s\n' {} {.} {/} {//} {/.} {#}"#;
     let (g, _) = s.same(&with_inputs(&["-k", t], TRICKY));
@@ -129,6 +128,7 @@ fn replacement_strings_and_quoting_match() {
 
 #[test]
 fn input_sources_combine_the_same_way() {
+    let _file = crate::common::file_group(module_path!());
     let s = Side::new();
     s.same(&["-k", "echo {1}-{2}", ":::", "a", "b", ":::", "1", "2"]);
     s.same(&["-k", "echo", ":::", "a", "b", ":::", "1", "2", "3", ":::+", "x", "y"]);
@@ -159,6 +159,7 @@ fn input_sources_combine_the_same_way() {
 
 #[test]
 fn output_options_and_exit_status_match() {
+    let _file = crate::common::file_group(module_path!());
     let s = Side::new();
     s.same(&["-k", "--tag", "printf 'l1\\nl2\\n'; echo {}", ":::", "a", "b c", ":::", "1"]);
     // {%}: the job slot, 1 .. -j, as GNU parallel's (which slot runs which job differs).
@@ -209,6 +210,7 @@ fn joblog_rows(path: &Path, before: f64) -> Vec<Vec<String>> {
 
 #[test]
 fn joblog_and_resume_match() {
+    let _file = crate::common::file_group(module_path!());
     let s = Side::new();
     let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
     let job = "printf {}; test {} != b && test {} != 'd e'";
@@ -234,6 +236,7 @@ fn joblog_and_resume_match() {
 
 #[test]
 fn results_dirs_match() {
+    let _file = crate::common::file_group(module_path!());
     let s = Side::new();
     let args = |dir: &'static str| {
         with_inputs(&["--results", dir, "echo {1}; echo err >&2; exit {2}"], &["a/b", "x y", "it's", ":::", "0", "3"])
@@ -268,6 +271,7 @@ fn results_dirs_match() {
 
 #[test]
 fn refusals_name_the_input_and_what_was_expected() {
+    let _file = crate::common::file_group(module_path!());
     let s = Side::new();
     for (args, phrase) in [
         (vec!["echo {= s/a/b/ =}", ":::", "a"], "Perl replacement strings"),
@@ -286,6 +290,7 @@ fn refusals_name_the_input_and_what_was_expected() {
 
 #[test]
 fn the_readme_and_docs_map_examples_run() {
+    let _file = crate::common::file_group(module_path!());
     let s = Side::new();
     let mut text = String::new();
     for doc in ["README.md", "docs/map.md"] {

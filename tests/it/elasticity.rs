@@ -2,9 +2,7 @@
 //! scale 0 -> 3 blocks (never more), and the blocks go away within max_idletime + one
 //! period after the queue empties, each stopped cleanly without losing a task.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use strand::dfk::{Call, Dfk, DfkConfig, TaskFuture};
@@ -20,6 +18,7 @@ const IDLE: Duration = Duration::from_secs(2);
 
 #[test]
 fn scales_out_to_max_blocks_and_back_to_min_blocks() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &["--heartbeat-period", "1", "--heartbeat-threshold", "10"]);
     let conn_file = dir.path().join("connection.json");

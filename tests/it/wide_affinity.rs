@@ -3,10 +3,8 @@
 //! applied by the worker), not confined to its leader's one core; plain tries keep their
 //! worker's core. Checked as the kernel reports it in the task's /proc/self/status.
 
-mod common;
-
-use common::cpus::*;
-use common::*;
+use crate::common::cpus::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use strand::dfk::{Call, Dfk, DfkConfig};
@@ -25,6 +23,7 @@ fn seen(out: Vec<u8>) -> (BTreeSet<u32>, String) {
 
 #[test]
 fn a_wide_try_runs_on_the_cores_of_all_its_ranks() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");

@@ -1,14 +1,12 @@
-//! Blocks on a real Slurm started on this machine (tests/common/slurm.rs): `sbatch` of
+//! Blocks on a real Slurm started on this machine (tests/it/common/slurm.rs): `sbatch` of
 //! `job-scripts/slurm.sbatch`, `scancel` of a busy block, job steps as fault domains, and the
 //! Slurm provider against real `sbatch`/`squeue`/`sacct`/`scancel`.
 //!
 //! The tests print "SKIPPED" and pass only when Slurm is not installed; `scripts/setup.sh`
 //! installs it. The last test parses outputs captured from the real Slurm 22.05 and needs none.
 
-mod common;
-
-use common::slurm::{wait_until, LocalSlurm, SlurmOptions};
-use common::*;
+use crate::common::slurm::{wait_until, LocalSlurm, SlurmOptions};
+use crate::common::*;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -208,6 +206,7 @@ fn wait_busy(c: &Cluster, dfk: &Dfk, block: &str, done: u64) {
 
 #[test]
 fn sbatch_block_runs_the_launcher_through_srun_and_serves_tasks() {
+    let _file = crate::common::file_group(module_path!());
     let c = Cluster::start(SlurmOptions::default());
     let job = c.block(&["--job-name=strand-serve", "--ntasks=3"], 1, &["--pool-size", "3"]);
     c.slurm.wait_state(&job, "RUNNING", START);
@@ -256,6 +255,7 @@ fn sbatch_block_runs_the_launcher_through_srun_and_serves_tasks() {
 
 #[test]
 fn scancel_of_a_busy_block_loses_nothing() {
+    let _file = crate::common::file_group(module_path!());
     let c = Cluster::start(SlurmOptions::default());
     let launcher = ["--pool-size", "2", "--slots-per-worker", "4"];
     let doomed = c.block(&["--job-name=strand-doomed", "--ntasks=2"], 1, &launcher);
@@ -280,6 +280,7 @@ fn scancel_of_a_busy_block_loses_nothing() {
 
 #[test]
 fn a_killed_job_step_leaves_the_other_step_of_its_block_serving() {
+    let _file = crate::common::file_group(module_path!());
     // One node: the block's 4 tasks are split into two steps of 2 (one pool each).
     let c = Cluster::start(SlurmOptions::default());
     let job = c.block(&["--job-name=strand-steps", "--ntasks=4"], 2, &["--pool-size", "2", "--slots-per-worker", "4"]);
@@ -319,6 +320,7 @@ fn a_killed_job_step_leaves_the_other_step_of_its_block_serving() {
 
 #[test]
 fn a_failed_node_costs_only_its_job_step_with_no_kill() {
+    let _file = crate::common::file_group(module_path!());
     // Two nodes: the block's steps run on disjoint nodes. A control block submitted with
     // --no-kill=off (overriding the template's #SBATCH --no-kill) shows what the option buys.
     let c = Cluster::start(SlurmOptions { nodes: 2, cpus_per_node: 8 });
@@ -370,6 +372,7 @@ fn a_failed_node_costs_only_its_job_step_with_no_kill() {
 
 #[test]
 fn slurm_provider_submits_polls_and_cancels_real_blocks() {
+    let _file = crate::common::file_group(module_path!());
     let c = Cluster::start(SlurmOptions::default());
     let mut p = c.slurm.provider();
     assert!(p.status(&[]).expect("status of nothing").is_empty());
@@ -456,6 +459,7 @@ fn fake(dir: &Path, name: &str, fixture: &Path, to_stderr: bool, code: i32) -> S
 /// provider expects, and its sacct-to-squeue fallback works on them; needs no Slurm.
 #[test]
 fn real_slurm_outputs_parse() {
+    let _file = crate::common::file_group(module_path!());
     let dir = repo().join("tests/fixtures/provider");
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(
@@ -506,6 +510,7 @@ fn real_slurm_outputs_parse() {
 
 #[test]
 fn cray_ex_script_runs_one_step_per_node() {
+    let _file = crate::common::file_group(module_path!());
     // Off a Cray there is no Cray PMI for Open MPI, so STRAND_SRUN_MPI=pmix replaces the
     // script's cray_shasta: this checks its steps and options under a real srun.
     let c = Cluster::start(SlurmOptions { nodes: 2, cpus_per_node: 8 });
@@ -541,6 +546,7 @@ fn cray_ex_script_runs_one_step_per_node() {
 /// themselves (no `scancel`), which `squeue` agrees with.
 #[test]
 fn strategy_scales_slurm_blocks_out_to_max_and_back() {
+    let _file = crate::common::file_group(module_path!());
     use strand::executor::scaler::ScalerConfig;
     use strand::executor::strategy::StrategyParams;
     use strand::executor::Executor;
@@ -650,6 +656,7 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
 /// launcher/src/task_mpi.rs.
 #[test]
 fn mpi_tasks_run_as_srun_steps_inside_their_block() {
+    let _file = crate::common::file_group(module_path!());
     let c = Cluster::start(SlurmOptions { nodes: 2, cpus_per_node: 8 });
     let hello = c.run.path().join("hello");
     let src = repo().join("examples").join("mpi").join("hello.c");

@@ -2,10 +2,8 @@
 //! (as the kernel reports it in /proc/PID/status), task processes inherit their worker's
 //! binding, and `--bind none` leaves the ranks as mpirun started them.
 
-mod common;
-
-use common::cpus::*;
-use common::*;
+use crate::common::cpus::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use strand::dfk::{Call, Dfk, DfkConfig};
@@ -21,6 +19,7 @@ fn task_cpuset(dfk: &Dfk) -> BTreeSet<u32> {
 
 #[test]
 fn bind_core_puts_each_rank_on_its_own_core_and_tasks_inherit_it() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");
@@ -52,6 +51,7 @@ fn bind_core_puts_each_rank_on_its_own_core_and_tasks_inherit_it() {
 
 #[test]
 fn bind_none_leaves_ranks_and_tasks_as_mpirun_started_them() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &[]);
     let conn_file = dir.path().join("connection.json");

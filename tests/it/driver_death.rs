@@ -1,9 +1,7 @@
 //! A driver killed with tries still queued: the interchange drops them after the client
 //! timeout instead of running work nobody will read.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +12,7 @@ fn queued(conn: &strand::connection::ConnectionInfo) -> u64 {
 
 #[test]
 fn a_dead_drivers_queued_tries_are_dropped_after_the_client_timeout() {
+    let _file = crate::common::file_group(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let (_ix, conn) = interchange(dir.path(), &["--client-timeout", "2", "--heartbeat-period", "0.2"]);
     let conn_file = dir.path().join("connection.json");
