@@ -44,21 +44,20 @@ pub enum TaskLaunch {
 }
 
 impl TaskLaunch {
-    /// The task launch for a block started by `kind`; a block of one launcher process
-    /// ("simple") uses the MPI its launcher was built with (`mpi_library`: its version string).
-    pub fn for_block(kind: LaunchKind, mpi_library: &str) -> TaskLaunch {
+    /// The task launch of a block started by `kind`: its own launch command, or `None` for a
+    /// block of one launcher process ("simple"), which leaves it to the launcher's MPI library.
+    pub fn for_launch(kind: LaunchKind) -> Option<TaskLaunch> {
         match kind {
-            LaunchKind::Srun => TaskLaunch::Srun,
-            LaunchKind::Aprun => TaskLaunch::Aprun,
-            LaunchKind::Mpiexec => TaskLaunch::Mpiexec,
-            LaunchKind::Mpirun => TaskLaunch::Mpirun,
-            LaunchKind::Simple if mpi_library.contains("Open MPI") => TaskLaunch::Mpirun,
-            LaunchKind::Simple => TaskLaunch::Mpiexec,
+            LaunchKind::Srun => Some(TaskLaunch::Srun),
+            LaunchKind::Aprun => Some(TaskLaunch::Aprun),
+            LaunchKind::Mpiexec => Some(TaskLaunch::Mpiexec),
+            LaunchKind::Mpirun => Some(TaskLaunch::Mpirun),
+            LaunchKind::Simple => None,
         }
     }
 
     /// What started this launcher, read from the variables its MPI runtime set (`get` looks one
-    /// up); `mpi_library` decides when none is there (see [`TaskLaunch::for_block`]).
+    /// up); when none is there, the launch command of `mpi_library` (its version string).
     pub fn detect(get: impl Fn(&str) -> Option<String>, mpi_library: &str) -> TaskLaunch {
         let has = |k: &str| get(k).is_some();
         if has("SLURM_STEP_ID") {
@@ -69,8 +68,10 @@ impl TaskLaunch {
             TaskLaunch::Mpirun
         } else if has("PMI_RANK") || has("PALS_RANKID") {
             TaskLaunch::Mpiexec
+        } else if mpi_library.contains("Open MPI") {
+            TaskLaunch::Mpirun
         } else {
-            TaskLaunch::for_block(LaunchKind::Simple, mpi_library)
+            TaskLaunch::Mpiexec
         }
     }
 }
@@ -348,5 +349,9 @@ pub(crate) mod tests {
         assert_eq!(TaskLaunch::detect(only("ALPS_APP_PE"), ""), TaskLaunch::Aprun);
         assert_eq!(TaskLaunch::detect(|_| None, "Open MPI v4.1.4"), TaskLaunch::Mpirun);
         assert_eq!(TaskLaunch::detect(|_| None, "MPICH Version: 4.1"), TaskLaunch::Mpiexec);
+        // A block's own launch command, except for a block of one process.
+        assert_eq!(TaskLaunch::for_launch(LaunchKind::Srun), Some(TaskLaunch::Srun));
+        assert_eq!(TaskLaunch::for_launch(LaunchKind::Aprun), Some(TaskLaunch::Aprun));
+        assert_eq!(TaskLaunch::for_launch(LaunchKind::Simple), None);
     }
 }

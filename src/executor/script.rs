@@ -53,9 +53,7 @@ pub fn launcher_words(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId
     }
     // Tasks start their MPI programs with the block's own launch command ($STRAND_MPI_PREFIX);
     // a block of one process ("simple") leaves it to the launcher's MPI library.
-    if cfg.launch != LaunchKind::Simple {
-        o.task_launch = o.task_launch.or(Some(TaskLaunch::for_block(cfg.launch, "")));
-    }
+    o.task_launch = o.task_launch.or(TaskLaunch::for_launch(cfg.launch));
     a.extend(o.to_args());
     lits(&a)
 }
