@@ -448,3 +448,23 @@ fn a_benchmark_refuses_an_executor_with_no_initial_blocks() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("init_blocks = 0") && err.contains("warm blocks"), "{err}");
 }
+
+#[test]
+fn the_toml_examples_of_docs_executors_md_parse() {
+    let _file = crate::common::file_group(module_path!());
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/executors.md"))
+        .expect("docs/executors.md");
+    let blocks: Vec<&str> = doc.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()).collect();
+    assert!(blocks.len() >= 2, "{} toml blocks in docs/executors.md", blocks.len());
+    for block in blocks {
+        // A table of one executor is shown alone: it goes under a minimal executor.
+        let text = if block.starts_with("[[executor]]") {
+            block.to_string()
+        } else {
+            format!("[[executor]]\nlabel = \"x\"\nprovider = \"slurm\"\n{block}")
+        };
+        if let Err(e) = parse(&text) {
+            panic!("docs/executors.md example does not parse: {e}\n{block}");
+        }
+    }
+}
