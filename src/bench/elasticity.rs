@@ -103,18 +103,18 @@ pub fn run(opts: &ElasticityOptions) -> Result<ElasticityReport, BenchError> {
     // Both start from a warm allocation of `widest` blocks; the elastic run may shrink it
     // once the clock starts (until then min_blocks keeps it whole).
     let params = StrategyParams {
-        label: if opts.elastic { "elastic".into() } else { "static".into() },
         init_blocks: widest,
         min_blocks: widest,
         max_blocks: widest,
         parallelism: 1.0,
         max_idletime: opts.max_idletime,
         block_connect_timeout: Duration::from_secs(60),
-        slots_per_block: 1,
+        period: opts.period,
     };
     let cfg = ScalerConfig {
+        label: if opts.elastic { "elastic".into() } else { "static".into() },
+        slots_per_block: 1,
         params,
-        period: opts.period,
         nodes_per_block: 1,
         walltime_s: 0,
         run_dir: run_dir.clone(),

@@ -181,7 +181,7 @@ impl Executor {
         cfg: ScalerConfig,
     ) -> Result<Executor, ExecutorError> {
         let ix = InterchangeProcess::start(&run_dir, ix)?;
-        let slots = cfg.params.slots_per_block;
+        let slots = cfg.slots_per_block;
         let scaler = Scaler::start(&ix.conn, provider, cfg);
         Ok(Executor {
             conn: ix.conn.clone(),
@@ -202,7 +202,7 @@ impl Executor {
         provider: Box<dyn Provider>,
         cfg: ScalerConfig,
     ) -> Executor {
-        let slots = cfg.params.slots_per_block;
+        let slots = cfg.slots_per_block;
         let scaler = Scaler::start(conn, provider, cfg);
         Executor {
             conn: conn.clone(),
@@ -325,7 +325,7 @@ impl Executor {
     /// `init_blocks` has a registered manager (bounded by its `block_connect_timeout`).
     pub fn wait_warm(&self) -> Result<(), ExecutorError> {
         let Some(exe) = &self.config else { return Ok(()) };
-        if exe.init_blocks == 0 {
+        if exe.strategy.init_blocks == 0 {
             return Err(ExecutorError::NotWarm(format!(
                 "executor {:?} has init_blocks = 0: a benchmark measures warm blocks, so set init_blocks to the \
                  number of blocks to measure",
@@ -333,15 +333,15 @@ impl Executor {
             )));
         }
         let blocks = |s: &StatusReport| s.managers.iter().map(|m| &m.block.0).collect::<HashSet<_>>().len();
-        let timeout = exe.block_connect_timeout + exe.strategy_period * 2;
-        match self.poll_status(timeout, |s| blocks(s) >= exe.init_blocks as usize)? {
+        let timeout = exe.strategy.block_connect_timeout + exe.strategy.period * 2;
+        match self.poll_status(timeout, |s| blocks(s) >= exe.strategy.init_blocks as usize)? {
             (_, true) => Ok(()),
             (last, false) => Err(ExecutorError::NotWarm(format!(
                 "{} of executor {:?}'s {} initial blocks connected within {:?}; see {}",
                 last.as_ref().map_or(0, blocks),
                 exe.label,
-                exe.init_blocks,
-                exe.block_connect_timeout,
+                exe.strategy.init_blocks,
+                exe.strategy.block_connect_timeout,
                 self.run_dir.path().display()
             ))),
         }

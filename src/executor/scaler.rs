@@ -23,10 +23,12 @@ pub type ScriptFn = Box<dyn Fn(&BlockId) -> String + Send>;
 
 /// What the scaler needs besides the strategy's numbers.
 pub struct ScalerConfig {
+    /// The executor's label: block ids are `LABEL-N`.
+    pub label: String,
+    /// Task slots a block brings, before its managers say so themselves.
+    pub slots_per_block: u32,
     /// The strategy's numbers.
     pub params: StrategyParams,
-    /// Seconds between rounds.
-    pub period: Duration,
     /// Nodes per block (bookkeeping for the provider).
     pub nodes_per_block: u32,
     /// Walltime per block, in seconds (the local provider enforces it).
@@ -236,7 +238,7 @@ fn run(
     limits: &Mutex<Option<(u32, u32)>>,
 ) {
     let log = BlockLog::open(&cfg.run_dir.file(BLOCKS_FILE));
-    let strategy = Strategy::new(cfg.params.clone());
+    let strategy = Strategy::new(&cfg.label, cfg.slots_per_block, cfg.params.clone());
     let mut r = Runner { provider, cfg, strategy, log, backstop: vec![] };
     let mut client = match Client::connect(&conn) {
         Ok(c) => c,
@@ -252,7 +254,7 @@ fn run(
             std::thread::sleep((next - now).min(Duration::from_millis(50)));
             continue;
         }
-        next = now + r.cfg.period;
+        next = now + r.cfg.params.period;
         if let Some((min, max)) = limits.lock().unwrap_or_else(|e| e.into_inner()).take() {
             r.strategy.set_limits(min, max);
         }

@@ -19,11 +19,10 @@ use crate::wire::{ManagerMode, ManagerStatus};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-/// The numbers the strategy works with (from an executor's configuration).
-#[derive(Clone, Debug)]
+/// The strategy's numbers: the `[[executor]]` keys of the same names (docs/executors.md), which
+/// an [`crate::executor::config::ExecutorConfig`] holds as they are.
+#[derive(Clone, Debug, PartialEq)]
 pub struct StrategyParams {
-    /// Executor label: block ids are `LABEL-N`.
-    pub label: String,
     /// Blocks to submit at start.
     pub init_blocks: u32,
     /// Never scale in below this.
@@ -36,8 +35,8 @@ pub struct StrategyParams {
     pub max_idletime: Duration,
     /// A running block whose managers have not registered within this is missing.
     pub block_connect_timeout: Duration,
-    /// Task slots a block brings, before its managers say so themselves.
-    pub slots_per_block: u32,
+    /// Time between strategy rounds (`strategy_period`).
+    pub period: Duration,
 }
 
 /// Where a block is in its life, as the strategy sees it.
@@ -103,6 +102,8 @@ pub enum Decision {
 /// The strategy's memory between rounds.
 #[derive(Debug)]
 pub struct Strategy {
+    label: String,
+    slots_per_block: u32,
     params: StrategyParams,
     blocks: BTreeMap<BlockId, Block>,
     next: u64,
@@ -114,9 +115,12 @@ pub struct Strategy {
 }
 
 impl Strategy {
-    /// A strategy with no blocks yet.
-    pub fn new(params: StrategyParams) -> Strategy {
+    /// A strategy with no blocks yet for the executor `label` (block ids are `LABEL-N`), whose
+    /// blocks bring `slots_per_block` task slots each until their managers say so.
+    pub fn new(label: &str, slots_per_block: u32, params: StrategyParams) -> Strategy {
         Strategy {
+            label: label.to_string(),
+            slots_per_block,
             params,
             blocks: BTreeMap::new(),
             next: 0,
@@ -142,7 +146,7 @@ impl Strategy {
     /// The id for the next block to submit.
     pub fn next_block_id(&mut self) -> BlockId {
         self.next += 1;
-        BlockId(format!("{}-{}", self.params.label, self.next))
+        BlockId(format!("{}-{}", self.label, self.next))
     }
 
     /// A block was submitted as `job`.
@@ -252,7 +256,7 @@ impl Strategy {
             let why = self.last_failure.clone().unwrap_or_default();
             out.push(Decision::Fail(format!(
                 "executor {}: all {} block(s) failed and none ever connected; last: {why}",
-                self.params.label, self.failures
+                self.label, self.failures
             )));
             return out;
         }
@@ -272,7 +276,7 @@ impl Strategy {
                 return;
             }
         }
-        let per_block = p.slots_per_block.max(1) as u64;
+        let per_block = self.slots_per_block.max(1) as u64;
         let capacity: u64 = self
             .blocks
             .values()
@@ -329,14 +333,13 @@ mod tests {
 
     fn params() -> StrategyParams {
         StrategyParams {
-            label: "t".into(),
             init_blocks: 0,
             min_blocks: 0,
             max_blocks: 3,
             parallelism: 1.0,
             max_idletime: Duration::from_secs(10),
             block_connect_timeout: Duration::from_secs(60),
-            slots_per_block: 4,
+            period: Duration::from_secs(5),
         }
     }
 
@@ -373,7 +376,7 @@ mod tests {
 
     #[test]
     fn scales_out_to_max_then_holds_and_cancels_idle_blocks_down_to_min() {
-        let mut s = Strategy::new(StrategyParams { min_blocks: 1, ..params() });
+        let mut s = Strategy::new("t", 4, StrategyParams { min_blocks: 1, ..params() });
         let t0 = Instant::now();
         let jobs = HashMap::new();
         let d = s.step(&Observation { now: t0, outstanding: 0, managers: &[], jobs: &jobs });
@@ -416,20 +419,20 @@ mod tests {
 
     #[test]
     fn parallelism_scales_the_slots_wanted() {
-        let mut s = Strategy::new(StrategyParams { parallelism: 0.25, max_blocks: 10, ..params() });
+        let mut s = Strategy::new("t", 4, StrategyParams { parallelism: 0.25, max_blocks: 10, ..params() });
         let now = Instant::now();
         let jobs = HashMap::new();
         // 40 tries * 0.25 = 10 slots = 3 blocks of 4.
         let d = s.step(&Observation { now, outstanding: 40, managers: &[], jobs: &jobs });
         assert_eq!(d, vec![Decision::Submit(3)]);
         // Parallelism 0 still gets work one block.
-        let mut s = Strategy::new(StrategyParams { parallelism: 0.0, ..params() });
+        let mut s = Strategy::new("t", 4, StrategyParams { parallelism: 0.0, ..params() });
         assert_eq!(s.step(&Observation { now, outstanding: 7, managers: &[], jobs: &jobs }), vec![Decision::Submit(1)]);
     }
 
     #[test]
     fn a_block_that_never_connects_is_missing_and_all_failing_is_an_error() {
-        let mut s = Strategy::new(StrategyParams { max_blocks: 2, ..params() });
+        let mut s = Strategy::new("t", 4, StrategyParams { max_blocks: 2, ..params() });
         let t0 = Instant::now();
         let jobs = HashMap::new();
         let d = s.step(&Observation { now: t0, outstanding: 100, managers: &[], jobs: &jobs });
@@ -457,7 +460,7 @@ mod tests {
 
     #[test]
     fn a_failed_block_is_replaced_while_others_connected() {
-        let mut s = Strategy::new(StrategyParams { max_blocks: 2, ..params() });
+        let mut s = Strategy::new("t", 4, StrategyParams { max_blocks: 2, ..params() });
         let t0 = Instant::now();
         let d = s.step(&Observation { now: t0, outstanding: 100, managers: &[], jobs: &HashMap::new() });
         let ids = apply(&mut s, &d, t0);

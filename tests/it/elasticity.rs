@@ -34,21 +34,28 @@ fn scales_out_to_max_blocks_and_back_to_min_blocks() {
         )
     };
     let params = StrategyParams {
-        label: "t".into(),
         init_blocks: 0,
         min_blocks: 0,
         max_blocks: 3,
         parallelism: 1.0,
         max_idletime: IDLE,
         block_connect_timeout: Duration::from_secs(60),
-        slots_per_block: 8,
+        period: PERIOD,
     };
     let run_dir = RunDir::create(Some(dir.path())).expect("run dir");
     let exe = Executor::attach_scaled(
         run_dir.clone(),
         &conn,
         Box::new(LocalProvider::new()),
-        ScalerConfig { params, period: PERIOD, nodes_per_block: 1, walltime_s: 0, run_dir, script: Box::new(script) },
+        ScalerConfig {
+            label: "t".into(),
+            slots_per_block: 8,
+            params,
+            nodes_per_block: 1,
+            walltime_s: 0,
+            run_dir,
+            script: Box::new(script),
+        },
     );
     let scaler = exe.scaler().expect("a scaled executor has a scaler");
     let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");

@@ -189,7 +189,7 @@ fn every_example_config_parses_and_writes_block_scripts() {
             for l in launches {
                 assert!(l.contains(e.launch.name()), "{what}: {l}");
             }
-            assert!(e.strategy_params().slots_per_block >= 1, "{what}");
+            assert!(e.slots_per_block() >= 1, "{what}");
             // bash can read it.
             let check = Command::new("bash").args(["-n", "-c", &s]).output_within(Duration::from_secs(30));
             assert!(check.status.success(), "{what}: {}", String::from_utf8_lossy(&check.stderr));

@@ -6,6 +6,9 @@
 //! Each cell writes one JSON row to `$STRAND_MATRIX_DIR` (default `target/failure-matrix/`);
 //! `scripts/failure-matrix.sh` runs the cells, then the ignored `matrix_table` test prints the
 //! rows as the table kept in docs/fault-domains.md.
+//!
+//! One file (about 850 lines) on purpose: the cells share one rig, one workload and one
+//! end-state check, and run one at a time; split, they would need all three exported.
 
 use crate::common::*;
 use serde::{Deserialize, Serialize};

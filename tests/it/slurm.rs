@@ -4,6 +4,9 @@
 //!
 //! The tests print "SKIPPED" and pass only when Slurm is not installed; `scripts/setup.sh`
 //! installs it. The last test parses outputs captured from the real Slurm 22.05 and needs none.
+//!
+//! One file (about 700 lines) on purpose: its tests start Slurm one at a time on the same
+//! ports (`LocalSlurm` holds a lock), and they share the job-script and block helpers below.
 
 use crate::common::slurm::{wait_until, LocalSlurm, SlurmOptions};
 use crate::common::*;
@@ -570,14 +573,13 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
         )
     };
     let params = StrategyParams {
-        label: "slurm".into(),
         init_blocks: 0,
         min_blocks: 0,
         max_blocks: 3,
         parallelism: 1.0,
         max_idletime: IDLE,
         block_connect_timeout: START,
-        slots_per_block: 8,
+        period: PERIOD,
     };
     let run_dir = RunDir::create(Some(c.run.path())).expect("run dir");
     let exe = Executor::attach_scaled(
@@ -585,8 +587,9 @@ fn strategy_scales_slurm_blocks_out_to_max_and_back() {
         &c.conn,
         Box::new(c.slurm.provider()),
         ScalerConfig {
+            label: "slurm".into(),
+            slots_per_block: 8,
             params,
-            period: PERIOD,
             nodes_per_block: 1,
             walltime_s: 600,
             run_dir,

@@ -206,9 +206,9 @@ impl Serving {
             Workers::Config { config } => {
                 let blocks = Workers::blocks_for(config, w)?;
                 let mut cfg = (**config).clone();
-                (cfg.init_blocks, cfg.min_blocks, cfg.max_blocks) = (blocks, blocks, blocks);
+                (cfg.strategy.init_blocks, cfg.strategy.min_blocks, cfg.strategy.max_blocks) = (blocks, blocks, blocks);
                 let slots = blocks.saturating_mul(cfg.slots_per_block());
-                let timeout = cfg.block_connect_timeout + cfg.strategy_period * 2;
+                let timeout = cfg.strategy.block_connect_timeout + cfg.strategy.period * 2;
                 let exe = Executor::from_config(run_dir, cfg)?;
                 exe.wait_warm()?;
                 // Every pool of every block, not only each block's first manager.

@@ -123,24 +123,13 @@ pub struct ExecutorConfig {
     pub pool_size: Option<u32>,
     /// Independent MPI job steps per block (fault domains).
     pub steps_per_block: u32,
-    /// Blocks submitted at start.
-    pub init_blocks: u32,
-    /// Fewest blocks held.
-    pub min_blocks: u32,
-    /// Most blocks held.
-    pub max_blocks: u32,
-    /// Slots wanted per outstanding try (0..=1).
-    pub parallelism: f64,
+    /// The strategy's numbers: `init_blocks`, `min_blocks`, `max_blocks`, `parallelism`,
+    /// `max_idletime`, `strategy_period` and `block_connect_timeout`.
+    pub strategy: StrategyParams,
     /// Walltime of a block in seconds; 0 = none (local provider only).
     pub walltime_s: u64,
-    /// A block idle this long may be scaled in.
-    pub max_idletime: Duration,
     /// Managers start draining this many seconds before the walltime ends.
     pub drain_margin_s: u64,
-    /// Time between strategy rounds.
-    pub strategy_period: Duration,
-    /// A running block with no manager registered after this is missing.
-    pub block_connect_timeout: Duration,
     /// Shell lines run at the top of the block script (module loads, environments).
     pub worker_init: String,
     /// The `strand-launcher` binary as the compute nodes see it.
@@ -291,20 +280,6 @@ impl ExecutorConfig {
         slots.max(1)
     }
 
-    /// The strategy's numbers.
-    pub fn strategy_params(&self) -> StrategyParams {
-        StrategyParams {
-            label: self.label.clone(),
-            init_blocks: self.init_blocks,
-            min_blocks: self.min_blocks,
-            max_blocks: self.max_blocks,
-            parallelism: self.parallelism,
-            max_idletime: self.max_idletime,
-            block_connect_timeout: self.block_connect_timeout,
-            slots_per_block: self.slots_per_block(),
-        }
-    }
-
     /// What [`super::scaler::Scaler::start`] needs: blocks from [`super::script::block_script`]
     /// for the interchange of `run_dir` (its connection file, an absolute path that the
     /// compute nodes can read), with their files there too.
@@ -312,8 +287,9 @@ impl ExecutorConfig {
         let cfg = self.clone();
         let conn_file = run_dir.connection_file();
         ScalerConfig {
-            params: self.strategy_params(),
-            period: self.strategy_period,
+            label: self.label.clone(),
+            slots_per_block: self.slots_per_block(),
+            params: self.strategy.clone(),
             nodes_per_block: self.nodes_per_block,
             walltime_s: self.walltime_s,
             run_dir: run_dir.clone(),

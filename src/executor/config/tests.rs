@@ -17,7 +17,7 @@ fn defaults_follow_the_provider() {
     let e = one("[[executor]]\nlabel = \"laptop\"\nprovider = \"local\"\n");
     assert_eq!(e.launch, LaunchKind::Mpirun);
     assert_eq!(e.ranks_per_node, local_cores() + 1);
-    assert_eq!((e.init_blocks, e.min_blocks, e.max_blocks), (1, 0, 1));
+    assert_eq!((e.strategy.init_blocks, e.strategy.min_blocks, e.strategy.max_blocks), (1, 0, 1));
     assert_eq!(e.walltime_s, 0);
     assert_eq!(e.address, "127.0.0.1");
     assert!(e.launcher_path.ends_with("strand-launcher"));
@@ -78,8 +78,9 @@ fn slots_are_estimated_from_the_block_shape() {
     assert_eq!(e.slots_per_block(), 256);
     let e = one(&format!("{base}nodes_per_block = 1\nranks_per_node = 9\npool_size = 3\n"));
     assert_eq!(e.slots_per_block(), 6);
-    let p = e.strategy_params();
-    assert_eq!((p.label.as_str(), p.slots_per_block, p.max_blocks), ("a", 6, 1));
+    let run = tempfile::tempdir().expect("tempdir");
+    let s = e.scaler_config(&crate::run_dir::RunDir::create(Some(run.path())).expect("run dir"));
+    assert_eq!((s.label.as_str(), s.slots_per_block, s.params.max_blocks), ("a", 6, 1));
 }
 
 #[test]

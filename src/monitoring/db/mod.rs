@@ -1,0 +1,324 @@
+//! The run database: `RUN_DIR/monitoring.db`, SQLite in WAL mode, written by one thread.
+//!
+//! The DFK hands [`Record`]s over a bounded channel once per I/O round; the writer gathers them
+//! for up to [`COMMIT_EVERY`] and writes them in one transaction, so the hot path pays a vector
+//! push per transition and SQLite pays one commit per half second. A task that is submitted and
+//! ends within one commit is written as one row. Another process may read the file while the run
+//! goes (`strand report`). If writing fails (a full disk), the writer keeps draining the channel
+//! so that the run never waits on it, and [`RunDb::finish`] returns the error.
+
+use super::record::Record;
+use crossbeam_channel::{bounded, Sender};
+use rusqlite::{params, Connection};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use writer::Writer;
+
+mod writer;
+
+/// The schema this build writes and reads (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Longest records wait before they are written.
+pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    run INTEGER PRIMARY KEY, started_us INTEGER NOT NULL, ended_us INTEGER,
+    command TEXT NOT NULL, version TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    run INTEGER NOT NULL, task INTEGER NOT NULL, name TEXT, app TEXT NOT NULL,
+    submitted_us INTEGER NOT NULL, ended_us INTEGER, state TEXT NOT NULL,
+    tries INTEGER NOT NULL, reason TEXT,
+    PRIMARY KEY (run, task)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tries (
+    run INTEGER NOT NULL, task INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    launched_us INTEGER, ended_us INTEGER NOT NULL, started_us INTEGER, run_us INTEGER,
+    manager INTEGER, rank INTEGER, slot INTEGER,
+    outcome TEXT NOT NULL, exit_code INTEGER, signal INTEGER, reason TEXT,
+    cpu_us INTEGER, max_rss_kib INTEGER,
+    PRIMARY KEY (run, task, attempt)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS managers (
+    run INTEGER NOT NULL, manager INTEGER NOT NULL, host TEXT NOT NULL, block TEXT NOT NULL,
+    slots INTEGER NOT NULL, registered_us INTEGER NOT NULL, last_seen_us INTEGER NOT NULL,
+    drained_us INTEGER, lost_us INTEGER, gone_us INTEGER,
+    PRIMARY KEY (run, manager)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+    block TEXT PRIMARY KEY, job TEXT NOT NULL, submitted_us INTEGER, connected_us INTEGER,
+    ended_us INTEGER, state TEXT NOT NULL, detail TEXT);
+CREATE TABLE IF NOT EXISTS samples (
+    run INTEGER NOT NULL, t_us INTEGER NOT NULL, queued INTEGER NOT NULL,
+    managers INTEGER NOT NULL, slots INTEGER NOT NULL, busy INTEGER NOT NULL);
+";
+
+/// Why the run database could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused (cannot create the file, disk full, not a database ...).
+    #[error("run database {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The file was written by another version of Strand.
+    #[error(
+        "run database {path} has schema version {found}, this strand reads version {SCHEMA_VERSION}; \
+         use the strand that wrote it, or move the file away to start a new one"
+    )]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+    },
+    /// The file holds no run database yet (a run is creating it, or it is not one).
+    #[error("{path} holds no run database yet (a run is starting, or the file is not one)")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The writer thread could not be started.
+    #[error("run database {path}: cannot start its writer thread: {source}")]
+    Thread {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The writer thread died (a bug): records after that point were not written.
+    #[error("run database writer stopped unexpectedly")]
+    WriterDied,
+}
+
+/// Open (or create) a database file to write a run into: a new file gets this build's schema,
+/// created in one transaction with its version, so a reader never sees half of it.
+pub fn open(path: &Path) -> Result<Connection, DbError> {
+    let err = |source| DbError::Sqlite { path: path.to_path_buf(), source };
+    let mut conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
+    let tables: i64 =
+        tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0)).map_err(err)?;
+    if found == 0 && tables == 0 {
+        tx.execute_batch(SCHEMA).map_err(err)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
+    } else if found != SCHEMA_VERSION {
+        return Err(DbError::Schema { path: path.to_path_buf(), found });
+    }
+    tx.commit().map_err(err)?;
+    Ok(conn)
+}
+
+/// Open an existing database file to read, never changing it.
+pub fn open_to_read(path: &Path) -> Result<Connection, DbError> {
+    let err = |source| DbError::Sqlite { path: path.to_path_buf(), source };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(err)? {
+        SCHEMA_VERSION => Ok(conn),
+        0 => Err(DbError::Empty { path: path.to_path_buf() }),
+        found => Err(DbError::Schema { path: path.to_path_buf(), found }),
+    }
+}
+
+/// What the handle sends its writer.
+enum Msg {
+    /// Records to write.
+    Records(Vec<Record>),
+    /// Write what is left and stop.
+    Finish,
+}
+
+/// What the writer wrote, when it finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Records received.
+    pub records: u64,
+    /// Transactions committed.
+    pub commits: u64,
+}
+
+/// The run database of one DFK: a writer thread and the channel to it.
+pub struct RunDb {
+    tx: Sender<Msg>,
+    thread: Option<JoinHandle<Result<WriterStats, DbError>>>,
+}
+
+impl RunDb {
+    /// Open (or create) the database at `path` and start a new run in it; `blocks` is the
+    /// block log to mirror into the `blocks` table; `command` says what started the run.
+    pub fn start(path: &Path, blocks: Option<PathBuf>, command: &str) -> Result<RunDb, DbError> {
+        let conn = open(path)?;
+        let err = |source| DbError::Sqlite { path: path.to_path_buf(), source };
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        // No fsync: a process that dies leaves the database whole (SQLite's WAL guarantees it);
+        // only a crash of the node's OS could lose the last commits, and this is a record of the
+        // run, not its results (those are in the checkpoint file).
+        conn.pragma_update(None, "synchronous", "OFF").map_err(err)?;
+        conn.pragma_update(None, "cache_size", -32768).map_err(err)?;
+        conn.execute(
+            "INSERT INTO runs (started_us, command, version) VALUES (?1, ?2, ?3)",
+            params![super::record::now_us() as i64, command, env!("CARGO_PKG_VERSION")],
+        )
+        .map_err(err)?;
+        let run = conn.last_insert_rowid();
+        // Deep enough for seconds of rounds; a full channel makes the DFK wait (nothing is dropped).
+        let (tx, rx) = bounded(1024);
+        let writer = Writer::new(conn, path.to_path_buf(), run, blocks);
+        let thread = std::thread::Builder::new()
+            .name("strand-run-db".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| DbError::Thread { path: path.to_path_buf(), source })?;
+        Ok(RunDb { tx, thread: Some(thread) })
+    }
+
+    /// Hand records to the writer (waits only if it is seconds behind).
+    pub fn send(&self, records: Vec<Record>) {
+        if !records.is_empty() {
+            let _ = self.tx.send(Msg::Records(records));
+        }
+    }
+
+    /// Write what is left, mark the run ended, and stop the writer.
+    pub fn finish(mut self) -> Result<WriterStats, DbError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<WriterStats, DbError> {
+        let _ = self.tx.send(Msg::Finish);
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or(Err(DbError::WriterDied)),
+            None => Ok(WriterStats::default()),
+        }
+    }
+}
+
+impl Drop for RunDb {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Bring the `blocks` table of the database at `db` up to date from the block log at `blocks`
+/// (after the executor stopped, when the blocks' last events are written).
+pub fn mirror_blocks(db: &Path, blocks: &Path) -> Result<(), DbError> {
+    let err = |source| DbError::Sqlite { path: db.to_path_buf(), source };
+    let mut conn = open(db)?;
+    let tx = conn.transaction().map_err(err)?;
+    Writer::blocks(&tx, blocks).map_err(err)?;
+    tx.commit().map_err(err)
+}
+
+/// The name a task state is stored under.
+pub fn state_name(s: super::events::State) -> &'static str {
+    use super::events::State;
+    match s {
+        State::Submitted | State::Launched | State::Retrying => "pending",
+        State::Done => "done",
+        State::MemoHit => "memo_hit",
+        State::Failed => "failed",
+        State::DepFailed => "dep_failed",
+        State::Cancelled => "cancelled",
+    }
+}
+
+/// The latest run in a database, if any.
+pub fn latest_run(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    // max() of no rows is one NULL row.
+    conn.query_row("SELECT max(run) FROM runs", [], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitoring::events::State;
+    use crate::monitoring::record::TryEnd;
+    use crate::task::{Failure, Outcome, Ran};
+    use std::time::Instant;
+
+    fn task(task: u64, t_us: u64) -> Record {
+        Record::Task { task, name: Some(format!("t{task}")), app: "noop".into(), t_us }
+    }
+
+    fn ended(task: u64, attempt: u32, outcome: &Outcome, t_us: u64) -> Record {
+        let ran = Ran {
+            started_us: t_us - 50,
+            run_us: 40,
+            manager: crate::task::ManagerId(7),
+            rank: 1,
+            slot: 1,
+            ..Ran::default()
+        };
+        Record::TryEnded { task, attempt, launched_us: t_us - 100, t_us, end: TryEnd::of(outcome), ran }
+    }
+
+    fn q(c: &Connection, sql: &str) -> i64 {
+        c.query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    /// One row per task whether it ends in the commit it was submitted in, later, or never;
+    /// a done try ends its task; a failure's kind and exit code are kept.
+    #[test]
+    fn rows_follow_the_records() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("m.db");
+        let db = RunDb::start(&path, None, "test").expect("start");
+        let ok = Outcome::Done(b"x".to_vec());
+        let bad = Outcome::Failed(Failure::ExitCode { code: 3, stderr: String::new(), stdout: vec![] });
+        db.send(vec![task(0, 1_000), task(1, 1_000), task(2, 1_000), ended(0, 0, &ok, 2_000)]);
+        std::thread::sleep(COMMIT_EVERY + Duration::from_millis(200));
+        // Task 1 ends after its first commit; task 2 never ends.
+        db.send(vec![
+            ended(1, 0, &bad, 3_000),
+            ended(1, 1, &bad, 4_000),
+            Record::TaskEnded {
+                task: 1,
+                state: State::Failed,
+                tries: 2,
+                t_us: 4_000,
+                reason: Some("exit code 3".into()),
+            },
+        ]);
+        let stats = db.finish().expect("finish");
+        assert_eq!(stats.records, 7);
+        let c = open(&path).expect("reopen");
+        assert_eq!(q(&c, "SELECT count(*) FROM tasks"), 3);
+        assert_eq!(
+            q(&c, "SELECT count(*) FROM tasks WHERE task = 0 AND state = 'done' AND tries = 1 AND ended_us = 2000"),
+            1
+        );
+        assert_eq!(q(&c, "SELECT count(*) FROM tasks WHERE task = 1 AND state = 'failed' AND tries = 2"), 1);
+        assert_eq!(q(&c, "SELECT count(*) FROM tasks WHERE task = 2 AND state = 'pending' AND ended_us IS NULL"), 1);
+        assert_eq!(q(&c, "SELECT count(*) FROM tries WHERE outcome = 'ExitCode' AND exit_code = 3"), 2);
+        assert_eq!(q(&c, "SELECT count(*) FROM tries WHERE manager = 7 AND launched_us < started_us"), 3);
+        assert_eq!(q(&c, "SELECT count(*) FROM runs WHERE ended_us IS NOT NULL"), 1);
+    }
+
+    /// How fast the writer takes records (not a timing assertion: `strand bench monitoring`
+    /// measures the cost side by side). `cargo test --release writer_rate -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn writer_rate() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("m.db");
+        let n = 200_000u64;
+        let ok = Outcome::Done(Vec::new());
+        let records: Vec<Vec<Record>> = (0..n)
+            .collect::<Vec<_>>()
+            .chunks(4096)
+            .map(|c| c.iter().flat_map(|&i| [task(i, 10_000 + i), ended(i, 0, &ok, 20_000 + i)]).collect())
+            .collect();
+        let t = Instant::now();
+        let db = RunDb::start(&path, None, "test").expect("start");
+        for r in records {
+            db.send(r);
+        }
+        db.finish().expect("finish");
+        let s = t.elapsed().as_secs_f64();
+        eprintln!("{n} tasks in {s:.3} s: {:.0} tasks/s", n as f64 / s);
+    }
+}
