@@ -117,6 +117,8 @@ struct Shared {
     progress: Condvar,
     waker: Waker,
     stop: AtomicBool,
+    /// Set by [`Dfk::withdraw`]; the I/O thread acts on it (and clears it) in its next round.
+    withdraw: AtomicBool,
     /// Why the run database could not be written, once the I/O thread has stopped.
     monitoring_error: Mutex<Option<String>>,
     /// Where the managers that ran our tries are.
@@ -265,6 +267,7 @@ impl Dfk {
             progress: Condvar::new(),
             waker,
             stop: AtomicBool::new(false),
+            withdraw: AtomicBool::new(false),
             monitoring_error: Mutex::new(None),
             hosts: hosts::ManagerHosts::default(),
         });
@@ -338,6 +341,14 @@ impl Dfk {
         let n = self.shared.graph().cancel(f.id());
         self.shared.progress.notify_all();
         n
+    }
+
+    /// Start no more work (GNU parallel's `--halt soon`): cancel every task with no try out, and
+    /// take back from the interchange the tries no manager holds yet, whose tasks end as
+    /// `Cancelled` when it answers. Tries that managers hold run to their end. Returns at once.
+    pub fn withdraw(&self) {
+        self.shared.withdraw.store(true, Ordering::Release);
+        self.shared.waker.wake();
     }
 
     /// Counters of the graph so far.
@@ -453,8 +464,19 @@ fn io_loop(
                         db.send(vec![crate::monitoring::record::Record::Managers { t_us, managers, queued }]);
                     }
                 }
+                ToClientMsg::Withdrawn(tries) => {
+                    shared.graph().withdrawn(&tries);
+                    ended = true;
+                }
                 ToClientMsg::Ack { .. } => {}
             }
+        }
+        // Before this round sends anything: what is cancelled here is never sent, and the
+        // interchange sees `Withdraw` after every try sent before it.
+        if shared.withdraw.swap(false, Ordering::AcqRel) {
+            shared.graph().cancel_unsent();
+            let _ = client.send(&ClientMsg::Withdraw);
+            ended = true;
         }
         if asking.due(Instant::now()) {
             let _ = client.send(&ClientMsg::Status);

@@ -461,6 +461,13 @@ impl Interchange {
                     info!(self.log, "shutdown requested by a client"; "client" => %c);
                     shutdown = true;
                 }
+                ClientMsg::Withdraw => {
+                    let (mut comm, d) = self.comm();
+                    let tries = d.withdraw(c);
+                    info!(comm.log, "client withdrew its queued tries"; "client" => %c, "withdrawn" => tries.len());
+                    let socket = comm.clients;
+                    comm.send_batches(socket, c.0, tries, ToClientMsg::Withdrawn);
+                }
                 ClientMsg::Bye => {
                     let n = self.dispatcher.drop_client(c);
                     if n > 0 {

@@ -73,6 +73,8 @@ pub enum ClientMsg {
     },
     /// The client is leaving; its queued tries may be dropped.
     Bye,
+    /// Take back this client's tries that no manager holds yet; answered by `Withdrawn`.
+    Withdraw,
 }
 
 impl Message for ClientMsg {
@@ -179,6 +181,8 @@ pub enum ToClientMsg {
     },
     /// The interchange is shutting down.
     Stopping,
+    /// Answer to `Withdraw` (in batches): these tries were taken out of the queue and will not run.
+    Withdrawn(Vec<TryId>),
 }
 
 impl Message for ToClientMsg {

@@ -125,14 +125,17 @@ impl MemoryLimit {
         MemoryLimit::Rlimit
     }
 
-    /// A command that allocates without bound (a shell variable filled from /dev/zero) under the limit.
+    /// A command that allocates without bound under the limit.
     fn hog(&self) -> Call {
         let fill = "x=$(head -c 300000000 /dev/zero | tr '\\0' x)";
         match self {
+            // One process that grows (`tail` looking for the end of a line in /dev/zero), so the
+            // OOM killer's SIGKILL ends the task itself; a shell filling a variable through a
+            // pipe could lose a child to it instead and exit 137.
             MemoryLimit::Cgroup { dir, .. } => Call::argv([
                 "sh".into(),
                 "-c".into(),
-                format!("echo $$ > {} && {fill}", dir.join("cgroup.procs").display()),
+                format!("echo $$ > {} && exec tail /dev/zero", dir.join("cgroup.procs").display()),
             ]),
             // bash, whose allocator names the failure on stderr ("xrealloc: cannot allocate N bytes").
             MemoryLimit::Rlimit => {

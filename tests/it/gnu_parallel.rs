@@ -185,6 +185,19 @@ fn output_options_and_exit_status_match() {
     let st = s.strand(&["--halt", "now,fail=1", "sleep 0.2; exit {}", ":::", "0", "4", "0", "5", "0", "0"]);
     assert_eq!((g.code, st.code), (Some(4), Some(4)), "strand: {st:?}");
     assert!(st.stderr.contains("halting (--halt): job 2"), "{}", st.stderr);
+    // --halt soon,fail=1: the jobs running when job 1 fails end and are printed, and nothing
+    // else starts. GNU parallel -j 2 runs two jobs. Strand's pool also runs what its manager
+    // holds for its two slots (one prefetched per worker and a backlog as deep as the slots:
+    // 4), refilled once as jobs 1 and 2 end before the withdrawal reaches the interchange; so
+    // at most 2 + 4 + 2 = 8, never all 40.
+    let mut args = vec!["--halt", "soon,fail=1", "sleep 0.5; echo {}; exit {}", ":::", "1"];
+    args.extend(["0"; 39]);
+    let g = s.gnu(&[&["-j", "2"], &args[..]].concat());
+    assert_eq!((g.code, g.stdout.lines().count()), (Some(1), 2), "GNU parallel: {g:?}");
+    let st = s.strand(&args);
+    let printed = st.stdout.lines().count();
+    assert_eq!(st.code, Some(1), "strand: {st:?}");
+    assert!((2..=8).contains(&printed), "jobs run after --halt soon: {printed}\n{st:?}");
 }
 
 /// The job log's columns other than the times, by Seq; times checked for form and range.

@@ -664,6 +664,27 @@ impl Graph {
         n
     }
 
+    /// Cancel every task with no try out (not yet sent, or waiting on its inputs), and their
+    /// dependents; tries out keep running. Returns how many tasks were cancelled.
+    pub fn cancel_unsent(&mut self) -> usize {
+        let unsent: Vec<TaskId> = self.nodes.iter().filter(|(_, n)| !n.in_flight).map(|(id, _)| *id).collect();
+        unsent.into_iter().map(|id| self.cancel(id)).sum()
+    }
+
+    /// The interchange took these tries back before any manager had them: cancel their tasks
+    /// (and dependents). A try of an earlier attempt, or of a task that already ended, changes
+    /// nothing. Returns how many tasks were cancelled.
+    pub fn withdrawn(&mut self, tries: &[TryId]) -> usize {
+        let mut n = 0;
+        for t in tries {
+            let current = self.nodes.get(&t.task).is_some_and(|n| n.in_flight && n.attempt == t.attempt);
+            if t.client == self.client && current {
+                n += self.cancel(t.task);
+            }
+        }
+        n
+    }
+
     /// The interchange restarted and lost what it held: send every in-flight task again as a
     /// new try (not charged to its retries; a late result of the old try is dropped as stale).
     pub fn resubmit_in_flight(&mut self) -> usize {

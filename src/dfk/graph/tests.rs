@@ -152,6 +152,32 @@ fn cancel_cancels_dependents_and_drops_the_late_result() {
     assert_eq!(g.cancel(a.id()), 0, "cancelling twice does nothing");
 }
 
+/// `--halt soon`: what was never sent is cancelled at once, what the interchange gives back is
+/// cancelled when it says so, and what a manager holds runs on and ends as usual.
+#[test]
+fn withdrawing_cancels_the_unsent_and_the_given_back_but_not_what_runs() {
+    let mut g = Graph::new(ClientId(1));
+    let running = g.add(Call::shell("sleep 1"));
+    let queued = g.add(Call::shell("sleep 2"));
+    let after = g.add(Call::shell("x").after(&running));
+    let sent = g.take_ready(2);
+    let unsent = g.add(Call::shell("never sent"));
+    assert_eq!(g.cancel_unsent(), 2, "the unsent task and the one waiting on its input");
+    for f in [&unsent, &after] {
+        assert_eq!(f.peek(), Some(Err(TaskError::Cancelled)));
+    }
+    assert!(g.take_ready(10).is_empty(), "nothing left to send");
+    let stale = TryId { attempt: 7, ..sent[1].id };
+    let other_client = TryId { client: ClientId(2), ..sent[1].id };
+    assert_eq!(g.withdrawn(&[stale, other_client]), 0, "another attempt's or client's try changes nothing");
+    assert_eq!(g.withdrawn(&[sent[1].id]), 1);
+    assert_eq!(queued.peek(), Some(Err(TaskError::Cancelled)));
+    assert_eq!(g.withdrawn(&[sent[1].id]), 0, "given back twice");
+    g.on_result(done(&sent[0], "ran"));
+    assert_eq!(running.peek(), Some(Ok(b"ran".to_vec())));
+    assert_eq!((g.pending(), g.in_flight(), g.counts().cancelled), (0, 0, 3));
+}
+
 #[test]
 fn input_content_is_part_of_the_key_when_asked() {
     let d = tempfile::tempdir().expect("tempdir");

@@ -207,9 +207,21 @@ impl Dispatcher {
     /// managers run to the end (their results are dropped when nobody collects them).
     pub fn drop_client(&mut self, c: ClientId) -> usize {
         self.clients.remove(&c);
-        let before = self.queue.len();
-        self.queue.retain(|q| q.item.id.client != c);
-        before - self.queue.len()
+        self.withdraw(c).len()
+    }
+
+    /// Take a client's queued tries out of the queue; returns their ids. Tries already held by
+    /// managers run on.
+    pub fn withdraw(&mut self, c: ClientId) -> Vec<TryId> {
+        let mut taken = Vec::new();
+        self.queue.retain(|q| {
+            let mine = q.item.id.client == c;
+            if mine {
+                taken.push(q.item.id);
+            }
+            !mine
+        });
+        taken
     }
 
     /// Clients silent past the client timeout: their queued tries are dropped, so no manager

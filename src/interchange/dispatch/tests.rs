@@ -91,6 +91,24 @@ fn a_silent_client_loses_its_queued_tries_but_not_the_running_ones() {
 }
 
 #[test]
+fn withdraw_takes_back_only_the_clients_queued_tries() {
+    let mut d = Dispatcher::new(cfg());
+    let mut c = Recorder::default();
+    d.register(reg(1, 1, 1), Instant::now());
+    d.submit(ClientId(9), tries(9, 0..5, 0), &mut c);
+    d.submit(ClientId(8), tries(8, 0..2, 0), &mut c);
+    d.flush(&mut c);
+    let held = c.sent_to(ManagerId(1));
+    assert_eq!(held.len(), 2, "slot plus prefetch");
+    let mut taken = d.withdraw(ClientId(9));
+    taken.sort();
+    let expected: Vec<TryId> = tries(9, 0..5, 0).into_iter().map(|t| t.id).filter(|id| !held.contains(id)).collect();
+    assert_eq!(taken, expected, "the queued ones, not those the manager holds");
+    assert_eq!((d.queued(), d.in_flight()), (2, 2), "client 8 keeps its tries");
+    assert!(d.withdraw(ClientId(9)).is_empty(), "taken once");
+}
+
+#[test]
 fn dispatch_respects_capacity_and_results_flow_back() {
     let now = Instant::now();
     let mut d = Dispatcher::new(cfg());

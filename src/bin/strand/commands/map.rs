@@ -85,7 +85,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     results: Option<PathBuf>,
     /// When to stop early: `now,fail=N` (cancel the rest, kill running jobs of a local block),
-    /// `soon,fail=N` (send nothing more, let sent jobs end), `fail=N%`, `success=N`, `done=N`; `never`.
+    /// `soon,fail=N` (start nothing more, let the jobs pools hold end), `fail=N%`, `success=N`, `done=N`; `never`.
     #[arg(long, value_name = "WHEN", value_parser = parse_halt, default_value = "never")]
     halt: Halt,
     /// Tries per job in all, as GNU parallel counts them (1: no retry).
@@ -447,12 +447,17 @@ pub fn exec(a: Args) -> Result<i32> {
             dfk.cancel(f);
         }
     };
-    // Input is done, so nothing is submitted after the one cancel of `now`.
-    let mut cancel_pending = a.halt.now;
+    // Input is done, so nothing is submitted after the one cancel of `now`, or the one
+    // withdrawal of `soon` (jobs a pool holds finish; the rest never start).
+    let mut halt_pending = true;
     let waited = loop {
-        if cancel_pending && halted.load(Ordering::Acquire) {
-            halting(&dfk);
-            cancel_pending = false;
+        if halt_pending && halted.load(Ordering::Acquire) {
+            if a.halt.now {
+                halting(&dfk);
+            } else {
+                dfk.withdraw();
+            }
+            halt_pending = false;
         }
         match exe.wait_all(&dfk, Some(Duration::from_millis(100))) {
             Ok(0) => break Ok(()),
