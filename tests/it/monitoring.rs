@@ -125,6 +125,26 @@ fn database_and_report_match_what_happened() {
     for chart in ["Tries running, by app", "Worker utilization", "run-time histogram", "workers over time"] {
         assert!(html.contains(&format!("aria-label=\"{chart}\"")), "no {chart} chart");
     }
+    // --png: the same charts as images, drawn from the page's own SVG at 2 pixels a unit.
+    let pngs = dir.path().join("png");
+    let out = Command::new(bin("strand"))
+        .arg("report")
+        .arg(&run)
+        .arg("--png")
+        .arg(&pngs)
+        .output_within(Duration::from_secs(60));
+    assert!(out.status.success(), "strand report --png: {}", String::from_utf8_lossy(&out.stderr));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&pngs).expect("png dir").flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in ["running.png", "utilization.png", "durations.png", "workers.png"] {
+        assert!(names.iter().any(|n| n == name), "no {name} in {names:?}");
+    }
+    for name in &names {
+        let (width, _) = decode_png(&pngs.join(name));
+        assert_eq!(width, 1800, "{name}: a 900-unit chart at 2 pixels a unit");
+    }
 
     // Off with a flag.
     let quiet = dir.path().join("quiet");
@@ -339,4 +359,7 @@ fn the_docs_commands_run() {
     assert!(cwd.path().join("runs/sweep/report.html").is_file());
     assert!(outputs[2].contains("'tasks': 6") && outputs[2].contains("'failed': 1"), "{}", outputs[2]);
     assert_eq!(outputs[3].lines().collect::<Vec<_>>(), ["ExitCode|1", "done|5"]);
+    for chart in ["running", "utilization", "durations", "workers"] {
+        decode_png(&cwd.path().join(format!("runs/sweep/charts/{chart}.png")));
+    }
 }

@@ -39,18 +39,6 @@ fn chart<'a>(charts: &'a [Chart], name: &str) -> &'a Chart {
     charts.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no {name} chart"))
 }
 
-/// Width, height and the decoded size of a PNG.
-fn decode_png(path: &Path) -> (u32, u32) {
-    let decoder = png::Decoder::new(std::fs::File::open(path).expect("png"));
-    let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // A plot is not blank: it has more than the background's colour.
-    let px = &buf[..info.buffer_size()];
-    assert!(px.chunks(3).any(|c| c != [255, 255, 255]), "{} is blank", path.display());
-    (info.width, info.height)
-}
-
 /// Every plot of `dir` exists as SVG and PNG of the plot size, and each SVG names its series.
 fn check_files(dir: &Path, charts: &[Chart]) {
     for c in charts {

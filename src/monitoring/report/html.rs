@@ -18,6 +18,8 @@ const PW: f64 = W - ML - MR;
 /// The Gantt chart's left margin (its lanes' names) and plotting width.
 const GL: f64 = 150.0;
 const GW: f64 = W - GL - MR;
+/// Axis text, as attributes rather than the page's CSS, so that a chart's SVG stands alone.
+const AX: &str = r##"font-size="10" fill="#555""##;
 const COLORS: [&str; 9] =
     ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"];
 
@@ -61,14 +63,48 @@ pub fn human_kib(k: u64) -> String {
     }
 }
 
-/// An SVG chart frame with a y axis from 0 to `ymax` and a time axis over `secs` seconds.
-fn frame(out: &mut String, title: &str, ymax: f64, ylabel: &str, secs: f64, height: f64) {
+/// One chart of the page as a standalone SVG document: what `strand report --png` draws.
+pub struct Figure {
+    /// Its file name without `.png`: `running`, `utilization`, `blocks`, `durations`, `workers`
+    /// or `queued`.
+    pub name: &'static str,
+    /// The SVG document: the page's inline SVG with its namespace.
+    pub svg: String,
+}
+
+/// A report drawn: the page and its charts.
+pub struct Page {
+    /// The self-contained HTML page.
+    pub html: String,
+    /// Its charts, in page order.
+    pub figures: Vec<Figure>,
+}
+
+/// Open a chart's `<svg>` (with a font and a white ground, so that it also stands alone as a
+/// file); returns where its attributes start in `out`.
+fn svg_open(out: &mut String, label: &str, height: f64) -> usize {
+    out.push_str("<svg");
+    let at = out.len();
     let _ = write!(
         out,
-        r#"<h2>{}</h2><svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" aria-label="{}">"#,
-        esc(title),
-        esc(title)
+        r##" font-family="DejaVu Sans, sans-serif" viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" aria-label="{}"><rect width="{W}" height="{height}" fill="#fff"/>"##,
+        esc(label)
     );
+    at
+}
+
+/// Close the chart opened at `at` and keep it as the figure `name`, with the SVG namespace that
+/// a file of its own needs (the page's HTML parser needs none).
+fn svg_close(out: &mut String, at: usize, name: &'static str, figures: &mut Vec<Figure>) {
+    out.push_str("</svg>");
+    figures.push(Figure { name, svg: format!(r#"<svg xmlns="http://www.w3.org/2000/svg"{}"#, &out[at..]) });
+}
+
+/// An SVG chart frame with a y axis from 0 to `ymax` and a time axis over `secs` seconds, after
+/// its `<h2>` title; returns where its `<svg>` starts (for [`svg_close`]).
+fn frame(out: &mut String, title: &str, ymax: f64, ylabel: &str, secs: f64, height: f64) -> usize {
+    let _ = write!(out, "<h2>{}</h2>", esc(title));
+    let at = svg_open(out, title, height);
     let ph = height - MB - MT;
     let (top, bottom, right) = (MT, MT + ph, ML + PW);
     let _ = write!(
@@ -79,18 +115,19 @@ fn frame(out: &mut String, title: &str, ymax: f64, ylabel: &str, secs: f64, heig
         let y = MT + ph - ph * i as f64 / 4.0;
         let v = ymax * i as f64 / 4.0;
         let label = if ymax <= 4.0 { format!("{v:.2}") } else { format!("{v:.0}") };
-        let _ = write!(out, r#"<text x="{}" y="{}" class="ax" text-anchor="end">{label}</text>"#, ML - 4.0, y + 4.0);
+        let _ = write!(out, r#"<text x="{}" y="{}" {AX} text-anchor="end">{label}</text>"#, ML - 4.0, y + 4.0);
     }
     for i in 0..=5 {
         let x = ML + PW * i as f64 / 5.0;
         let _ = write!(
             out,
-            r#"<text x="{x}" y="{}" class="ax" text-anchor="middle">{:.1} s</text>"#,
+            r#"<text x="{x}" y="{}" {AX} text-anchor="middle">{:.1} s</text>"#,
             height - 6.0,
             secs * i as f64 / 5.0
         );
     }
-    let _ = write!(out, r#"<text x="{}" y="11" class="ax">{}</text>"#, ML + 4.0, esc(ylabel));
+    let _ = write!(out, r#"<text x="{}" y="11" {AX}>{}</text>"#, ML + 4.0, esc(ylabel));
+    at
 }
 
 /// Stacked areas over the time bins.
@@ -132,12 +169,20 @@ fn line(out: &mut String, vals: &[f64], ymax: f64, color: &str, dash: bool, heig
     let _ = write!(out, r#"<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5"{dash}/>"#);
 }
 
+/// A legend in the chart's top margin, right-aligned (inside the SVG, so a PNG of the chart has it).
 fn legend(out: &mut String, names: &[(&str, &str)]) {
-    out.push_str(r#"<p class="legend">"#);
+    // DejaVu Sans at 10 px is about 6 px a character.
+    let width = |name: &str| 14.0 + 6.0 * name.chars().count() as f64 + 12.0;
+    let mut x = W - MR - names.iter().map(|(n, _)| width(n)).sum::<f64>();
     for (name, color) in names {
-        let _ = write!(out, r#"<span><i style="background:{color}"></i>{}</span> "#, esc(name));
+        let _ = write!(
+            out,
+            r#"<rect x="{x:.1}" y="3" width="9" height="9" fill="{color}"/><text x="{:.1}" y="11" {AX}>{}</text>"#,
+            x + 13.0,
+            esc(name)
+        );
+        x += width(name);
     }
-    out.push_str("</p>");
 }
 
 fn nice_max(v: f64) -> f64 {
@@ -150,6 +195,12 @@ fn nice_max(v: f64) -> f64 {
 
 /// The whole page.
 pub fn render(r: &Report) -> String {
+    page(r).html
+}
+
+/// Draw the page and keep each chart of it as a [`Figure`].
+pub fn page(r: &Report) -> Page {
+    let mut figures = Vec::new();
     let s = &r.summary;
     let secs = (r.span_us.1 - r.span_us.0) as f64 / 1e6;
     let mut o = String::with_capacity(1 << 18);
@@ -202,33 +253,33 @@ pub fn render(r: &Report) -> String {
         acc
     });
     let ymax = nice_max(top.iter().chain(&r.capacity).copied().fold(0.0, f64::max) * 1.1);
-    frame(&mut o, "Tries running, by app", ymax, "tries", secs, H);
+    let at = frame(&mut o, "Tries running, by app", ymax, "tries", secs, H);
     stacked(&mut o, &r.running, ymax, H);
     line(&mut o, &r.capacity, ymax, "#333", true, H);
-    o.push_str("</svg>");
     let mut names: Vec<(&str, &str)> =
         r.running.iter().enumerate().map(|(i, (n, _))| (n.as_str(), COLORS[i % COLORS.len()])).collect();
     names.push(("worker slots offered", "#333"));
     legend(&mut o, &names);
+    svg_close(&mut o, at, "running", &mut figures);
 
     // Utilization over time.
     let util: Vec<f64> =
         top.iter().zip(&r.capacity).map(|(b, c)| if *c > 0.0 { (b / c).min(1.0) } else { 0.0 }).collect();
-    frame(&mut o, "Worker utilization", 1.0, "busy / offered", secs, H * 0.7);
+    let at = frame(&mut o, "Worker utilization", 1.0, "busy / offered", secs, H * 0.7);
     line(&mut o, &util, 1.0, COLORS[0], false, H * 0.7);
-    o.push_str("</svg>");
+    svg_close(&mut o, at, "utilization", &mut figures);
 
     // Blocks over time.
     if s.blocks > 0 {
         let bmax = nice_max(r.blocks.iter().map(|(p, u)| p + u).fold(0.0, f64::max));
-        frame(&mut o, "Blocks (the strategy's view)", bmax, "blocks", secs, H * 0.7);
+        let at = frame(&mut o, "Blocks (the strategy's view)", bmax, "blocks", secs, H * 0.7);
         let series = vec![
             ("running".to_string(), r.blocks.iter().map(|b| b.1).collect()),
             ("pending".to_string(), r.blocks.iter().map(|b| b.0).collect()),
         ];
         stacked(&mut o, &series, bmax, H * 0.7);
-        o.push_str("</svg>");
         legend(&mut o, &[("running", COLORS[0]), ("pending", COLORS[1])]);
+        svg_close(&mut o, at, "blocks", &mut figures);
     }
 
     // Run-time histogram per app.
@@ -250,10 +301,7 @@ pub fn render(r: &Report) -> String {
         let cmax = r.durations.iter().flat_map(|d| d.counts.iter()).copied().max().unwrap_or(1) as f64;
         let h = H;
         let ph = h - MB - MT;
-        let _ = write!(
-            o,
-            r#"<svg viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="run-time histogram">"#
-        );
+        let at = svg_open(&mut o, "run-time histogram", h);
         let nb = r.duration_edges_us.len().saturating_sub(1).max(1);
         let bw = PW / nb as f64;
         let k = r.durations.len() as f64;
@@ -277,13 +325,13 @@ pub fn render(r: &Report) -> String {
         for i in (0..=nb).step_by(5) {
             let x = ML + bw * i as f64;
             let e = r.duration_edges_us.get(i).copied().unwrap_or(0) as f64;
-            let _ =
-                write!(o, r#"<text x="{x:.1}" y="{}" class="ax" text-anchor="middle">{}</text>"#, h - 6.0, human_us(e));
+            let _ = write!(o, r#"<text x="{x:.1}" y="{}" {AX} text-anchor="middle">{}</text>"#, h - 6.0, human_us(e));
         }
-        let _ = write!(o, r#"<text x="{}" y="11" class="ax">tries (max {cmax:.0})</text></svg>"#, ML + 4.0);
+        let _ = write!(o, r#"<text x="{}" y="11" {AX}>tries (max {cmax:.0})</text>"#, ML + 4.0);
         let names: Vec<(&str, &str)> =
             r.durations.iter().enumerate().map(|(i, d)| (d.app.as_str(), COLORS[i % COLORS.len()])).collect();
         legend(&mut o, &names);
+        svg_close(&mut o, at, "durations", &mut figures);
     }
 
     // Gantt chart.
@@ -297,17 +345,14 @@ pub fn render(r: &Report) -> String {
         );
         let lh = (300.0 / r.lanes.len() as f64).clamp(2.0, 14.0);
         let h = lh * r.lanes.len() as f64 + MB;
-        let _ = write!(
-            o,
-            r#"<svg viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" aria-label="workers over time">"#
-        );
+        let at = svg_open(&mut o, "workers over time", h);
         let span = (r.span_us.1 - r.span_us.0).max(1) as f64;
         for (i, lane) in r.lanes.iter().enumerate() {
             let y = lh * i as f64;
             if lh >= 9.0 {
                 let _ = write!(
                     o,
-                    r#"<text x="{}" y="{:.1}" class="ax" text-anchor="end">{}</text>"#,
+                    r#"<text x="{}" y="{:.1}" {AX} text-anchor="end">{}</text>"#,
                     GL - 4.0,
                     y + lh - 2.0,
                     esc(&lane.name)
@@ -328,18 +373,18 @@ pub fn render(r: &Report) -> String {
             let x = GL + GW * i as f64 / 5.0;
             let _ = write!(
                 o,
-                r#"<text x="{x}" y="{}" class="ax" text-anchor="middle">{:.1} s</text>"#,
+                r#"<text x="{x}" y="{}" {AX} text-anchor="middle">{:.1} s</text>"#,
                 h - 6.0,
                 secs * i as f64 / 5.0
             );
         }
-        o.push_str("</svg>");
+        svg_close(&mut o, at, "workers", &mut figures);
     }
 
     // Queue at the interchange.
     if r.queued.len() > 1 {
         let qmax = nice_max(r.queued.iter().map(|q| q.1 as f64).fold(0.0, f64::max));
-        frame(&mut o, "Tries queued at the interchange", qmax, "tries", secs, H * 0.7);
+        let at = frame(&mut o, "Tries queued at the interchange", qmax, "tries", secs, H * 0.7);
         let ph = H * 0.7 - MB - MT;
         let span = (r.span_us.1 - r.span_us.0).max(1) as f64;
         let pts: String = r
@@ -353,7 +398,8 @@ pub fn render(r: &Report) -> String {
                 )
             })
             .collect();
-        let _ = write!(o, r#"<polyline points="{pts}" fill="none" stroke="{}" stroke-width="1.5"/></svg>"#, COLORS[1]);
+        let _ = write!(o, r#"<polyline points="{pts}" fill="none" stroke="{}" stroke-width="1.5"/>"#, COLORS[1]);
+        svg_close(&mut o, at, "queued", &mut figures);
     }
 
     // Failures.
@@ -412,11 +458,10 @@ pub fn render(r: &Report) -> String {
         );
     }
     o.push_str("</body></html>\n");
-    o
+    Page { html: o, figures }
 }
 
 const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:940px;color:#222}\
 h1{margin-bottom:0}h2{margin-top:1.6em;font-size:1.1em}.sub{color:#666;margin-top:0}.cmd code{background:#f4f4f4;padding:2px 4px}\
 .note{background:#fff4d6;padding:6px 10px;border-left:3px solid #e0a800}table{border-collapse:collapse}\
-td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}.summary td,.n{text-align:right}\
-.ax{font-size:10px;fill:#555}.legend span{margin-right:14px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}";
+td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}.summary td,.n{text-align:right}";

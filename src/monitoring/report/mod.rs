@@ -1,10 +1,12 @@
 //! What a run did, read from its run database: the numbers and series `strand report` draws.
 //!
 //! [`Report::load`] reads one run of `monitoring.db` (the latest unless told) into plain data;
-//! [`html::render`] draws it. Every series is binned over the run's span at load time, so the
-//! HTML stays a few hundred kilobytes whether the run had a thousand tries or a million.
+//! [`html::render`] draws it, and [`png`] its charts as images. Every series is binned over the
+//! run's span at load time, so the HTML stays a few hundred kilobytes whether the run had a
+//! thousand tries or a million.
 
 pub mod html;
+pub mod png;
 
 use super::db::{self, DbError};
 use rusqlite::{params, Connection};

@@ -355,3 +355,16 @@ impl Drop for FileGroup {
         }
     }
 }
+
+/// Decode a PNG and check that it is not blank (it has more than a white background); its
+/// width and height.
+pub fn decode_png(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let px = &buf[..info.buffer_size()];
+    let samples = info.color_type.samples();
+    assert!(px.chunks(samples).any(|c| c[..3] != [255, 255, 255]), "{} is blank", path.display());
+    (info.width, info.height)
+}

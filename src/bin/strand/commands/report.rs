@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;
-use strand::monitoring::report::{database_of, html, Report};
+use strand::monitoring::report::{database_of, html, png, Report};
 
 /// `strand report` arguments.
 #[derive(clap::Args)]
@@ -23,6 +23,10 @@ pub struct Args {
     /// Also print the report's numbers as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Also write each chart of the page as DIR/NAME.png (1,800 pixels wide; running,
+    /// utilization, blocks, durations, workers, queued: those the run has).
+    #[arg(long, value_name = "DIR")]
+    png: Option<PathBuf>,
 }
 
 /// Write the page; exit 0 (2 when there is no database or it cannot be read).
@@ -34,7 +38,13 @@ pub fn exec(a: Args) -> Result<i32> {
         Some(p) => std::path::absolute(&p).with_context(|| format!("resolving {}", p.display()))?,
         None => database_of(&dir).with_file_name("report.html"),
     };
-    std::fs::write(&out, html::render(&report)).with_context(|| format!("writing {}", out.display()))?;
+    let page = html::page(&report);
+    std::fs::write(&out, &page.html).with_context(|| format!("writing {}", out.display()))?;
+    if let Some(dir) = &a.png {
+        let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        let files = png::write_figures(&page.figures, &dir)?;
+        eprintln!("strand: wrote {} chart(s) as PNG into {}", files.len(), dir.display());
+    }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     }
