@@ -9,7 +9,7 @@
 //! [`dfk`] holds the task graph of a driver; [`executor`] starts an interchange and its
 //! blocks through a [`provider`], each launcher started with [`launcher_options`];
 //! [`run_dir`] is where a run keeps its files;
-//! [`monitoring`] is what a run records and shows; [`bench`] measures all of it.
+//! [`monitoring`] is what a run records and shows; [`bench`](mod@bench) measures all of it.
 
 pub mod bench;
 pub mod block;

@@ -5,7 +5,8 @@
 //!   interchange and block, as a user running it pays).
 //! - Memory: the peak resident memory of `strand map` streaming S/10 and S arguments
 //!   (`:::: FILE`) to an interchange served by simulated managers (real ZeroMQ, no MPI; they
-//!   answer at once), so that only `strand map`'s own memory is measured.
+//!   answer at once), so that only `strand map`'s own memory is measured: as run by default
+//!   (its run database on), and with `--no-monitoring`, side by side.
 
 use super::sim::Served;
 use super::{at_least_one, BenchError};
@@ -51,6 +52,12 @@ pub struct GnuParallel {
     pub stream_peak_rss_mib: f64,
     /// Growth of the peak per argument beyond the tenth, bytes (flat: near 0).
     pub stream_bytes_per_task: f64,
+    /// The same three with `--no-monitoring`: the tenth's peak, MiB.
+    pub stream_no_monitoring_tenth_peak_rss_mib: f64,
+    /// With `--no-monitoring`: the whole stream's peak, MiB.
+    pub stream_no_monitoring_peak_rss_mib: f64,
+    /// With `--no-monitoring`: growth per argument beyond the tenth, bytes.
+    pub stream_no_monitoring_bytes_per_task: f64,
     /// Jobs that failed, or runs that did not exit 0 (should be 0).
     pub failed: u64,
 }
@@ -73,27 +80,35 @@ pub fn run(run_dir: &RunDir, o: &GnuParallelOptions) -> Result<GnuParallel, Benc
     strand.args(["map", "-j", &j, "--run-dir"]).arg(run_dir.file("map-speed")).args(["/bin/true", "::::"]).arg(&args);
     let strand = timed(&mut strand).map_err(|e| BenchError::Stalled(format!("running strand map: {e}")))?;
     failed += u64::from(!strand.ok);
-    let (mut tenth, mut whole) = (0.0, 0.0);
+    // Peaks in MiB: [monitoring on, off] x [a tenth, the whole stream].
+    let mut peaks = [[0.0; 2]; 2];
     if o.stream > 0 {
         let served = Served::start(run_dir, 2, 128, false, Duration::from_secs(60))?;
         let conn = run_dir.connection_file();
-        for (n, peak) in [(o.stream.div_ceil(10), &mut tenth), (o.stream, &mut whole)] {
+        for (i, n) in [o.stream.div_ceil(10), o.stream].into_iter().enumerate() {
             let file = run_dir.file(&format!("bench-stream-{n}"));
             write_numbers(&file, n)?;
-            let mut map = Command::new(strand_binary());
-            map.args(["map", "--connection"])
-                .arg(&conn)
-                .arg("--run-dir")
-                .arg(run_dir.file(&format!("map-stream-{n}")))
-                .args(["true", "::::"])
-                .arg(&file);
-            let r = timed(&mut map).map_err(|e| BenchError::Stalled(format!("streaming through strand map: {e}")))?;
-            failed += u64::from(!r.ok);
-            *peak = r.peak_rss_kib as f64 / 1024.0;
+            for (m, (flag, suffix)) in [(None, ""), (Some("--no-monitoring"), "-no-monitoring")].into_iter().enumerate()
+            {
+                let mut map = Command::new(strand_binary());
+                map.arg("map").args(flag).arg("--connection").arg(&conn).arg("--run-dir");
+                map.arg(run_dir.file(&format!("map-stream-{n}{suffix}"))).args(["true", "::::"]).arg(&file);
+                let r =
+                    timed(&mut map).map_err(|e| BenchError::Stalled(format!("streaming through strand map: {e}")))?;
+                failed += u64::from(!r.ok);
+                peaks[m][i] = r.peak_rss_kib as f64 / 1024.0;
+            }
         }
         served.stop()?;
     }
     let extra = o.stream - o.stream.div_ceil(10);
+    let per_task = |[tenth, whole]: [f64; 2]| {
+        if extra > 0 {
+            (whole - tenth) * 1024.0 * 1024.0 / extra as f64
+        } else {
+            0.0
+        }
+    };
     Ok(GnuParallel {
         bench: "gnu-parallel",
         tasks: o.tasks,
@@ -102,9 +117,12 @@ pub fn run(run_dir: &RunDir, o: &GnuParallelOptions) -> Result<GnuParallel, Benc
         strand_s: strand.seconds,
         speedup: gnu.seconds / strand.seconds,
         stream_tasks: o.stream,
-        stream_tenth_peak_rss_mib: tenth,
-        stream_peak_rss_mib: whole,
-        stream_bytes_per_task: if extra > 0 { (whole - tenth) * 1024.0 * 1024.0 / extra as f64 } else { 0.0 },
+        stream_tenth_peak_rss_mib: peaks[0][0],
+        stream_peak_rss_mib: peaks[0][1],
+        stream_bytes_per_task: per_task(peaks[0]),
+        stream_no_monitoring_tenth_peak_rss_mib: peaks[1][0],
+        stream_no_monitoring_peak_rss_mib: peaks[1][1],
+        stream_no_monitoring_bytes_per_task: per_task(peaks[1]),
         failed,
     })
 }

@@ -1,9 +1,10 @@
 //! Providers: how blocks are submitted to, watched on and cancelled from a batch system.
 //!
-//! A *block* is one batch job that runs `strand-launcher` on its nodes (see [`crate::local`] for
-//! the local equivalent, `mpirun ... strand-launcher`). A [`Provider`] submits a block from a
-//! ready-made batch script ([`BlockRequest::script`]; templates live elsewhere), reports the
-//! state of many blocks with one scheduler call, and cancels blocks.
+//! A *block* is one batch job that runs `strand-launcher` on its nodes (see
+//! [`crate::executor::local_block`] for the local equivalent, `mpirun ... strand-launcher`). A
+//! [`Provider`] submits a block from a ready-made batch script ([`BlockRequest::script`];
+//! templates live elsewhere), reports the state of many blocks with one scheduler call, and
+//! cancels blocks.
 //!
 //! Every scheduler command goes through [`run_command`]: a bounded wait, the child (and its
 //! process group) killed past the timeout, stderr kept for the error.

@@ -187,10 +187,20 @@ fn bench_gnu_parallel_times_both_and_streams_through_strand_map() {
     let (tenth, whole) =
         (r["stream_tenth_peak_rss_mib"].as_f64().expect("tenth"), r["stream_peak_rss_mib"].as_f64().expect("whole"));
     assert!(tenth > 1.0 && whole > 1.0, "peaks measured: {r}");
+    let (tenth, whole) = (
+        r["stream_no_monitoring_tenth_peak_rss_mib"].as_f64().expect("tenth, no monitoring"),
+        r["stream_no_monitoring_peak_rss_mib"].as_f64().expect("whole, no monitoring"),
+    );
+    assert!(tenth > 1.0 && whole > 1.0, "peaks without monitoring measured: {r}");
     let run_dir = default_run_dir(cwd.path());
     let streamed =
         std::fs::read_to_string(run_dir.join("map-stream-20000").join("checkpoint.jsonl")).expect("checkpoint");
     assert_eq!(streamed.lines().count(), 20_000, "every streamed argument answered once");
+    assert!(run_dir.join("map-stream-20000").join(strand::run_dir::MONITORING_DB).is_file(), "monitored");
+    let quiet = run_dir.join("map-stream-20000-no-monitoring");
+    let streamed = std::fs::read_to_string(quiet.join("checkpoint.jsonl")).expect("checkpoint, no monitoring");
+    assert_eq!(streamed.lines().count(), 20_000, "every streamed argument answered once, without monitoring too");
+    assert!(!quiet.join(strand::run_dir::MONITORING_DB).exists(), "not monitored");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! Split as the interchange is: [`state`] is the manager as plain data driven by events (a
 //! message from the interchange, a message from worker rank r, a tick with the current
 //! time), whose every effect goes through the [`ManagerComm`] trait of [`comm`], so it is
-//! tested without ZeroMQ, MPI or processes; [`run`] owns the DEALER socket, the pool
+//! tested without ZeroMQ, MPI or processes; `run` owns the DEALER socket, the pool
 //! communicator and the local executor, implements the trait and does the waiting.
 
 pub mod comm;
