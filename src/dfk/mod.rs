@@ -28,7 +28,7 @@ use crate::client::{Client, ClientError};
 use crate::connection::ConnectionInfo;
 use crate::task::{Failure, Outcome, TryResult};
 use crate::waker::{wait_readable, Waker};
-use crate::wire::{ClientMsg, ToClientMsg};
+use crate::wire::{ClientMsg, DropCounts, ToClientMsg};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -119,6 +119,8 @@ struct Shared {
     stop: AtomicBool,
     /// Set by [`Dfk::withdraw`]; the I/O thread acts on it (and clears it) in its next round.
     withdraw: AtomicBool,
+    /// Frames from the interchange that the client dropped, as of the I/O thread's last round.
+    dropped: Mutex<DropCounts>,
     /// Why the run database could not be written, once the I/O thread has stopped.
     monitoring_error: Mutex<Option<String>>,
     /// Where the managers that ran our tries are.
@@ -268,6 +270,7 @@ impl Dfk {
             waker,
             stop: AtomicBool::new(false),
             withdraw: AtomicBool::new(false),
+            dropped: Mutex::new(client.drops()),
             monitoring_error: Mutex::new(None),
             hosts: hosts::ManagerHosts::default(),
         });
@@ -349,6 +352,12 @@ impl Dfk {
     pub fn withdraw(&self) {
         self.shared.withdraw.store(true, Ordering::Release);
         self.shared.waker.wake();
+    }
+
+    /// Frames from the interchange this DFK dropped (failed checks or replays), by reason, as of
+    /// its I/O thread's last round; the interchange's own drops are in its status.
+    pub fn dropped(&self) -> DropCounts {
+        *self.shared.dropped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counters of the graph so far.
@@ -470,6 +479,10 @@ fn io_loop(
                 }
                 ToClientMsg::Ack { .. } => {}
             }
+        }
+        let drops = client.drops();
+        if drops.total() > 0 {
+            *shared.dropped.lock().unwrap_or_else(|p| p.into_inner()) = drops;
         }
         // Before this round sends anything: what is cancelled here is never sent, and the
         // interchange sees `Withdraw` after every try sent before it.

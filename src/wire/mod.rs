@@ -334,6 +334,28 @@ pub enum WireError {
     Malformed(String),
 }
 
+impl std::fmt::Display for DropCounts {
+    /// The reasons that counted, as `truncated 1, replayed 2` (`none` when nothing was dropped).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reasons = [
+            ("truncated", self.truncated),
+            ("malformed", self.malformed),
+            ("wrong version", self.wrong_version),
+            ("unauthenticated", self.unauthenticated),
+            ("oversized", self.oversized),
+            ("unexpected", self.unexpected),
+            ("stale results", self.stale_results),
+            ("replayed", self.replayed),
+        ];
+        let said: Vec<String> = reasons.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r} {n}")).collect();
+        if said.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&said.join(", "))
+        }
+    }
+}
+
 impl DropCounts {
     /// Count one dropped frame under its reason.
     pub fn count(&mut self, e: &WireError) {

@@ -101,7 +101,7 @@ fn svg_close(out: &mut String, at: usize, name: &'static str, figures: &mut Vec<
 }
 
 /// An SVG chart frame with a y axis from 0 to `ymax` and a time axis over `secs` seconds, after
-/// its `<h2>` title; returns where its `<svg>` starts (for [`svg_close`]).
+/// its `<h2>` title; returns what [`svg_open`] returned (for [`svg_close`]).
 fn frame(out: &mut String, title: &str, ymax: f64, ylabel: &str, secs: f64, height: f64) -> usize {
     let _ = write!(out, "<h2>{}</h2>", esc(title));
     let at = svg_open(out, title, height);
@@ -173,7 +173,8 @@ fn line(out: &mut String, vals: &[f64], ymax: f64, color: &str, dash: bool, heig
 fn legend(out: &mut String, names: &[(&str, &str)]) {
     // DejaVu Sans at 10 px is about 6 px a character.
     let width = |name: &str| 14.0 + 6.0 * name.chars().count() as f64 + 12.0;
-    let mut x = W - MR - names.iter().map(|(n, _)| width(n)).sum::<f64>();
+    // Right-aligned, but never over the y axis's label (a long legend runs off the right instead).
+    let mut x = (W - MR - names.iter().map(|(n, _)| width(n)).sum::<f64>()).max(ML + 100.0);
     for (name, color) in names {
         let _ = write!(
             out,

@@ -474,6 +474,7 @@ pub fn exec(a: Args) -> Result<i32> {
     }
     let tally = printer.join().unwrap_or_default();
     drop(progress);
+    super::say_dropped(&dfk);
     let db_error = dfk.shutdown();
     exe.stop();
     finish_monitoring(monitoring.as_ref(), db_error);

@@ -101,6 +101,15 @@ impl MonitoringArgs {
     }
 }
 
+/// Say on stderr what the DFK dropped from the interchange, if anything (a frame that failed
+/// its checks, or a replay): the interchange's own drops are in `strand status`, these are not.
+pub fn say_dropped(dfk: &strand::dfk::Dfk) {
+    let dropped = dfk.dropped();
+    if dropped.total() > 0 {
+        eprintln!("strand: warning: {} frame(s) from the interchange were dropped: {dropped}", dropped.total());
+    }
+}
+
 /// After the executor stopped: bring the database's blocks up to date (their last events are
 /// written as the executor stops) and say on stderr if the database could not be written
 /// (`error`, from `Dfk::shutdown`); the run itself went on either way.

@@ -104,6 +104,7 @@ fn run_workflow(
     for e in dfk.checkpoint_errors().iter().take(3) {
         eprintln!("strand: warning: could not write the checkpoint: {e}");
     }
+    super::say_dropped(&dfk);
     *db_error = dfk.shutdown();
     Ok(if left > 0 {
         3
