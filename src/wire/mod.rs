@@ -337,17 +337,8 @@ pub enum WireError {
 impl std::fmt::Display for DropCounts {
     /// The reasons that counted, as `truncated 1, replayed 2` (`none` when nothing was dropped).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reasons = [
-            ("truncated", self.truncated),
-            ("malformed", self.malformed),
-            ("wrong version", self.wrong_version),
-            ("unauthenticated", self.unauthenticated),
-            ("oversized", self.oversized),
-            ("unexpected", self.unexpected),
-            ("stale results", self.stale_results),
-            ("replayed", self.replayed),
-        ];
-        let said: Vec<String> = reasons.iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r} {n}")).collect();
+        let said: Vec<String> =
+            self.by_reason().iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{r} {n}")).collect();
         if said.is_empty() {
             f.write_str("none")
         } else {
@@ -369,16 +360,23 @@ impl DropCounts {
         }
     }
 
+    /// Each count with its reason's name, in the order warnings list them.
+    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
+        [
+            ("truncated", self.truncated),
+            ("malformed", self.malformed),
+            ("wrong version", self.wrong_version),
+            ("unauthenticated", self.unauthenticated),
+            ("oversized", self.oversized),
+            ("unexpected", self.unexpected),
+            ("stale results", self.stale_results),
+            ("replayed", self.replayed),
+        ]
+    }
+
     /// Total dropped frames and results.
     pub fn total(&self) -> u64 {
-        self.truncated
-            + self.malformed
-            + self.wrong_version
-            + self.unauthenticated
-            + self.oversized
-            + self.unexpected
-            + self.stale_results
-            + self.replayed
+        self.by_reason().iter().map(|(_, n)| n).sum()
     }
 }
 
