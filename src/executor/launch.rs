@@ -229,16 +229,17 @@ pub fn step_layout(nodes: u32, ranks_per_node: u32, steps: u32) -> Option<Vec<St
     Some(out)
 }
 
-/// `srun` for one job step of a block that runs several: `--exact` over its own nodes.
+/// `srun` for one job step: `--exact` over its own nodes (of a block that runs several), or over
+/// any free nodes of the allocation (a block that is one step of strand's own allocation).
 ///
 /// `nodelist` is shell text that expands to the step's comma-separated node names at run
-/// time; `cpus_per_task` shell text for the CPUs each rank gets (with `--exact` a step has
-/// only the CPUs it asks for, one per task unless told). `gpus` are the GPUs the step takes
-/// on each of its nodes, if any.
+/// time (`None`: Slurm picks them); `cpus_per_task` shell text for the CPUs each rank gets
+/// (with `--exact` a step has only the CPUs it asks for, one per task unless told). `gpus` are
+/// the GPUs the step takes on each of its nodes, if any.
 pub fn srun_step(
     step: &Step,
     mpi: &str,
-    nodelist: &str,
+    nodelist: Option<&str>,
     cpus_per_task: &str,
     gpus: Option<u32>,
     extra: &[String],
@@ -256,7 +257,9 @@ pub fn srun_step(
         "--mem=0".into(),
         format!("--nodes={}", step.nodes),
     ]);
-    w.push(Word::Shell("--nodelist=".into(), nodelist.into()));
+    if let Some(nodelist) = nodelist {
+        w.push(Word::Shell("--nodelist=".into(), nodelist.into()));
+    }
     w.extend(lits(&[format!("--ntasks={}", step.ranks), format!("--ntasks-per-node={per_node}")]));
     w.push(Word::Shell("--cpus-per-task=".into(), cpus_per_task.into()));
     if let Some(g) = gpus.filter(|g| *g > 0) {
@@ -383,7 +386,7 @@ mod tests {
     #[test]
     fn a_step_is_an_exact_srun_on_its_own_nodes() {
         let step = Step { first_node: 2, nodes: 2, ranks: 16 };
-        let w = srun_step(&step, "pmix", "$(slice 2 2)", "$cpt", Some(4), &[], &launcher());
+        let w = srun_step(&step, "pmix", Some("$(slice 2 2)"), "$cpt", Some(4), &[], &launcher());
         assert_eq!(
             render(&w),
             format!(
@@ -391,7 +394,7 @@ mod tests {
                  --ntasks=16 --ntasks-per-node=8 --cpus-per-task=\"$cpt\" --gpus-per-node=4 {TAIL}"
             )
         );
-        let w = srun_step(&step, "pmix", "$n", "$cpt", Some(0), &[], &launcher());
+        let w = srun_step(&step, "pmix", Some("$n"), "$cpt", Some(0), &[], &launcher());
         assert!(!render(&w).contains("gpus"), "no GPUs asked for when the step gets none");
     }
 }

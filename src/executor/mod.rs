@@ -63,6 +63,18 @@ pub enum ExecutorError {
         /// The path it names.
         path: String,
     },
+    /// An executor whose blocks are job steps of strand's own allocation, outside of one.
+    #[error(
+        "{origin}: executor {label:?}: provider = \"local\" with launch = \"srun\" runs each block as a job step of \
+         the Slurm allocation strand runs in, but this process is in none (SLURM_JOB_ID is not set): run strand \
+         inside sbatch or salloc (job-scripts/slurm-allocation.sbatch), or use provider = \"slurm\""
+    )]
+    NoAllocation {
+        /// The configuration file.
+        origin: String,
+        /// The executor's label.
+        label: String,
+    },
     /// The local block started but its manager never registered.
     #[error("the local block did not register within {secs} s; see {log}")]
     NotRegistered {
@@ -94,8 +106,9 @@ pub enum ExecutorError {
 }
 
 impl ExecutorConfig {
-    /// Refuse a local executor whose `launcher_path` is not a file, naming `origin` (its
-    /// configuration file), before anything is started or created.
+    /// Refuse a local executor whose `launcher_path` is not a file, or whose blocks are job
+    /// steps while this process is in no Slurm allocation, naming `origin` (its configuration
+    /// file), before anything is started or created.
     pub fn check_launcher(&self, origin: &str) -> Result<(), ExecutorError> {
         if self.provider == ProviderKind::Local && !Path::new(&self.launcher_path).is_file() {
             return Err(ExecutorError::NoLauncher {
@@ -103,6 +116,10 @@ impl ExecutorConfig {
                 label: self.label.clone(),
                 path: self.launcher_path.clone(),
             });
+        }
+        // Slurm's own variable: outside an allocation, srun would queue a new job per block.
+        if self.blocks_are_job_steps() && std::env::var_os("SLURM_JOB_ID").is_none_or(|v| v.is_empty()) {
+            return Err(ExecutorError::NoAllocation { origin: origin.into(), label: self.label.clone() });
         }
         Ok(())
     }
@@ -159,12 +176,11 @@ impl Executor {
     /// Check the configuration with [`ExecutorConfig::check_launcher`] first: blocks of a
     /// launcher that is not there fail, and the scaler then gives up (see [`Executor::failure`]).
     pub fn from_config(run_dir: RunDir, config: ExecutorConfig) -> Result<Executor, ExecutorError> {
-        let ix_opts = match config.provider {
-            ProviderKind::Local => {
-                InterchangeOptions { address: config.address.clone(), ..InterchangeOptions::local() }
-            }
+        let ix_opts = if config.blocks_on_this_machine() {
+            InterchangeOptions { address: config.address.clone(), ..InterchangeOptions::local() }
+        } else {
             // Blocks on compute nodes: the interchange's own heartbeat defaults, not the local ones.
-            _ => InterchangeOptions::remote(config.address.clone()),
+            InterchangeOptions::remote(config.address.clone())
         };
         let scaler_cfg = config.scaler_config(&run_dir);
         let mut exe = Executor::scaled(run_dir, &ix_opts, config.provider(), scaler_cfg)?;

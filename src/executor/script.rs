@@ -9,7 +9,7 @@
 //! (docs/fault-domains.md): a dead node or rank then costs only its step's pools.
 
 use super::config::{format_walltime, ExecutorConfig, ProviderKind};
-use super::launch::{launch_command, lits, render, srun_step, step_layout, LaunchKind, LaunchSpec, Word};
+use super::launch::{launch_command, lits, render, srun_step, step_layout, LaunchKind, LaunchSpec, Step, Word};
 use crate::block::BlockId;
 use crate::launcher_options::{BindPolicy, TaskLaunch};
 use crate::provider::safe_file_stem;
@@ -48,7 +48,7 @@ pub fn launcher_words(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId
     o.gpus_per_node = o.gpus_per_node.or(gpus);
     // Local blocks share this machine, and each would bind its ranks from core 0 up (--bind
     // auto), stacking every block on the same cores: leave them to the kernel.
-    if cfg.provider == ProviderKind::Local {
+    if cfg.blocks_on_this_machine() {
         o.bind = o.bind.or(Some(BindPolicy::None));
     }
     // Tasks start their MPI programs with the block's own launch command ($STRAND_MPI_PREFIX);
@@ -63,7 +63,7 @@ fn spec<'a>(cfg: &'a ExecutorConfig, hostfile: Option<&'a str>) -> LaunchSpec<'a
         kind: cfg.launch,
         nodes: cfg.nodes_per_block,
         ranks_per_node: cfg.ranks_per_node,
-        local: cfg.provider == ProviderKind::Local,
+        local: cfg.blocks_on_this_machine(),
         // The same user submits and runs the block, so this process tells.
         as_root: crate::process::is_root(),
         srun_mpi: &cfg.scheduler.mpi,
@@ -107,8 +107,35 @@ fn local_script(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId) -> S
     header(&mut s, cfg, block_id);
     body_start(&mut s, cfg, None);
     let launcher = launcher_words(cfg, conn_file, block_id, cfg.scheduler.gpus_per_node);
-    let _ = writeln!(s, "exec {}", render(&launch_command(&spec(cfg, None), &launcher)));
+    if cfg.blocks_are_job_steps() {
+        job_step_body(&mut s, cfg, &launcher);
+    } else {
+        let _ = writeln!(s, "exec {}", render(&launch_command(&spec(cfg, None), &launcher)));
+    }
     s
+}
+
+/// A block that is one `srun` job step of the allocation this script runs in (strand's own):
+/// `--exact` with every CPU of each node it takes, so blocks get disjoint whole nodes, and a
+/// block started while the others hold every node waits in srun until one ends.
+fn job_step_body(s: &mut String, cfg: &ExecutorConfig, launcher: &[Word]) {
+    let (n, r) = (cfg.nodes_per_block, cfg.ranks_per_node);
+    let _ = write!(
+        s,
+        r#"# provider = "local" with launch = "srun": this block is a job step of the allocation strand runs in.
+if [[ -z ${{SLURM_JOB_ID:-}} ]]; then
+    echo "strand-block: launch = srun with provider = local runs each block as a job step of the Slurm allocation strand runs in, but SLURM_JOB_ID is not set (run strand inside sbatch or salloc, or use provider = slurm)" >&2
+    exit 2
+fi
+# CPUs per rank, so that the step takes whole nodes (with --exact a step has only what it asks for).
+cpt=$((${{SLURM_CPUS_ON_NODE:-{r}}} / {r}))
+((cpt >= 1)) || cpt=1
+"#
+    );
+    let step = Step { first_node: 0, nodes: n, ranks: n.saturating_mul(r) };
+    let words =
+        srun_step(&step, &cfg.scheduler.mpi, None, "$cpt", cfg.scheduler.gpus_per_node, &cfg.launch_args, launcher);
+    let _ = writeln!(s, "exec {}", render(&words));
 }
 
 fn slurm_script(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId) -> String {
@@ -194,7 +221,7 @@ pids=()
                 .map(|g| if step.ranks >= r { g } else { (g as u64 * step.ranks as u64 / r as u64) as u32 });
         let launcher = launcher_words(cfg, conn_file, block_id, gpus);
         let nodelist = format!("$(slice {} {})", step.first_node, step.nodes);
-        let words = srun_step(step, &sched.mpi, &nodelist, "$cpt", gpus, &cfg.launch_args, &launcher);
+        let words = srun_step(step, &sched.mpi, Some(&nodelist), "$cpt", gpus, &cfg.launch_args, &launcher);
         let _ = writeln!(s, "run_step {i} {} &", render(&words));
         s.push_str("pids+=($!)\n");
     }

@@ -20,7 +20,7 @@ const BAD: &[(&str, &str, &str)] = &[
     ("provider = \"sge\"", "provider", "is not one of local, slurm, pbs"),
     ("launch = \"srun\"", "provider", "provider is missing"),
     ("provider = \"slurm\"\nlaunch = \"qrsh\"", "launch", "is not one of srun, aprun, mpiexec, mpirun, simple"),
-    ("provider = \"local\"\nlaunch = \"srun\"", "launch", "needs provider slurm"),
+    ("provider = \"local\"\nlaunch = \"srun\"\nsteps_per_block = 2", "steps_per_block", "already one job step"),
     ("provider = \"local\"\nlaunch = \"aprun\"", "launch", "needs provider pbs or slurm"),
     ("provider = \"slurm\"\nnodes_per_block = 0", "nodes_per_block", "at least 1"),
     ("provider = \"slurm\"\nnodes_per_block = -2", "nodes_per_block", "at least 1"),
@@ -166,9 +166,15 @@ fn every_example_config_parses_and_writes_block_scripts() {
     let files = example_configs();
     let names: Vec<String> =
         files.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
-    for want in
-        ["laptop.toml", "slurm-cluster.toml", "frontier.toml", "perlmutter.toml", "polaris.toml", "cray-xc-aprun.toml"]
-    {
+    for want in [
+        "laptop.toml",
+        "slurm-cluster.toml",
+        "slurm-allocation.toml",
+        "frontier.toml",
+        "perlmutter.toml",
+        "polaris.toml",
+        "cray-xc-aprun.toml",
+    ] {
         assert!(names.iter().any(|n| n == want), "examples/configs/{want} is missing: {names:?}");
     }
     let conn = Path::new("/home/u/runs/wf/connection.json");
@@ -211,6 +217,16 @@ fn every_example_config_parses_and_writes_block_scripts() {
     assert!(polaris.contains("mpiexec -n 64 -ppn 32 --hostfile \"$PBS_NODEFILE\""), "{polaris}");
     let xc = script_of("cray-xc-aprun.toml", None);
     assert!(xc.contains("aprun -n 512 -N 64"), "{xc}");
+    // Job steps of strand's own allocation: whole nodes Slurm picks, the launcher's own binding.
+    let steps = script_of("slurm-allocation.toml", None);
+    assert!(
+        steps.contains(
+            "exec srun --mpi=pmix --kill-on-bad-exit=0 --exact --mem=0 --nodes=1 --ntasks=32 --ntasks-per-node=32 \
+             --cpus-per-task=\"$cpt\" "
+        ) && !steps.contains("--nodelist")
+            && !steps.contains("--bind none"),
+        "{steps}"
+    );
 }
 
 /// `strand run WORKFLOW --config FILE --run-dir DIR`, bounded: (exit code, stdout, stderr).

@@ -376,6 +376,18 @@ fn the_docs_scaling_commands_run_at_a_small_size() {
     assert!(cwd.path().join("compare/strong-time.png").is_file());
 }
 
+/// The tails of every block's `.out` in the run directories under `runs`, for failure messages.
+fn block_outputs(runs: &Path) -> String {
+    std::fs::read_dir(runs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".out"))
+        .map(|e| format!("{}:\n{}", e.path().display(), tail(&e.path())))
+        .collect()
+}
+
 /// A sweep over 1 and 2 nodes of a real Slurm on loopback (tests/it/common/slurm.rs): the two
 /// one-node blocks of the largest point are submitted once, with sbatch, and reused (the
 /// 1-node point feeds one and holds the other); the points name their nodes and the executor.
@@ -404,14 +416,7 @@ fn strong_sweep_over_nodes_of_a_slurm_allocation() {
         .current_dir(cwd.path())
         .output_within(Duration::from_secs(300));
     if !out.status.success() {
-        let blocks: String = std::fs::read_dir(cwd.path().join("scaling/strong/runs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".out"))
-            .map(|e| format!("{}:\n{}", e.path().display(), tail(&e.path())))
-            .collect();
+        let blocks = block_outputs(&cwd.path().join("scaling/strong/runs"));
         panic!("{}\nblocks:\n{blocks}\nslurm:\n{}", String::from_utf8_lossy(&out.stderr), slurm.logs());
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -443,4 +448,91 @@ fn strong_sweep_over_nodes_of_a_slurm_allocation() {
     // The 1-node point's tries all ran on one block: its managers were the only ones fed.
     let one = points.iter().filter(|p| p.nodes == 1).map(|p| p.managers).collect::<Vec<_>>();
     assert_eq!(one, [1, 1]);
+}
+
+/// The same sweep inside one allocation, as docs/scaling.md shows it: `sbatch` of
+/// job-scripts/slurm-allocation.sbatch runs `strand bench strong` on the job's first node with
+/// an executor of provider = "local", launch = "srun", whose two blocks are job steps of that
+/// same job on its two nodes. Outside an allocation the same command is refused, naming why.
+#[test]
+fn strong_sweep_inside_one_slurm_allocation_runs_its_blocks_as_job_steps() {
+    let _file = crate::common::file_group(module_path!());
+    use crate::common::slurm::{wait_until, LocalSlurm, SlurmOptions};
+    let cwd = tempfile::tempdir().expect("cwd");
+    std::fs::write(
+        cwd.path().join("steps.toml"),
+        format!(
+            "[[executor]]\nlabel = \"steps\"\nprovider = \"local\"\nlaunch = \"srun\"\nlauncher_path = {:?}\n\
+             address = \"127.0.0.1\"\nranks_per_node = 2\nstrategy_period = 0.5\nblock_connect_timeout = 120\n",
+            bin("strand-launcher").display().to_string()
+        ),
+    )
+    .expect("config");
+    let sweep =
+        ["bench", "strong", "--config", "steps.toml", "--nodes", "1,2", "--tasks", "20", "--durations", "0,50ms"];
+
+    // Here, in no allocation: refused before anything starts.
+    let out = Command::new(bin("strand"))
+        .args(sweep)
+        .env_remove("SLURM_JOB_ID")
+        .current_dir(cwd.path())
+        .output_within(Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("steps.toml: executor \"steps\"") && err.contains("SLURM_JOB_ID is not set"), "{err}");
+    assert!(!cwd.path().join("scaling").exists(), "nothing was started or created: {err}");
+
+    let slurm = LocalSlurm::start_with(SlurmOptions { nodes: 2, cpus_per_node: 4 });
+    let script = repo().join("job-scripts/slurm-allocation.sbatch");
+    let dir = cwd.path().display().to_string();
+    let (export, chdir, output) = (
+        format!("--export=ALL,STRAND={}", bin("strand").display()),
+        format!("--chdir={dir}"),
+        format!("--output={dir}/job.out"),
+    );
+    let script = script.display().to_string();
+    let job = slurm.sbatch(&[&[export.as_str(), "--nodes=2", &chdir, &output, &script], &sweep[..]].concat());
+    // The job's steps, as squeue lists them while it runs (this Slurm keeps no accounting).
+    let mut steps = std::collections::BTreeSet::new();
+    wait_until(&format!("job {job} to end"), Duration::from_secs(300), || {
+        steps.extend(slurm.steps(&job));
+        slurm
+            .job_state(&job)
+            .is_some_and(|s| !matches!(s.as_str(), "PENDING" | "RUNNING" | "COMPLETING" | "CONFIGURING"))
+    });
+    let state = slurm.job_state(&job);
+    let job_out = std::fs::read_to_string(cwd.path().join("job.out")).unwrap_or_default();
+    assert_eq!(
+        state.as_deref(),
+        Some("COMPLETED"),
+        "{job_out}\nblocks:\n{}\nslurm:\n{}",
+        block_outputs(&cwd.path().join("scaling/strong/runs")),
+        slurm.logs()
+    );
+    let report = job_out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no report: {job_out}"));
+    let r: SweepReport = serde_json::from_str(report).unwrap_or_else(|e| panic!("{e}: {report}"));
+    assert_eq!((r.measured, r.failed, r.simulated), (4, 0, false), "{r:?}");
+    let points = results::read(&cwd.path().join("scaling/strong")).expect("results");
+    let mut shape: Vec<(u64, u64, u64, u64)> =
+        points.iter().map(|p| (p.nodes, p.workers, p.managers, (p.duration_s * 1e3) as u64)).collect();
+    shape.sort();
+    assert_eq!(shape, [(1, 1, 1, 0), (1, 1, 1, 50), (2, 2, 2, 0), (2, 2, 2, 50)]);
+    assert!(points.iter().all(|p| p.provenance.executor == "steps (local)" && p.failed == 0), "{points:?}");
+    // Two blocks, each a local script that ran `srun --exact` inside the job, neither resubmitted.
+    let runs: Vec<_> = std::fs::read_dir(cwd.path().join("scaling/strong/runs")).expect("runs").flatten().collect();
+    assert_eq!(runs.len(), 1, "one executor for the whole sweep");
+    let mut scripts: Vec<String> = std::fs::read_dir(runs[0].path())
+        .expect("run dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sh"))
+        .collect();
+    scripts.sort();
+    assert_eq!(scripts, ["steps-1.sh", "steps-2.sh"], "both blocks started once");
+    let text = std::fs::read_to_string(runs[0].path().join("steps-1.sh")).expect("script");
+    assert!(text.contains("exec srun --mpi=pmix --kill-on-bad-exit=0 --exact --mem=0 --nodes=1 --ntasks=2"), "{text}");
+    // Slurm ran them as job steps 0 and 1 of this job.
+    for step in ["0", "1"] {
+        assert!(steps.contains(&format!("{job}.{step}")), "step {step} of {job}: {steps:?}");
+    }
 }

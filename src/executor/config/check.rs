@@ -256,7 +256,8 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
             .ok_or_else(|| cx.err("launch", format!("launch = {l:?} is not one of {}", LAUNCH_NAMES.join(", "))))?,
     };
     let allowed: &[ProviderKind] = match launch {
-        LaunchKind::Srun => &[ProviderKind::Slurm],
+        // With local: each block an srun job step of the allocation strand runs in.
+        LaunchKind::Srun => &[ProviderKind::Slurm, ProviderKind::Local],
         LaunchKind::Aprun => &[ProviderKind::Pbs, ProviderKind::Slurm],
         _ => &[ProviderKind::Local, ProviderKind::Slurm, ProviderKind::Pbs],
     };
@@ -274,11 +275,17 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
     }
 
     let local = provider == ProviderKind::Local;
+    // Local job steps run on the allocation's nodes: shaped, addressed and timed as remote blocks.
+    let job_steps = local && launch == LaunchKind::Srun;
+    let this_machine = local && !job_steps;
     let nodes_per_block = cx.count("nodes_per_block", raw.nodes_per_block, 1, 1)?;
-    if local && nodes_per_block != 1 {
+    if this_machine && nodes_per_block != 1 {
         return Err(cx.err(
             "nodes_per_block",
-            format!("nodes_per_block = {nodes_per_block}: provider = \"local\" runs a block on this machine, so it must be 1"),
+            format!(
+                "nodes_per_block = {nodes_per_block}: provider = \"local\" runs a block on this machine, so it must be \
+                 1 (or launch = \"srun\", to run blocks as job steps of the Slurm allocation strand runs in)"
+            ),
         ));
     }
     if launch == LaunchKind::Simple && nodes_per_block != 1 {
@@ -292,7 +299,7 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
     let default_ranks = match (launch, provider) {
         (LaunchKind::Simple, _) => 1,
         // As `strand run` without a config: a manager plus one worker rank per core.
-        (_, ProviderKind::Local) => local_cores() + 1,
+        (_, ProviderKind::Local) if this_machine => local_cores() + 1,
         // One rank per node owning the node (set launcher.local_slots, or more ranks).
         _ => 1,
     };
@@ -311,6 +318,15 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
         return Err(cx.err(
             "steps_per_block",
             format!("steps_per_block = {steps_per_block} is more than {MAX_STEPS} concurrent job steps"),
+        ));
+    }
+    if steps_per_block > 1 && job_steps {
+        return Err(cx.err(
+            "steps_per_block",
+            format!(
+                "steps_per_block = {steps_per_block}: with provider = \"local\" every block is already one job step \
+                 of the allocation, so it must be 1 (more blocks give more fault domains)"
+            ),
         ));
     }
     if steps_per_block > 1 && launch != LaunchKind::Srun {
@@ -396,7 +412,8 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
         ));
     }
     let strategy_period = cx.secs("strategy_period", raw.strategy_period, 5.0, false)?;
-    let connect_default = if local { 60.0 } else { 600.0 };
+    // A job step may wait for nodes that other blocks' steps still hold.
+    let connect_default = if this_machine { 60.0 } else { 600.0 };
     let block_connect_timeout = cx.secs("block_connect_timeout", raw.block_connect_timeout, connect_default, false)?;
 
     let launcher_path = match raw.launcher_path {
@@ -432,7 +449,7 @@ fn check_executor(table: toml::Table, index: usize, origin: &str) -> Result<Exec
             return Err(cx.err("address", "address = \"\" must be an IP address or a host name".into()))
         }
         Some(a) => a,
-        None if local => "127.0.0.1".into(),
+        None if this_machine => "127.0.0.1".into(),
         None => crate::host::hostname(),
     };
 

@@ -259,6 +259,18 @@ pub const LAUNCHER_KEYS: [&str; 9] = [
 ];
 
 impl ExecutorConfig {
+    /// Blocks are `srun` job steps of the Slurm allocation `strand` itself runs in
+    /// (`provider = "local"` with `launch = "srun"`): started here, running on the
+    /// allocation's nodes.
+    pub fn blocks_are_job_steps(&self) -> bool {
+        self.provider == ProviderKind::Local && self.launch == LaunchKind::Srun
+    }
+
+    /// Every rank of a block runs on this machine (the local provider, but not job steps).
+    pub fn blocks_on_this_machine(&self) -> bool {
+        self.provider == ProviderKind::Local && !self.blocks_are_job_steps()
+    }
+
     /// Task slots a block brings, estimated from its shape until its managers say so.
     ///
     /// Each pool has one manager; its other ranks are workers with `--slots-per-worker`

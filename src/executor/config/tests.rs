@@ -36,6 +36,19 @@ fn defaults_follow_the_provider() {
 }
 
 #[test]
+fn local_srun_blocks_are_job_steps_shaped_and_addressed_as_remote_blocks() {
+    let e = one("[[executor]]\nlabel = \"s\"\nprovider = \"local\"\nlaunch = \"srun\"\nnodes_per_block = 4\n");
+    assert!(e.blocks_are_job_steps() && !e.blocks_on_this_machine());
+    assert_eq!((e.nodes_per_block, e.ranks_per_node, e.walltime_s), (4, 1, 0));
+    assert_eq!(e.address, crate::host::hostname());
+    assert_eq!(e.strategy.block_connect_timeout, Duration::from_secs(600));
+    let e = one("[[executor]]\nlabel = \"l\"\nprovider = \"local\"\n");
+    assert!(!e.blocks_are_job_steps() && e.blocks_on_this_machine());
+    let e = parse("[[executor]]\nlabel = \"l\"\nprovider = \"local\"\nnodes_per_block = 2\n").unwrap_err();
+    assert!(e.to_string().contains("or launch = \"srun\""), "{e}");
+}
+
+#[test]
 fn errors_name_file_executor_key_and_accepted_values() {
     let e = parse("[[executor]]\nlabel = \"frontier\"\nprovider = \"sge\"\n").unwrap_err();
     assert_eq!(e.to_string(), "config.toml: executor \"frontier\": provider = \"sge\" is not one of local, slurm, pbs");
