@@ -388,6 +388,21 @@ fn block_outputs(runs: &Path) -> String {
         .collect()
 }
 
+/// The one run directory under `runs` (a `--config` sweep has one executor for all its points)
+/// and the names of the block scripts in it that end in `ext`, sorted.
+fn block_scripts(runs: &Path, ext: &str) -> (std::path::PathBuf, Vec<String>) {
+    let dirs: Vec<_> = std::fs::read_dir(runs).expect("runs").flatten().collect();
+    assert_eq!(dirs.len(), 1, "one executor for the whole sweep");
+    let mut scripts: Vec<String> = std::fs::read_dir(dirs[0].path())
+        .expect("run dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(ext))
+        .collect();
+    scripts.sort();
+    (dirs[0].path(), scripts)
+}
+
 /// A sweep over 1 and 2 nodes of a real Slurm on loopback (tests/it/common/slurm.rs): the two
 /// one-node blocks of the largest point are submitted once, with sbatch, and reused (the
 /// 1-node point feeds one and holds the other); the points name their nodes and the executor.
@@ -435,15 +450,7 @@ fn strong_sweep_over_nodes_of_a_slurm_allocation() {
         }
     }
     // Two blocks in all, in the sweep's one run directory, each run as its own job.
-    let runs: Vec<_> = std::fs::read_dir(cwd.path().join("scaling/strong/runs")).expect("runs").flatten().collect();
-    assert_eq!(runs.len(), 1, "one executor for the whole sweep");
-    let mut scripts: Vec<String> = std::fs::read_dir(runs[0].path())
-        .expect("run dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".sbatch"))
-        .collect();
-    scripts.sort();
+    let (_, scripts) = block_scripts(&cwd.path().join("scaling/strong/runs"), ".sbatch");
     assert_eq!(scripts, ["cluster-1.sbatch", "cluster-2.sbatch"], "both blocks submitted once, neither again");
     // The 1-node point's tries all ran on one block: its managers were the only ones fed.
     let one = points.iter().filter(|p| p.nodes == 1).map(|p| p.managers).collect::<Vec<_>>();
@@ -519,17 +526,9 @@ fn strong_sweep_inside_one_slurm_allocation_runs_its_blocks_as_job_steps() {
     assert_eq!(shape, [(1, 1, 1, 0), (1, 1, 1, 50), (2, 2, 2, 0), (2, 2, 2, 50)]);
     assert!(points.iter().all(|p| p.provenance.executor == "steps (local)" && p.failed == 0), "{points:?}");
     // Two blocks, each a local script that ran `srun --exact` inside the job, neither resubmitted.
-    let runs: Vec<_> = std::fs::read_dir(cwd.path().join("scaling/strong/runs")).expect("runs").flatten().collect();
-    assert_eq!(runs.len(), 1, "one executor for the whole sweep");
-    let mut scripts: Vec<String> = std::fs::read_dir(runs[0].path())
-        .expect("run dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".sh"))
-        .collect();
-    scripts.sort();
+    let (run_dir, scripts) = block_scripts(&cwd.path().join("scaling/strong/runs"), ".sh");
     assert_eq!(scripts, ["steps-1.sh", "steps-2.sh"], "both blocks started once");
-    let text = std::fs::read_to_string(runs[0].path().join("steps-1.sh")).expect("script");
+    let text = std::fs::read_to_string(run_dir.join("steps-1.sh")).expect("script");
     assert!(text.contains("exec srun --mpi=pmix --kill-on-bad-exit=0 --exact --mem=0 --nodes=1 --ntasks=2"), "{text}");
     // Slurm ran them as job steps 0 and 1 of this job.
     for step in ["0", "1"] {
