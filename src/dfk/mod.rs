@@ -419,6 +419,13 @@ impl Drop for Dfk {
     }
 }
 
+/// Records handed to the run database's writer at once, at most every [`HANDOFF_EVERY`]: each
+/// handoff wakes the writer, which on a busy node takes a core from the run.
+const HANDOFF_RECORDS: usize = 4096;
+
+/// Longest records wait in the graph before they go to the writer.
+const HANDOFF_EVERY: Duration = Duration::from_millis(50);
+
 /// The I/O thread: ready tries out, results in, liveness of the interchange.
 fn io_loop(
     mut client: Client,
@@ -429,6 +436,7 @@ fn io_loop(
 ) {
     let poll_every = cfg.monitoring.as_ref().map(|m| m.poll);
     let mut last_poll: Option<Instant> = None;
+    let mut last_handoff = Instant::now();
     let mut asking = hosts::Asking::default();
     let mut last_heard = Instant::now();
     let mut last_ping = Instant::now();
@@ -547,10 +555,20 @@ fn io_loop(
             shared.progress.notify_all();
         }
         shared.graph().flush_events();
+        let mut records_held = false;
         if let Some(db) = &db {
             // Taken under the lock, handed over outside it.
-            let records = shared.graph().take_records();
-            db.send(records);
+            let due = now.saturating_duration_since(last_handoff) >= HANDOFF_EVERY;
+            let records = {
+                let mut g = shared.graph();
+                let taken = g.take_records_if(HANDOFF_RECORDS, due);
+                records_held = g.has_records();
+                taken
+            };
+            if !records.is_empty() {
+                db.send(records);
+                last_handoff = now;
+            }
             if let Some(every) = poll_every {
                 if last_poll.is_none_or(|t| now.saturating_duration_since(t) >= every) {
                     let _ = client.send(&ClientMsg::Status);
@@ -567,6 +585,9 @@ fn io_loop(
         let mut wait = if ready > 0 && refused_until.is_some() { Duration::from_millis(5) } else { ping_every };
         if let Some(every) = poll_every {
             wait = wait.min(every);
+        }
+        if records_held {
+            wait = wait.min(HANDOFF_EVERY);
         }
         let mut fds = vec![shared.waker_fd()];
         if let Some(fd) = client.fd() {

@@ -1,6 +1,6 @@
 //! What the DFK tells the run database: one typed record per transition, buffered under the
-//! graph's lock (a push onto a vector) and handed to the database's writer thread once per I/O
-//! round, outside the lock.
+//! graph's lock (a push onto a vector) and handed to the database's writer thread in batches,
+//! outside the lock.
 
 use super::events::State;
 use crate::task::{Failure, Outcome, Ran};

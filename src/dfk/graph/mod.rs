@@ -280,7 +280,7 @@ pub struct Graph {
     memoize_by_default: bool,
     /// Where state transitions are recorded, if anywhere.
     events: Option<EventLog>,
-    /// Records for the run database, taken by the I/O thread each round (`None`: not kept).
+    /// Records for the run database, taken by the I/O thread in batches (`None`: not kept).
     records: Option<Vec<Record>>,
     /// The latest task declaring each output file, so readers of the file run after it.
     producers: HashMap<String, TaskFuture>,
@@ -377,6 +377,20 @@ impl Graph {
     /// The records since the last call, for the run database's writer.
     pub fn take_records(&mut self) -> Vec<Record> {
         self.records.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Those records if there are at least `min` of them, or `due` and any at all (else none):
+    /// the writer is woken once per batch, not once per I/O round.
+    pub fn take_records_if(&mut self, min: usize, due: bool) -> Vec<Record> {
+        match &mut self.records {
+            Some(r) if r.len() >= min || (due && !r.is_empty()) => std::mem::take(r),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether records wait to be taken.
+    pub fn has_records(&self) -> bool {
+        self.records.as_ref().is_some_and(|r| !r.is_empty())
     }
 
     fn event(&mut self, id: TaskId, state: State, attempt: u32, detail: Option<String>) {

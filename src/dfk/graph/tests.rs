@@ -230,3 +230,19 @@ fn function_inputs_are_appended_to_args() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Records wait in the graph until a batch is full or the handoff is due, and none are lost.
+#[test]
+fn records_are_handed_over_by_the_batch_or_when_due() {
+    let mut g = Graph::new(ClientId(1));
+    g.keep_records();
+    assert!(!g.has_records() && g.take_records_if(1, true).is_empty());
+    g.add(Call::shell("a"));
+    g.add(Call::shell("b"));
+    assert!(g.take_records_if(3, false).is_empty(), "two records: not a batch of three, not due");
+    assert!(g.has_records());
+    assert_eq!(g.take_records_if(2, false).len(), 2, "a full batch goes");
+    g.add(Call::shell("c"));
+    assert_eq!(g.take_records_if(100, true).len(), 1, "a due one goes alone");
+    assert!(!g.has_records());
+}

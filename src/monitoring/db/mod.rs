@@ -1,8 +1,9 @@
 //! The run database: `RUN_DIR/monitoring.db`, SQLite in WAL mode, written by one thread.
 //!
-//! The DFK hands [`Record`]s over a bounded channel once per I/O round; the writer gathers them
-//! for up to [`COMMIT_EVERY`] and writes them in one transaction, so the hot path pays a vector
-//! push per transition and SQLite pays one commit per half second. A task that is submitted and
+//! The DFK hands [`Record`]s over a bounded channel in batches (4,096, or every 50 ms: each
+//! handoff wakes the writer); the writer gathers them for up to [`COMMIT_EVERY`] and writes them
+//! in one transaction, so the hot path pays a vector push per transition and SQLite pays one
+//! commit per half second. A task that is submitted and
 //! ends within one commit is written as one row. Another process may read the file while the run
 //! goes (`strand report`). If writing fails (a full disk), the writer keeps draining the channel
 //! so that the run never waits on it, and [`RunDb::finish`] returns the error.
