@@ -86,30 +86,46 @@ pub struct FunctionCall {
     pub args: Vec<u8>,
 }
 
-/// Shared bytes on the wire as one byte string (the same bytes as a sequence of `u8`, in
-/// one copy instead of one call per byte).
-mod shared_bytes {
-    use serde::{Deserializer, Serializer};
-    use std::sync::Arc;
-
-    pub fn serialize<S: Serializer>(bytes: &Arc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        serde_bytes::serialize(bytes.as_slice(), s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<Vec<u8>>, D::Error> {
-        serde_bytes::deserialize::<Vec<u8>, D>(d).map(Arc::new)
-    }
-}
-
 /// A Python function as the driver pickled it, once: every call of it shares these bytes
-/// (one copy in the DFK), and a worker interpreter unpickles it once and keeps it by `key`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// (one copy in the DFK), and a worker interpreter unpickles it once and keeps it by `key`. On
+/// the wire its bytes travel once per frame ([`crate::wire::functions`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PythonFunction {
     /// The first 16 bytes of the BLAKE3 hash of `pickled`: the worker interpreter's cache key.
     pub key: [u8; 16],
     /// `pickle.dumps((driver's sys.path, cloudpickle.dumps(function), its (major, minor) version))`.
-    #[serde(with = "shared_bytes")]
     pub pickled: std::sync::Arc<Vec<u8>>,
+}
+
+/// A [`PythonFunction`] as it is written: its key, and its bytes unless an earlier try of the
+/// same frame carried them (one byte string, in one copy, not one call per byte).
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "PythonFunction")]
+struct FunctionOnWire<'a> {
+    key: [u8; 16],
+    #[serde(borrow, with = "serde_bytes")]
+    pickled: Option<std::borrow::Cow<'a, [u8]>>,
+}
+
+impl Serialize for PythonFunction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let whole = crate::wire::functions::write_whole(&self.key);
+        let pickled = whole.then(|| std::borrow::Cow::Borrowed(self.pickled.as_slice()));
+        FunctionOnWire { key: self.key, pickled }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PythonFunction {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = FunctionOnWire::deserialize(d)?;
+        let pickled = match w.pickled {
+            Some(bytes) => crate::wire::functions::read_whole(&w.key, bytes.into_owned()),
+            None => crate::wire::functions::read_by_key(&w.key).ok_or_else(|| {
+                serde::de::Error::custom("a Python function named by key before any try of the frame carried it")
+            })?,
+        };
+        Ok(PythonFunction { key: w.key, pickled })
+    }
 }
 
 impl PythonFunction {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 use strand::task::{Try, TryResult};
+use strand::wire::functions;
 
 /// Manager -> worker: a batch of tries (`Vec<WorkerTry>`).
 pub const TAG_TRIES: i32 = 11;
@@ -94,9 +95,9 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
-/// Encode a pool message body.
+/// Encode a pool message body (a Python function's bytes once in it, as on the wire).
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
-    match bincode::serde::encode_to_vec(msg, config()) {
+    match functions::encoding(|| bincode::serde::encode_to_vec(msg, config())) {
         Ok(v) => v,
         Err(e) => unreachable!("encoding plain data into memory failed: {e}"),
     }
@@ -104,7 +105,7 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 
 /// Decode a pool message body; `None` if it does not decode (counted by the caller).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
-    bincode::serde::decode_from_slice(bytes, config()).ok().map(|(v, _)| v)
+    functions::decoding(|| bincode::serde::decode_from_slice(bytes, config())).ok().map(|(v, _)| v)
 }
 
 /// Encode results for the manager.
@@ -127,5 +128,23 @@ mod tests {
         assert_eq!(ToWorker::Stop.encode(), (TAG_STOP, vec![]));
         let (tag, body) = ToWorker::Tries(vec![]).encode();
         assert_eq!((tag, decode::<Vec<WorkerTry>>(&body)), (TAG_TRIES, Some(vec![])));
+    }
+
+    /// A batch of tries of one Python function carries its bytes once, as a wire frame does.
+    #[test]
+    fn a_batch_carries_a_python_function_once() {
+        use strand::task::{App, ClientId, PythonCall, PythonFunction, Resources, TaskId, TaskSpec, TryId};
+        let f = PythonFunction::new(vec![9u8; 20_000]);
+        let tries: Vec<WorkerTry> = (0..50)
+            .map(|i| {
+                let app = App::Python(PythonCall { interpreter: "python3".into(), function: f.clone(), args: vec![1] });
+                let spec =
+                    TaskSpec { app, walltime_ms: None, priority: 0, outputs: vec![], resources: Resources::default() };
+                WorkerTry::plain(Try { id: TryId { client: ClientId(1), task: TaskId(i), attempt: 0 }, spec })
+            })
+            .collect();
+        let (_, body) = ToWorker::Tries(tries.clone()).encode();
+        assert!(body.len() < 2 * 20_000, "{} bytes", body.len());
+        assert_eq!(decode::<Vec<WorkerTry>>(&body), Some(tries));
     }
 }

@@ -13,6 +13,7 @@
 //! check is dropped and counted by the receiver; decoding never panics.
 
 mod batch;
+pub mod functions;
 pub use batch::{encoded_len, split_by_size, TooLarge, BATCH_OVERHEAD};
 
 use crate::block::BlockId;
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Protocol version; bump on any incompatible change to a message below.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Bytes of header before the body.
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 1 + 8 + 8;
 /// Bytes of MAC after the body.
@@ -474,7 +475,8 @@ impl Codec {
         out.extend_from_slice(&self.run_id.to_le_bytes());
         out.extend_from_slice(&seq.to_le_bytes());
         // Encoding into a Vec cannot fail for our own plain-data messages.
-        if let Err(e) = bincode::serde::encode_into_std_write(msg, &mut out, bincode_config()) {
+        let written = functions::encoding(|| bincode::serde::encode_into_std_write(msg, &mut out, bincode_config()));
+        if let Err(e) = written {
             unreachable!("encoding a Strand message into memory failed: {e}");
         }
         let mac = blake3::keyed_hash(&self.key.0, &out);
@@ -512,8 +514,9 @@ impl Codec {
         }
         let seq = u64::from_le_bytes(read8(&frame[16..24]));
         let body = &signed[HEADER_LEN..];
-        let (msg, used) = bincode::serde::decode_from_slice::<M, _>(body, bincode_decode_config())
-            .map_err(|e| WireError::Malformed(e.to_string()))?;
+        let (msg, used) =
+            functions::decoding(|| bincode::serde::decode_from_slice::<M, _>(body, bincode_decode_config()))
+                .map_err(|e| WireError::Malformed(e.to_string()))?;
         if used != body.len() {
             return Err(WireError::Malformed(format!("{} trailing bytes after the message", body.len() - used)));
         }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::task::*;
+use std::sync::Arc;
 
 fn codec() -> Codec {
     Codec::new(Key([7u8; 32]), 42)
@@ -142,4 +143,61 @@ fn byte_fields_go_as_one_string_with_the_layout_of_a_u8_sequence() {
     let (back, _): (PythonCall, usize) =
         bincode::serde::decode_from_slice(&enc, bincode_decode_config()).expect("decodes");
     assert_eq!(back, call);
+}
+
+/// A try of Python function `f` with arguments `args`.
+fn python_try(task: u64, f: &PythonFunction, args: &[u8]) -> Try {
+    Try {
+        id: TryId { client: ClientId(1), task: TaskId(task), attempt: 0 },
+        spec: TaskSpec {
+            app: App::Python(PythonCall { interpreter: "python3".into(), function: f.clone(), args: args.to_vec() }),
+            walltime_ms: None,
+            priority: 0,
+            outputs: vec![],
+            resources: Resources::default(),
+        },
+    }
+}
+
+fn function_of(t: &Try) -> &PythonFunction {
+    match &t.spec.app {
+        App::Python(p) => &p.function,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A frame of 100 tries of two 10 kB functions carries each function once, decodes to the same
+/// tries, and its tries of one function share one copy; the next frame carries them again.
+#[test]
+fn python_functions_travel_once_per_frame() {
+    let c = codec();
+    let (f, g) = (PythonFunction::new(vec![1u8; 10_000]), PythonFunction::new(vec![2u8; 10_000]));
+    let tries: Vec<Try> = (0..100).map(|i| python_try(i, if i % 2 == 0 { &f } else { &g }, b"args")).collect();
+    let whole: usize = tries.iter().map(encoded_len).sum();
+    assert!(whole > 100 * 10_000, "counted alone, each try carries its function: {whole}");
+    for seq in [1, 2] {
+        let frame = c.encode(&ToManagerMsg::Tasks(tries.clone()), seq);
+        assert!(frame.len() < 2 * 10_000 + 100 * 100, "both functions once: {} bytes", frame.len());
+        let (_, back): (Header, ToManagerMsg) = c.decode(&frame).expect("decodes");
+        let ToManagerMsg::Tasks(back) = back else { panic!("{back:?}") };
+        assert_eq!(back, tries);
+        let shared = |i: usize, j: usize| Arc::ptr_eq(&function_of(&back[i]).pickled, &function_of(&back[j]).pickled);
+        assert!(shared(0, 98) && shared(1, 99) && !shared(0, 1));
+    }
+}
+
+/// A frame whose try names a function by key before any try carried it is malformed, not a
+/// try with no function.
+#[test]
+fn a_function_named_before_it_was_carried_is_malformed() {
+    let c = codec();
+    let f = PythonFunction::new(vec![3u8; 100]);
+    let msg = ToManagerMsg::Tasks(vec![python_try(0, &f, b"a")]);
+    // Encoded in a frame that has (it believes) carried the function already.
+    let body = functions::encoding(|| {
+        assert!(functions::write_whole(&f.key));
+        bincode::serde::encode_to_vec(&msg, bincode_config()).expect("encodes")
+    });
+    let frame = seal(&c, Channel::ToManager, &body);
+    assert!(matches!(c.decode::<ToManagerMsg>(&frame), Err(WireError::Malformed(m)) if m.contains("named by key")));
 }
