@@ -57,6 +57,7 @@ impl Comm for Sink {
         self.0 += r.len();
     }
     fn send_refused(&mut self, _c: ClientId, _t: Vec<TryId>, _l: u64) {}
+    fn send_samples(&mut self, _c: ClientId, _s: strand::sample::Samples) {}
 }
 
 fn dispatch(c: &mut Criterion) {

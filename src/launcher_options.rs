@@ -86,6 +86,9 @@ const DEFAULT_WORKER_HEARTBEAT_S: f64 = 1.0;
 const DEFAULT_WORKER_THRESHOLD_S: f64 = 30.0;
 /// Default of `--connect-timeout`, in seconds.
 const DEFAULT_CONNECT_TIMEOUT_S: u64 = 120;
+/// Default of `--resource-interval`, in seconds: a row per running try every 10 s is cheap for
+/// SQLite up to ~100,000 busy workers; larger runs raise it.
+const DEFAULT_RESOURCE_INTERVAL_S: f64 = 10.0;
 
 /// Options of `strand-launcher` beyond its connection file, block id and logging; the same
 /// struct is an executor's `[executor.launcher]` table (its keys are the flags' names with `_`).
@@ -136,6 +139,24 @@ pub struct LauncherOptions {
     /// Seconds to wait for the interchange to answer registration before giving up. [default: 120]
     #[arg(long, value_name = "SECONDS")]
     pub connect_timeout: Option<u64>,
+    /// Seconds between resource samples: each rank reads the CPU time and resident memory of
+    /// its running commands and Python tries (with their child processes) and its node's load
+    /// and memory from /proc; managers send them to the run database. 0: off. [default: 10]
+    #[arg(long, value_name = "SECONDS", value_parser = interval_secs)]
+    pub resource_interval: Option<f64>,
+}
+
+/// An interval on the command line: a number of seconds, 0 (off) or more.
+fn interval_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if is_interval_secs(v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds (0 for off, or more)")),
+    }
+}
+
+/// Whether `v` is usable as a sampling interval: 0 (off), or as [`is_positive_secs`].
+pub fn is_interval_secs(v: f64) -> bool {
+    v == 0.0 || is_positive_secs(v)
 }
 
 /// A number of seconds on the command line: finite and more than zero.
@@ -192,6 +213,14 @@ impl LauncherOptions {
         Duration::from_secs(self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT_S))
     }
 
+    /// Time between resource samples; `None`: not sampled.
+    pub fn resource_interval(&self) -> Option<Duration> {
+        match self.resource_interval {
+            Some(0.0) => None,
+            v => Some(secs(v, DEFAULT_RESOURCE_INTERVAL_S)),
+        }
+    }
+
     /// The set options as `strand-launcher` flags, in field order (parsing them gives `self`).
     pub fn to_args(&self) -> Vec<String> {
         let mut a = vec![];
@@ -215,6 +244,7 @@ impl LauncherOptions {
         flag("worker-heartbeat", real(self.worker_heartbeat));
         flag("worker-threshold", real(self.worker_threshold));
         flag("connect-timeout", big(self.connect_timeout));
+        flag("resource-interval", real(self.resource_interval));
         a
     }
 }
@@ -250,6 +280,7 @@ pub(crate) mod tests {
             worker_heartbeat: Some(0.25),
             worker_threshold: Some(90.0),
             connect_timeout: Some(600),
+            resource_interval: Some(2.5),
         }
     }
 
@@ -275,7 +306,7 @@ pub(crate) mod tests {
             all.to_args().join(" "),
             "--pool-size 8 --walltime 7200 --drain-margin 60 --gpus-per-node 4 --bind numa --task-launch srun \
              --slots-per-worker 2 --prefetch 0 --local-slots 64 --worker-heartbeat 0.25 --worker-threshold 90 \
-             --connect-timeout 600"
+             --connect-timeout 600 --resource-interval 2.5"
         );
     }
 
@@ -288,6 +319,8 @@ pub(crate) mod tests {
         assert_eq!(o.worker_heartbeat(), Duration::from_secs(1));
         assert_eq!(o.worker_threshold(), Duration::from_secs(30));
         assert_eq!(o.connect_timeout(), Duration::from_secs(120));
+        assert_eq!(o.resource_interval(), Some(Duration::from_secs(10)));
+        assert_eq!(LauncherOptions { resource_interval: Some(0.0), ..o }.resource_interval(), None);
     }
 
     #[test]
@@ -304,6 +337,7 @@ pub(crate) mod tests {
             ("--worker-heartbeat", DEFAULT_WORKER_HEARTBEAT_S.to_string()),
             ("--worker-threshold", DEFAULT_WORKER_THRESHOLD_S.to_string()),
             ("--connect-timeout", DEFAULT_CONNECT_TIMEOUT_S.to_string()),
+            ("--resource-interval", DEFAULT_RESOURCE_INTERVAL_S.to_string()),
         ] {
             let at = help.find(&format!("{flag} <")).unwrap_or_else(|| panic!("{flag} not in help"));
             // This flag's text ends where the next flag's `--name <VALUE>` begins.

@@ -8,7 +8,7 @@
 //! [`wire`] and [`connection`] are how processes talk; [`interchange`] brokers tries;
 //! [`dfk`] holds the task graph of a driver; [`executor`] starts an interchange and its
 //! blocks through a [`provider`], each launcher started with [`launcher_options`];
-//! [`run_dir`] is where a run keeps its files;
+//! [`run_dir`] is where a run keeps its files; [`sample`] is what running tries and nodes use;
 //! [`monitoring`] is what a run records and shows; [`bench`](mod@bench) measures all of it.
 
 pub mod bench;
@@ -26,6 +26,7 @@ pub mod monitoring;
 pub mod process;
 pub mod provider;
 pub mod run_dir;
+pub mod sample;
 pub mod task;
 pub mod text;
 pub(crate) mod waker;

@@ -30,6 +30,7 @@ pub mod group;
 pub mod manager;
 pub mod placement;
 pub mod pool_msg;
+pub mod sampler;
 pub mod stop;
 pub mod task_mpi;
 pub mod wide;
@@ -155,7 +156,11 @@ pub fn launch(args: LauncherArgs, registry: Registry) -> i32 {
         let per_worker = u64::from(args.options.slots_per_worker());
         let first_slot = (pool.rank() as u64 - 1) * per_worker + 1;
         let exec = Executor::numbered(per_worker as usize, first_slot, Arc::clone(&registry));
-        worker::run_worker(&pool, exec, &registry, args.options.worker_heartbeat(), cpus.as_ref(), &stop, &log);
+        let timers = worker::WorkerTimers {
+            heartbeat: args.options.worker_heartbeat(),
+            resource_interval: args.options.resource_interval(),
+        };
+        worker::run_worker(&pool, exec, &registry, &timers, cpus.as_ref(), &stop, &log);
         0
     };
     drop(pool);
@@ -205,6 +210,7 @@ fn run_as_manager(
         gpu_ids: crate::wide::gpu_ids(o.gpus_per_node, std::env::var("CUDA_VISIBLE_DEVICES").ok()),
         mpi,
         mpi_functions: registry.mpi_names().into_iter().map(str::to_string).collect(),
+        resource_interval: o.resource_interval(),
     };
     let local = (pool.size() == 1).then(|| Executor::new(o.local_slots() as usize, registry));
     match run_manager(pool, &conn, cfg, local, stop, log) {

@@ -20,8 +20,10 @@ pub const TAG_STOP: i32 = 13;
 pub const TAG_HEARTBEAT: i32 = 14;
 /// Manager -> each member of an MPI function try: run it (body: a [`GroupTry`]).
 pub const TAG_GROUP: i32 = 15;
-/// The tag of `MPI_Comm_create_group` over a try's members (none of the tags above).
+/// The tag of `MPI_Comm_create_group` over a try's members (none of the other tags).
 pub const TAG_CREATE_GROUP: i32 = 16;
+/// Worker -> manager: resource samples (body: [`strand::sample::Samples`]).
+pub const TAG_SAMPLES: i32 = 17;
 
 /// A worker's rank in its pool communicator (the manager is rank 0).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

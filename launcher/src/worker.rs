@@ -3,8 +3,9 @@
 use crate::backoff::Backoff;
 use crate::exec::{Executor, Registry};
 use crate::pool_msg::{
-    self, GroupTry, WorkerHello, WorkerTry, TAG_GROUP, TAG_HEARTBEAT, TAG_RESULTS, TAG_STOP, TAG_TRIES,
+    self, GroupTry, WorkerHello, WorkerTry, TAG_GROUP, TAG_HEARTBEAT, TAG_RESULTS, TAG_SAMPLES, TAG_STOP, TAG_TRIES,
 };
+use crate::sampler::Sampler;
 use crate::stop::StopFlag;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -21,15 +22,24 @@ pub enum WorkerExit {
     Signalled,
 }
 
+/// How often a worker tells its manager that it is alive, and what its tries use.
+pub struct WorkerTimers {
+    /// Between heartbeats.
+    pub heartbeat: std::time::Duration,
+    /// Between resource samples (`None`: not sampled).
+    pub resource_interval: Option<std::time::Duration>,
+}
+
 /// Run the worker loop on `pool` (this rank is not rank 0) until stopped, telling the
-/// manager every `heartbeat` that this rank is alive (so a hung rank can be told apart) and
-/// where it runs: its host and `cpus`, the rank's binding (`None`: unknown). Its part of an MPI
-/// function try runs on this thread (the one that calls MPI), from `registry`.
+/// manager every heartbeat that this rank is alive (so a hung rank can be told apart) and
+/// where it runs: its host and `cpus`, the rank's binding (`None`: unknown); and, every
+/// resource interval, what its running tries and its node use. Its part of an MPI function try
+/// runs on this thread (the one that calls MPI), from `registry`.
 pub fn run_worker(
     pool: &SimpleCommunicator,
     executor: Executor,
     registry: &Registry,
-    heartbeat: std::time::Duration,
+    timers: &WorkerTimers,
     cpus: Option<&BTreeSet<u32>>,
     stop: &StopFlag,
     log: &Logger,
@@ -41,6 +51,7 @@ pub fn run_worker(
     // The node's name as its batch system knows it: wide tries name their nodes to srun with it.
     let hello = pool_msg::encode(&WorkerHello { host: strand::host::node_name(), cpus: cpus.cloned() });
     let mut next_heartbeat = std::time::Instant::now();
+    let mut sampler = Sampler::new(timers.resource_interval, next_heartbeat);
     let mut backoff = Backoff::default();
     let mut running = 0usize;
     let mut done: Vec<TryResult> = Vec::new();
@@ -76,9 +87,13 @@ pub fn run_worker(
         if told_to_stop {
             break WorkerExit::Stopped;
         }
-        if std::time::Instant::now() >= next_heartbeat {
+        let now = std::time::Instant::now();
+        if now >= next_heartbeat {
             manager.send_with_tag(&hello[..], TAG_HEARTBEAT);
-            next_heartbeat = std::time::Instant::now() + heartbeat;
+            next_heartbeat = now + timers.heartbeat;
+        }
+        if let Some(samples) = sampler.as_mut().and_then(|s| s.take(now, Some(&executor))) {
+            manager.send_with_tag(&pool_msg::encode(&samples)[..], TAG_SAMPLES);
         }
         if stop.is_set() {
             break WorkerExit::Signalled;

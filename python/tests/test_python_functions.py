@@ -193,6 +193,28 @@ def test_the_configurations_python_runs_the_functions(tmp_path):
         strand.Dfk.from_config(str(bad), run_dir=str(tmp_path / "run2"))
 
 
+def test_a_python_try_is_sampled_with_its_interpreter(tmp_path):
+    import sqlite3
+
+    config = tmp_path / "sampled.toml"
+    config.write_text('[[executor]]\nlabel = "here"\nprovider = "local"\nranks_per_node = 2\n'
+                      '[executor.launcher]\nresource_interval = 0.1\n')
+    run = tmp_path / "run"
+
+    def hold(mib, seconds):
+        import time
+
+        held = b"x" * (mib << 20)
+        time.sleep(seconds)
+        return len(held)
+
+    with strand.Dfk.from_config(str(config), run_dir=str(run)) as d:
+        assert d.submit(hold, 48, 1.0).result(timeout=LIMIT) == 48 << 20
+    db = sqlite3.connect(str(run / "monitoring.db"))
+    n, rss = db.execute("SELECT count(*), max(rss_kib) FROM try_samples").fetchone()
+    assert n >= 3 and rss >= 48 * 1024, f"{n} samples, {rss} KiB at most"
+
+
 def fake_python(tmp_path, name, body):
     """An "interpreter" that runs ``body`` with the real one, whatever it is asked to run."""
     import sys

@@ -486,6 +486,11 @@ fn io_loop(
                     ended = true;
                 }
                 ToClientMsg::Ack { .. } => {}
+                ToClientMsg::Samples(samples) => {
+                    if let Some(db) = &db {
+                        db.send(vec![crate::monitoring::record::Record::Samples(samples)]);
+                    }
+                }
             }
         }
         let drops = client.drops();

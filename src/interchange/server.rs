@@ -7,6 +7,7 @@
 use super::dispatch::{Comm, DispatchConfig, Dispatcher};
 use crate::connection::ConnectionInfo;
 use crate::run_dir::CONNECTION_FILE;
+use crate::sample::Samples;
 use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
 use crate::wire::{
     random_id, split_by_size, ClientMsg, Codec, DropCounts, Key, ManagerMode, ManagerMsg, Message, ReplayGuard,
@@ -210,6 +211,12 @@ impl Comm for ZmqComm<'_> {
         let socket = self.clients;
         self.send(socket, client.0, &ToClientMsg::Refused { tries, limit });
     }
+    fn send_samples(&mut self, client: ClientId, samples: Samples) {
+        let socket = self.clients;
+        let Samples { tries, nodes } = samples;
+        self.send_batches(socket, client.0, tries, |tries| ToClientMsg::Samples(Samples { tries, nodes: vec![] }));
+        self.send_batches(socket, client.0, nodes, |nodes| ToClientMsg::Samples(Samples { tries: vec![], nodes }));
+    }
 }
 
 /// Most frames taken from one socket before looking at the other, so neither starves.
@@ -389,6 +396,7 @@ impl Interchange {
                     self.send_to_manager(m, &ToManagerMsg::Reregister);
                 }
                 ManagerMsg::Results(results) => self.dispatcher.results(m, results, now),
+                ManagerMsg::Samples(samples) => self.dispatcher.samples(m, samples, now),
                 ManagerMsg::Heartbeat => {
                     self.dispatcher.touch(m, now);
                     self.send_to_manager(m, &ToManagerMsg::Heartbeat);

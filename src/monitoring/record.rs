@@ -3,6 +3,7 @@
 //! outside the lock.
 
 use super::events::State;
+use crate::sample::Samples;
 use crate::task::{Failure, Outcome, Ran};
 use crate::wire::ManagerStatus;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -118,4 +119,6 @@ pub enum Record {
         /// Tries queued at the interchange.
         queued: u64,
     },
+    /// What running tries (of this client) and nodes used, as their launchers sampled it.
+    Samples(Samples),
 }

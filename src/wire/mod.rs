@@ -17,13 +17,14 @@ pub mod functions;
 pub use batch::{encoded_len, split_by_size, TooLarge, BATCH_OVERHEAD};
 
 use crate::block::BlockId;
+use crate::sample::Samples;
 use crate::task::{ManagerId, Try, TryId, TryResult};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Protocol version; bump on any incompatible change to a message below.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Bytes of header before the body.
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 1 + 8 + 8;
 /// Bytes of MAC after the body.
@@ -184,6 +185,8 @@ pub enum ToClientMsg {
     Stopping,
     /// Answer to `Withdraw` (in batches): these tries were taken out of the queue and will not run.
     Withdrawn(Vec<TryId>),
+    /// What the client's running tries, and the nodes that run them, used lately.
+    Samples(Samples),
 }
 
 impl Message for ToClientMsg {
@@ -232,6 +235,9 @@ pub enum ManagerMsg {
         /// Extra tries it wants queued.
         prefetch: u32,
     },
+    /// What its running tries and nodes used since the last such message (sent at the
+    /// launcher's `--resource-interval`).
+    Samples(Samples),
 }
 
 impl Message for ManagerMsg {

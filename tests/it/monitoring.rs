@@ -197,6 +197,70 @@ fn command_resource_use_is_measured() {
     assert!(html.contains("id=\"rss-python3\">"), "the page has the resource table");
 }
 
+/// The launchers sample running tries and their nodes: a try's memory and CPU time over its
+/// run, the node's load and memory, and the report's charts of them.
+#[test]
+fn running_tries_and_nodes_are_sampled() {
+    let _file = crate::common::file_group(module_path!());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (run, config) = (dir.path().join("run"), dir.path().join("sampled.toml"));
+    std::fs::write(
+        &config,
+        "[[executor]]\nlabel = \"sampled\"\nprovider = \"local\"\nranks_per_node = 3\n\
+         [executor.launcher]\nresource_interval = 0.1\n",
+    )
+    .expect("config");
+    let memory = "import time; b = b'x' * (48 << 20); time.sleep(1.5)";
+    let cpu = "import time; t = time.time(); exec('while time.time() - t < 1.5: pass')";
+    let out = Command::new(bin("strand"))
+        .args(["map", "--config"])
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&run)
+        .args(["python3 -c {}", ":::", memory, cpu])
+        .output_within(Duration::from_secs(120));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = db(&run);
+    let peak = |name: &str| -> (i64, i64, i64) {
+        c.query_row(
+            "SELECT count(*), max(s.rss_kib), max(s.cpu_us) FROM try_samples s JOIN tasks t USING (run, task) \
+             WHERE t.name = ?1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect(name)
+    };
+    let (n, rss, _) = peak(memory);
+    assert!(n >= 3, "a 1.5 s try sampled every 0.1 s: {n} samples");
+    assert!(rss >= 48 * 1024, "48 MiB held: {rss} KiB at most");
+    let (n, rss_cpu, spent) = peak(cpu);
+    assert!(n >= 3 && rss_cpu < rss, "{n} samples, {rss_cpu} KiB");
+    assert!(spent >= 500_000, "a 1.5 s busy loop: {spent} µs of CPU at its last sample");
+    // CPU time never goes back between one try's samples.
+    let went_back = count(
+        &c,
+        "SELECT count(*) FROM try_samples a JOIN try_samples b USING (run, task, attempt) \
+         WHERE b.t_us > a.t_us AND b.cpu_us < a.cpu_us",
+    );
+    assert_eq!(went_back, 0);
+    let host = strand::host::node_name();
+    let (nodes, total): (i64, i64) = c
+        .query_row("SELECT count(*), min(mem_total_kib) FROM node_samples WHERE host = ?1", [&host], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("node samples");
+    assert!(nodes >= 3 && total > 0, "{nodes} samples of {host}, {total} KiB");
+    let (j, html) = report(&run);
+    let s = &j["sampled"];
+    assert_eq!((s["tries"].as_u64(), s["nodes"].as_u64()), (Some(2), Some(1)), "{s}");
+    let most = |key: &str| s[key].as_array().expect(key).iter().filter_map(|v| v.as_f64()).fold(0.0, f64::max);
+    assert!(most("try_rss_kib") >= 48.0 * 1024.0, "{}", s["try_rss_kib"]);
+    assert!(most("try_cores") >= 0.5, "{}", s["try_cores"]);
+    for chart in ["Resident memory of running tries", "Cores kept busy by running tries", "Node load"] {
+        assert!(html.contains(chart), "{chart}");
+    }
+}
+
 /// Wait (bounded) until `sql` counts at least `n` in the database of `dir`.
 fn wait_count(dir: &Path, sql: &str, n: i64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -332,7 +396,7 @@ fn bad_databases_are_named() {
     let out = Command::new(bin("strand")).arg("report").arg(&other).output_within(Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("schema version 99") && err.contains("reads version 1"), "{err}");
+    assert!(err.contains("schema version 99") && err.contains("reads versions 1 to 2"), "{err}");
 }
 
 /// The lines docs/monitoring.md shows, run as they are (in a fresh directory, `strand` on PATH).

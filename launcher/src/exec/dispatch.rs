@@ -30,7 +30,7 @@ pub fn execute_tracked(
             (o, c.cwd.as_deref(), u)
         }
         App::Function(f) => (run_function_within(registry, f, spec.walltime_ms), None, Usage::default()),
-        App::Python(p) => (python.run(p, spec.walltime_ms), None, Usage::default()),
+        App::Python(p) => (python.run(p, spec.walltime_ms, groups), None, Usage::default()),
     };
     let outcome = match outcome {
         // Outputs are checked here, on the worker, because only it sees the files.

@@ -1,8 +1,26 @@
 //! Process groups of running commands, so a stopping launcher can kill them all and start no more.
 
-use std::collections::HashSet;
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use strand::sample::{TreeUsage, TrySample};
+use strand::task::TryId;
+
+thread_local! {
+    /// The try this slot thread runs now ([`for_try`]): what its spawns are sampled as.
+    static RUNNING_FOR: Cell<Option<TryId>> = const { Cell::new(None) };
+}
+
+/// Run `f` as try `id` on this thread: the commands it spawns, and the interpreter it lends,
+/// are sampled as that try's. The slot thread wraps each try in it, so the command code below
+/// it needs no try id.
+pub(crate) fn for_try<R>(id: TryId, f: impl FnOnce() -> R) -> R {
+    let before = RUNNING_FOR.with(|c| c.replace(Some(id)));
+    let r = f();
+    RUNNING_FOR.with(|c| c.set(before));
+    r
+}
 
 /// The process groups of the commands running under one executor.
 ///
@@ -25,9 +43,12 @@ struct Inner {
 
 #[derive(Default, Debug)]
 struct State {
-    running: HashSet<i32>,
+    /// Each running command's pgid, with the try it runs for (`None` outside [`for_try`]).
+    running: HashMap<i32, Option<TryId>>,
     /// Groups killed by `kill_all`, so their tries end as `Shutdown`, not `Signal`.
     killed: HashSet<i32>,
+    /// Processes that outlive their tries (warm interpreters), each lent to the one it runs now.
+    lent: HashMap<i32, TryId>,
 }
 
 /// What [`RunningGroups::spawn`] did.
@@ -60,7 +81,8 @@ impl RunningGroups {
         }
         match cmd.spawn() {
             Ok(child) => {
-                self.state().running.insert(child.id() as i32);
+                let owner = RUNNING_FOR.with(Cell::get);
+                self.state().running.insert(child.id() as i32, owner);
                 Spawned::Child(child)
             }
             Err(e) => Spawned::Failed(e),
@@ -81,11 +103,36 @@ impl RunningGroups {
         let mut closed = self.inner.closed.write().unwrap_or_else(|p| p.into_inner());
         *closed = true;
         let mut s = self.state();
-        let running: Vec<i32> = s.running.iter().copied().collect();
+        let running: Vec<i32> = s.running.keys().copied().collect();
         for pgid in running {
             kill_group(pgid);
             s.killed.insert(pgid);
         }
+    }
+
+    /// Count `pid` (a warm interpreter) as the current try's until the guard drops; outside
+    /// [`for_try`] nothing is lent.
+    pub(crate) fn lend(&self, pid: i32) -> Lent<'_> {
+        let owner = RUNNING_FOR.with(Cell::get);
+        if let Some(id) = owner {
+            self.state().lent.insert(pid, id);
+        }
+        Lent { groups: self, pid: owner.map(|_| pid) }
+    }
+
+    /// A sample of every running try's process tree, taken at `t_us`. The lock is held while
+    /// `/proc` is read, so no command is reaped (and its pid reused) meanwhile.
+    pub fn sample(&self, t_us: u64) -> Vec<TrySample> {
+        let s = self.state();
+        let owned = s.running.iter().filter_map(|(pid, id)| Some((*pid, (*id)?)));
+        let lent = s.lent.iter().map(|(pid, id)| (*pid, *id));
+        owned
+            .chain(lent)
+            .filter_map(|(pid, id)| {
+                let usage: TreeUsage = strand::sample::process_tree(pid)?;
+                Some(TrySample { id, t_us, usage })
+            })
+            .collect()
     }
 
     /// Whether `kill_all` has been called.
@@ -101,6 +148,20 @@ impl RunningGroups {
     /// Whether no command is running now.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A process lent to a try by [`RunningGroups::lend`]; dropping it ends the loan.
+pub(crate) struct Lent<'a> {
+    groups: &'a RunningGroups,
+    pid: Option<i32>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            self.groups.state().lent.remove(&pid);
+        }
     }
 }
 

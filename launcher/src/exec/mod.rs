@@ -118,6 +118,12 @@ impl Executor {
         self.shared.running.load(Ordering::Acquire)
     }
 
+    /// What the running commands and Python tries use now (functions run inside this process
+    /// and are not told apart), each sample stamped `t_us`.
+    pub fn sample(&self, t_us: u64) -> Vec<strand::sample::TrySample> {
+        self.shared.groups.sample(t_us)
+    }
+
     /// How many slot threads run tries.
     pub fn slots(&self) -> usize {
         self.threads.len()
@@ -164,7 +170,7 @@ fn slot(number: u64, inbox: &Receiver<Job>, done: &Sender<TryResult>, registry: 
             // Function panics are caught inside; this catches bugs in the launcher's own
             // code, so that even then the try gets its one result and the slot survives.
             let o = catch_unwind(AssertUnwindSafe(|| {
-                execute_tracked(registry, &t.spec, cpus.as_ref(), &shared.groups, &mut python)
+                groups::for_try(t.id, || execute_tracked(registry, &t.spec, cpus.as_ref(), &shared.groups, &mut python))
             }))
             .unwrap_or_else(|p| {
                 let failure = Failure::Panic { message: strand::text::panic_message(p.as_ref()) };
@@ -309,6 +315,31 @@ mod tests {
         ex.submit(try_of(3, function("noop", b"")));
         assert_eq!(recv(&ex).outcome, Outcome::Failed(Failure::Shutdown));
         ex.shutdown();
+    }
+
+    #[test]
+    fn a_running_command_is_sampled_as_its_try() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let started = dir.path().join("started");
+        let ex = Executor::new(2, Arc::new(Registry::with_builtins()));
+        assert!(ex.sample(1).is_empty(), "nothing runs");
+        // A shell with a child of its own: the sample covers both.
+        ex.submit(try_of(4, shell(&format!("sleep 30 & touch {}; wait", started.display()))));
+        let t = Instant::now();
+        let samples = loop {
+            let s = ex.sample(9);
+            if started.exists() && s.first().is_some_and(|s| s.usage.processes == 2) {
+                break s;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "never sampled both processes: {s:?}");
+            std::thread::yield_now();
+        };
+        assert_eq!(samples.len(), 1);
+        assert_eq!((samples[0].id, samples[0].t_us), (try_of(4, function("noop", b"")).id, 9));
+        assert!(samples[0].usage.rss_kib > 0, "{samples:?}");
+        ex.kill_running();
+        assert_eq!(recv(&ex).outcome, Outcome::Failed(Failure::Shutdown));
+        assert!(ex.sample(10).is_empty(), "an ended try is not sampled");
     }
 
     #[test]

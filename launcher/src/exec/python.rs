@@ -10,6 +10,7 @@
 //! exception it raised). An interpreter that dies fails only its try, and the next try starts
 //! a fresh one; one past the walltime is killed with its try.
 
+use super::groups::RunningGroups;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -167,8 +168,9 @@ enum Cut {
 }
 
 impl PythonSlot {
-    /// Run one Python try on this slot's interpreter (starting it if needed).
-    pub fn run(&mut self, call: &PythonCall, walltime_ms: Option<u64>) -> Outcome {
+    /// Run one Python try on this slot's interpreter (starting it if needed), the interpreter
+    /// lent to the try in `groups` while it runs, so resource samples count it as the try's.
+    pub fn run(&mut self, call: &PythonCall, walltime_ms: Option<u64>, groups: &RunningGroups) -> Outcome {
         let deadline = walltime_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
         if self.warm.as_ref().is_some_and(|i| i.path != call.interpreter) {
             self.warm = None;
@@ -184,11 +186,14 @@ impl PythonSlot {
             }
         }
         let Some(py) = self.warm.as_mut() else { return Outcome::Failed(Failure::Shutdown) };
+        let lent = groups.lend(py.child.id() as i32);
         let sent = py.send(call);
         let answer = match sent {
             Ok(()) => py.answer(deadline),
             Err(_) => Err(Cut::Closed),
         };
+        // Before the interpreter may be reaped below: a reaped pid can be reused.
+        drop(lent);
         match answer {
             Ok(a) => match a.split_first() {
                 Some((0, value)) => Outcome::Done(value.to_vec()),

@@ -5,6 +5,7 @@
 //! sockets, MPI or processes.
 
 use crate::pool_msg::{ToWorker, WorkerRank};
+use strand::sample::Samples;
 use strand::task::Try;
 use strand::wire::ManagerMsg;
 
@@ -16,4 +17,6 @@ pub trait ManagerComm {
     fn to_worker(&mut self, rank: WorkerRank, msg: ToWorker);
     /// Run a try on the manager's own slots (a pool of one rank); its result comes back as an event.
     fn run_locally(&mut self, t: Try);
+    /// Sample, now, what the manager's own rank runs (its local slots) and its node.
+    fn sample_here(&mut self) -> Samples;
 }

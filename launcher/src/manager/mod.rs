@@ -50,6 +50,8 @@ pub struct ManagerConfig {
     pub mpi: crate::task_mpi::MpiLaunch,
     /// The registry's MPI functions: a function try naming one runs on every rank it asks for.
     pub mpi_functions: std::collections::BTreeSet<String>,
+    /// How often the pool's resource samples go to the interchange (`None`: not sampled).
+    pub resource_interval: Option<Duration>,
 }
 
 /// Why a manager could not run.

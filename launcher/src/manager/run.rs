@@ -9,7 +9,8 @@ use super::state::{ManagerState, PoolInfo};
 use super::{ManagerConfig, ManagerError, ManagerExit};
 use crate::backoff::Backoff;
 use crate::exec::Executor;
-use crate::pool_msg::{self, ToWorker, WorkerHello, WorkerRank, TAG_HEARTBEAT, TAG_RESULTS};
+use crate::pool_msg::{self, ToWorker, WorkerHello, WorkerRank, TAG_HEARTBEAT, TAG_RESULTS, TAG_SAMPLES};
+use crate::sampler::Sampler;
 use crate::stop::StopFlag;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::request::{Request, StaticScope};
@@ -61,6 +62,8 @@ struct Transport<'a> {
     /// Sends to workers not yet completed.
     sends: Vec<PendingSend>,
     local: Option<Executor>,
+    /// This rank's own resource samples (its local slots and node); `None`: not sampled.
+    sampler: Option<Sampler>,
     log: &'a Logger,
 }
 
@@ -109,6 +112,10 @@ impl ManagerComm for Transport<'_> {
         if let Some(exec) = &self.local {
             exec.submit(t);
         }
+    }
+
+    fn sample_here(&mut self) -> strand::sample::Samples {
+        self.sampler.as_mut().map(|s| s.take_now(self.local.as_ref())).unwrap_or_default()
     }
 }
 
@@ -159,6 +166,13 @@ impl Transport<'_> {
                 continue;
             };
             m.worker_results(WorkerRank(status.source_rank()), results, Instant::now());
+        }
+        while let Some(probed) = self.pool.any_process().immediate_matched_probe_with_tag(TAG_SAMPLES) {
+            let (bytes, status) = probed.matched_receive_vec::<u8>();
+            match pool_msg::decode::<strand::sample::Samples>(&bytes) {
+                Some(samples) => m.worker_samples(samples),
+                None => warn!(self.log, "undecodable resource samples from a worker"; "rank" => status.source_rank()),
+            }
         }
         got
     }
@@ -230,9 +244,19 @@ pub fn run_manager(
         host: strand::host::hostname(),
         mpi_version: mpi::environment::library_version().unwrap_or_default().trim().to_string(),
     };
+    let sampler = Sampler::new(cfg.resource_interval, Instant::now());
     let mut m = ManagerState::new(cfg, info, Instant::now(), log.clone());
-    let mut t =
-        Transport { pool, socket, codec: conn.codec(), seq: 0, last_seen_seq: 0, sends: Vec::new(), local, log };
+    let mut t = Transport {
+        pool,
+        socket,
+        codec: conn.codec(),
+        seq: 0,
+        last_seen_seq: 0,
+        sends: Vec::new(),
+        local,
+        sampler,
+        log,
+    };
     m.start(&mut t);
     let exit = serve(&mut m, &mut t, stop);
     m.finish(exit, &mut t);

@@ -13,6 +13,7 @@ use slog::{debug, info, warn, Logger};
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use strand::block::BlockId;
+use strand::sample::Samples;
 use strand::task::{App, Failure, Outcome, Try, TryId, TryResult};
 use strand::wire::{ManagerMsg, Registration, ToManagerMsg};
 
@@ -100,6 +101,10 @@ pub struct ManagerState {
     groups: Groups,
     /// Results not yet sent to the interchange.
     results: Vec<TryResult>,
+    /// Resource samples from the workers, sent at the next [`ManagerState::timers`] due.
+    samples: Samples,
+    /// When the samples go next (`None`: the pool is not sampled).
+    next_samples: Option<Instant>,
     /// When the interchange was last heard from.
     last_heard: Instant,
     /// Silence from the interchange past this stops the pool (the connect timeout until registered).
@@ -135,6 +140,8 @@ impl ManagerState {
             wide: WidePlanner::new(cfg.id, cfg.gpu_ids.clone(), cfg.mpi.clone()),
             groups: Groups::default(),
             results: Vec::new(),
+            samples: Samples::default(),
+            next_samples: cfg.resource_interval.map(|_| now),
             last_heard: now,
             threshold: cfg.connect_timeout,
             heartbeat_period: Duration::from_secs(30),
@@ -359,7 +366,31 @@ impl ManagerState {
             comm.to_interchange(ManagerMsg::Heartbeat);
             self.next_heartbeat = now + self.heartbeat_period;
         }
+        if let (Some(due), Some(every)) = (self.next_samples, self.cfg.resource_interval) {
+            if now >= due {
+                self.next_samples = Some(now + every);
+                self.send_samples(comm);
+            }
+        }
         None
+    }
+
+    /// A worker's resource samples: kept for the next send (a node's latest only).
+    pub fn worker_samples(&mut self, samples: Samples) {
+        if self.next_samples.is_some() {
+            self.samples.merge(samples);
+        }
+    }
+
+    /// Send the workers' samples with this rank's own. Before registration the interchange
+    /// would refuse them (and ask to register again), so they are let go: they are
+    /// measurements, and the next ones come an interval later.
+    fn send_samples(&mut self, comm: &mut impl ManagerComm) {
+        let mut samples = std::mem::take(&mut self.samples);
+        samples.merge(comm.sample_here());
+        if !self.registering && !samples.is_empty() {
+            comm.to_interchange(ManagerMsg::Samples(samples));
+        }
     }
 
     /// Whether ranks hold or wait for work, so results must be polled for (MPI has no fd to sleep on).
@@ -370,7 +401,8 @@ impl ManagerState {
     /// How long an idle manager may sleep on the interchange's socket at `now`: until its next
     /// heartbeat, capped so signals are seen promptly.
     pub fn idle_wait(&self, now: Instant) -> Duration {
-        self.next_heartbeat.saturating_duration_since(now).min(IDLE_WAIT_CAP)
+        let next = self.next_samples.map_or(self.next_heartbeat, |s| s.min(self.next_heartbeat));
+        next.saturating_duration_since(now).min(IDLE_WAIT_CAP)
     }
 
     /// The manager stops for `exit`: say goodbye unless told to stop, and stop every worker.

@@ -6,6 +6,7 @@ use super::{ManagerComm, ManagerConfig, ManagerExit};
 use crate::pool_msg::{ToWorker, WorkerHello, WorkerRank, WorkerTry};
 use std::time::{Duration, Instant};
 use strand::block::BlockId;
+use strand::sample::{NodeSample, Samples, TreeUsage, TrySample};
 use strand::task::{
     App, ClientId, CommandSpec, Failure, FunctionCall, ManagerId, Outcome, Program, Resources, TaskId, TaskSpec, Try,
     TryId, TryResult,
@@ -18,6 +19,8 @@ struct Recorder {
     sent: Vec<ManagerMsg>,
     to_workers: Vec<(WorkerRank, ToWorker)>,
     local: Vec<Try>,
+    /// What the manager's own rank samples (`sample_here`).
+    here: Samples,
 }
 
 impl ManagerComm for Recorder {
@@ -29,6 +32,9 @@ impl ManagerComm for Recorder {
     }
     fn run_locally(&mut self, t: Try) {
         self.local.push(t);
+    }
+    fn sample_here(&mut self) -> Samples {
+        self.here.clone()
     }
 }
 
@@ -70,6 +76,7 @@ fn config() -> ManagerConfig {
         gpu_ids: vec![],
         mpi: crate::task_mpi::MpiLaunch { kind: crate::task_mpi::TaskLaunch::Mpirun, as_root: false },
         mpi_functions: ["mpi_sum".to_string()].into(),
+        resource_interval: None,
     }
 }
 
@@ -558,4 +565,48 @@ fn members_inside_an_mpi_function_are_judged_by_silence_only_after_its_walltime(
         matches!(lost, Some(TryResult { outcome: Outcome::Failed(Failure::WorkerLost { rank: 1, .. }), .. })),
         "{sent:?}"
     );
+}
+
+fn node(host: &str, t_us: u64) -> NodeSample {
+    NodeSample { host: host.into(), t_us, load1: 0.5, cpus: 8, mem_total_kib: 64, mem_available_kib: 32 }
+}
+
+fn try_sample(n: u64, t_us: u64) -> TrySample {
+    TrySample { id: id(n), t_us, usage: TreeUsage { cpu_us: n, rss_kib: 1024, processes: 1 } }
+}
+
+/// Workers' samples are gathered and go to the interchange once per interval, with the
+/// manager's own and one sample per node; none go before registration, or when not sampled.
+#[test]
+fn resource_samples_go_once_per_interval_with_a_node_once() {
+    let t0 = Instant::now();
+    let every = Duration::from_secs(10);
+    let cfg = ManagerConfig { resource_interval: Some(every), ..config() };
+    let (mut m, mut c) = started(2, cfg.clone(), t0);
+    c.here = Samples { tries: vec![], nodes: vec![node("mgr", 1)] };
+    m.worker_samples(Samples { tries: vec![try_sample(1, 1)], nodes: vec![node("n1", 1)] });
+    assert_eq!(m.timers(t0, &mut c), None);
+    assert!(matches!(c.sent().as_slice(), [ManagerMsg::Register(_)]), "no samples before registration");
+
+    let (mut m, mut c) = registered(2, cfg, t0);
+    c.here = Samples { tries: vec![], nodes: vec![node("mgr", 2)] };
+    m.worker_samples(Samples { tries: vec![try_sample(1, 2)], nodes: vec![node("n1", 2)] });
+    m.worker_samples(Samples { tries: vec![try_sample(2, 3)], nodes: vec![node("n1", 3)] });
+    assert_eq!(m.timers(t0 + T, &mut c), None);
+    let want = Samples { tries: vec![try_sample(1, 2), try_sample(2, 3)], nodes: vec![node("n1", 3), node("mgr", 2)] };
+    assert_eq!(c.sent(), vec![ManagerMsg::Samples(want)]);
+    // Not again until the interval has passed; the idle wait wakes for it.
+    m.worker_samples(Samples { tries: vec![try_sample(1, 4)], nodes: vec![] });
+    assert_eq!(m.timers(t0 + every, &mut c), None);
+    assert!(c.sent().is_empty());
+    assert!(m.idle_wait(t0 + every) <= T);
+    assert_eq!(m.timers(t0 + every + T, &mut c), None);
+    let want = Samples { tries: vec![try_sample(1, 4)], nodes: vec![node("mgr", 2)] };
+    assert_eq!(c.sent(), vec![ManagerMsg::Samples(want)]);
+
+    // Not sampled: workers' samples (there should be none) are not kept.
+    let (mut m, mut c) = registered(2, config(), t0);
+    m.worker_samples(Samples { tries: vec![try_sample(1, 1)], nodes: vec![] });
+    assert_eq!(m.timers(t0 + every * 3, &mut c), None);
+    assert!(!c.sent().iter().any(|s| matches!(s, ManagerMsg::Samples(_))));
 }

@@ -2,7 +2,7 @@
 //! each error naming the file, the executor, the key and what it accepts.
 
 use super::*;
-use crate::launcher_options::is_positive_secs;
+use crate::launcher_options::{is_interval_secs, is_positive_secs};
 use crate::text::line_col;
 
 #[derive(Deserialize)]
@@ -524,6 +524,12 @@ fn check_launcher(cx: &Cx, o: LauncherOptions) -> Result<LauncherOptions, Config
                 format!("launcher.{key} = {v} must be a number of seconds, more than zero"),
             ));
         }
+    }
+    if let Some(v) = o.resource_interval.filter(|v| !is_interval_secs(*v)) {
+        return Err(cx.err(
+            "launcher.resource_interval",
+            format!("launcher.resource_interval = {v} must be a number of seconds: 0 (off) or more"),
+        ));
     }
     Ok(o)
 }

@@ -246,7 +246,7 @@ pub const SCHEDULER_KEYS: [&str; 10] =
 /// Keys of an `[executor.launcher]` table (the launcher's flags, `_` for `-`). Its pool size,
 /// walltime and drain margin are the executor's own keys, and its connection and block id are
 /// Strand's to set.
-pub const LAUNCHER_KEYS: [&str; 9] = [
+pub const LAUNCHER_KEYS: [&str; 10] = [
     "gpus_per_node",
     "bind",
     "task_launch",
@@ -256,6 +256,7 @@ pub const LAUNCHER_KEYS: [&str; 9] = [
     "worker_heartbeat",
     "worker_threshold",
     "connect_timeout",
+    "resource_interval",
 ];
 
 impl ExecutorConfig {

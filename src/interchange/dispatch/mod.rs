@@ -4,6 +4,7 @@
 //! manager) and is driven by messages; what it wants sent goes through the
 //! [`Comm`] trait, so it is unit-tested without sockets.
 
+use crate::sample::Samples;
 use crate::task::{ClientId, Failure, ManagerId, Outcome, Try, TryId, TryResult};
 use crate::wire::{DropCounts, ManagerMode, ManagerStatus, Registration, StatusReport};
 use std::cmp::Ordering;
@@ -18,6 +19,8 @@ pub trait Comm {
     fn send_results(&mut self, client: ClientId, results: Vec<TryResult>);
     /// Tell a client these tries were not queued because the queue is full.
     fn send_refused(&mut self, client: ClientId, tries: Vec<TryId>, limit: u64);
+    /// Send resource samples to a client.
+    fn send_samples(&mut self, client: ClientId, samples: Samples);
 }
 
 /// Limits and timings of the dispatcher.
@@ -106,6 +109,8 @@ pub struct Dispatcher {
     hungry: HashSet<ManagerId>,
     /// Results waiting for `flush`, batched per client.
     outbox: HashMap<ClientId, Vec<TryResult>>,
+    /// Resource samples waiting for `flush`, per client.
+    sample_outbox: HashMap<ClientId, Samples>,
     /// Draining managers that now hold nothing: the server tells them to stop.
     drained: Vec<ManagerId>,
     drops: DropCounts,
@@ -124,6 +129,7 @@ impl Dispatcher {
             owner: HashMap::new(),
             hungry: HashSet::new(),
             outbox: HashMap::new(),
+            sample_outbox: HashMap::new(),
             drained: Vec::new(),
             drops: DropCounts::default(),
             clients: HashMap::new(),
@@ -283,6 +289,25 @@ impl Dispatcher {
         }
     }
 
+    /// Take resource samples from a manager: each try's goes to the client that submitted it,
+    /// each node's to every client (they all may run there). Samples are measurements, not
+    /// work: one of a try that has just ended is still true of its past and is passed on;
+    /// those of clients that are gone have nobody to read them and are let go.
+    pub fn samples(&mut self, m: ManagerId, samples: Samples, now: Instant) {
+        let Some(st) = self.managers.get_mut(&m) else { return };
+        st.last_seen = now;
+        for t in samples.tries {
+            if self.clients.contains_key(&t.id.client) {
+                self.sample_outbox.entry(t.id.client).or_default().tries.push(t);
+            }
+        }
+        if !samples.nodes.is_empty() {
+            for c in self.clients.keys() {
+                self.sample_outbox.entry(*c).or_default().nodes.extend(samples.nodes.iter().cloned());
+            }
+        }
+    }
+
     /// A manager said goodbye or was declared lost: each try it held fails with `ManagerLost`.
     pub fn manager_lost(&mut self, m: ManagerId) {
         let Some(st) = self.managers.remove(&m) else { return };
@@ -345,6 +370,9 @@ impl Dispatcher {
         self.dispatch(comm);
         for (client, results) in self.outbox.drain() {
             comm.send_results(client, results);
+        }
+        for (client, samples) in self.sample_outbox.drain() {
+            comm.send_samples(client, samples);
         }
     }
 

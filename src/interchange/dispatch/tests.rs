@@ -7,6 +7,7 @@ struct Recorder {
     tasks: Vec<(ManagerId, Vec<Try>)>,
     results: Vec<(ClientId, Vec<TryResult>)>,
     refused: Vec<(ClientId, Vec<TryId>)>,
+    samples: Vec<(ClientId, Samples)>,
 }
 
 impl Comm for Recorder {
@@ -18,6 +19,9 @@ impl Comm for Recorder {
     }
     fn send_refused(&mut self, client: ClientId, tries: Vec<TryId>, _limit: u64) {
         self.refused.push((client, tries));
+    }
+    fn send_samples(&mut self, client: ClientId, samples: Samples) {
+        self.samples.push((client, samples));
     }
 }
 
@@ -69,6 +73,39 @@ fn cfg() -> DispatchConfig {
         max_batch: 1000,
         client_timeout: Duration::from_secs(5),
     }
+}
+
+#[test]
+fn samples_go_to_the_client_of_each_try_and_nodes_to_every_client() {
+    use crate::sample::{NodeSample, TreeUsage, TrySample};
+    let mut d = Dispatcher::new(cfg());
+    let mut c = Recorder::default();
+    let now = Instant::now();
+    d.register(reg(1, 4, 0), now);
+    d.submit(ClientId(7), tries(7, 0..2, 0), &mut c);
+    d.submit(ClientId(8), tries(8, 0..2, 0), &mut c);
+    d.flush(&mut c);
+    let sample = |client, task| TrySample {
+        id: TryId { client: ClientId(client), task: TaskId(task), attempt: 0 },
+        t_us: 5,
+        usage: TreeUsage { cpu_us: 1, rss_kib: 2, processes: 1 },
+    };
+    let node =
+        NodeSample { host: "node1".into(), t_us: 5, load1: 1.5, cpus: 4, mem_total_kib: 100, mem_available_kib: 50 };
+    // Client 9 never submitted: its sample has nobody to go to.
+    let tries = vec![sample(7, 0), sample(8, 1), sample(7, 1), sample(9, 0)];
+    d.samples(ManagerId(1), Samples { tries, nodes: vec![node.clone()] }, now);
+    // An unknown manager's samples are not taken.
+    d.samples(ManagerId(2), Samples { tries: vec![sample(7, 0)], nodes: vec![] }, now);
+    d.flush(&mut c);
+    c.samples.sort_by_key(|(client, _)| *client);
+    let want = vec![
+        (ClientId(7), Samples { tries: vec![sample(7, 0), sample(7, 1)], nodes: vec![node.clone()] }),
+        (ClientId(8), Samples { tries: vec![sample(8, 1)], nodes: vec![node] }),
+    ];
+    assert_eq!(c.samples, want);
+    d.flush(&mut c);
+    assert_eq!(c.samples.len(), 2, "sent once");
 }
 
 #[test]

@@ -18,8 +18,11 @@ use writer::Writer;
 
 mod writer;
 
-/// The schema this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 2;
+/// The oldest schema this build reads, and upgrades when it writes a run into it: version 1 had
+/// no resource samples (`try_samples`, `node_samples`), which version 2 only adds.
+pub const OLDEST_SCHEMA: i64 = 1;
 
 /// Longest records wait before they are written.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(500);
@@ -51,6 +54,12 @@ CREATE TABLE IF NOT EXISTS blocks (
 CREATE TABLE IF NOT EXISTS samples (
     run INTEGER NOT NULL, t_us INTEGER NOT NULL, queued INTEGER NOT NULL,
     managers INTEGER NOT NULL, slots INTEGER NOT NULL, busy INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS try_samples (
+    run INTEGER NOT NULL, task INTEGER NOT NULL, attempt INTEGER NOT NULL, t_us INTEGER NOT NULL,
+    cpu_us INTEGER NOT NULL, rss_kib INTEGER NOT NULL, processes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS node_samples (
+    run INTEGER NOT NULL, host TEXT NOT NULL, t_us INTEGER NOT NULL, load1 REAL NOT NULL,
+    cpus INTEGER NOT NULL, mem_total_kib INTEGER NOT NULL, mem_available_kib INTEGER NOT NULL);
 ";
 
 /// Why the run database could not be opened or written.
@@ -66,7 +75,7 @@ pub enum DbError {
     },
     /// The file was written by another version of Strand.
     #[error(
-        "run database {path} has schema version {found}, this strand reads version {SCHEMA_VERSION}; \
+        "run database {path} has schema version {found}, this strand reads versions {OLDEST_SCHEMA} to {SCHEMA_VERSION}; \
          use the strand that wrote it, or move the file away to start a new one"
     )]
     Schema {
@@ -104,7 +113,9 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(err)?;
     let tables: i64 =
         tx.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0)).map_err(err)?;
-    if found == 0 && tables == 0 {
+    let fresh = found == 0 && tables == 0;
+    if fresh || (OLDEST_SCHEMA..SCHEMA_VERSION).contains(&found) {
+        // Every statement is CREATE ... IF NOT EXISTS: an older file gets only the new tables.
         tx.execute_batch(SCHEMA).map_err(err)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
     } else if found != SCHEMA_VERSION {
@@ -120,7 +131,7 @@ pub fn open_to_read(path: &Path) -> Result<Connection, DbError> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
     match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(err)? {
-        SCHEMA_VERSION => Ok(conn),
+        found if (OLDEST_SCHEMA..=SCHEMA_VERSION).contains(&found) => Ok(conn),
         0 => Err(DbError::Empty { path: path.to_path_buf() }),
         found => Err(DbError::Schema { path: path.to_path_buf(), found }),
     }
@@ -299,6 +310,42 @@ mod tests {
         assert_eq!(q(&c, "SELECT count(*) FROM tries WHERE outcome = 'ExitCode' AND exit_code = 3"), 2);
         assert_eq!(q(&c, "SELECT count(*) FROM tries WHERE manager = 7 AND launched_us < started_us"), 3);
         assert_eq!(q(&c, "SELECT count(*) FROM runs WHERE ended_us IS NOT NULL"), 1);
+    }
+
+    /// A file of schema 1 (no sample tables) is read as it is, gets the tables when a run is
+    /// written into it, and then holds samples; a newer schema is refused by name.
+    #[test]
+    fn an_older_schema_is_read_and_upgraded_and_a_newer_one_refused() {
+        use crate::monitoring::report::Report;
+        use crate::sample::{NodeSample, Samples, TreeUsage, TrySample};
+        let d = tempfile::tempdir().expect("tempdir");
+        let path = d.path().join("m.db");
+        RunDb::start(&path, None, "v1").expect("start").finish().expect("finish");
+        let c = Connection::open(&path).expect("open");
+        c.execute_batch("DROP TABLE try_samples; DROP TABLE node_samples; PRAGMA user_version = 1;").expect("v1");
+        drop(c);
+        let old = Report::load(&path, None).expect("a version 1 file is read");
+        assert_eq!(old.sampled, None);
+        let db = RunDb::start(&path, None, "v2").expect("written into");
+        let id = crate::task::TryId { client: crate::task::ClientId(1), task: crate::task::TaskId(0), attempt: 0 };
+        let usage = TreeUsage { cpu_us: 5, rss_kib: 6, processes: 1 };
+        let node =
+            NodeSample { host: "n".into(), t_us: 9, load1: 0.5, cpus: 2, mem_total_kib: 8, mem_available_kib: 4 };
+        db.send(vec![
+            task(0, 1_000),
+            Record::Samples(Samples { tries: vec![TrySample { id, t_us: 1_500, usage }], nodes: vec![node] }),
+        ]);
+        db.finish().expect("finish");
+        let c = open_to_read(&path).expect("read");
+        assert_eq!(q(&c, "PRAGMA user_version"), SCHEMA_VERSION);
+        assert_eq!(q(&c, "SELECT count(*) FROM try_samples WHERE task = 0 AND rss_kib = 6 AND cpu_us = 5"), 1);
+        assert_eq!(q(&c, "SELECT count(*) FROM node_samples WHERE host = 'n' AND load1 = 0.5"), 1);
+        drop(c);
+        let c = Connection::open(&path).expect("open");
+        c.execute_batch("PRAGMA user_version = 3;").expect("v3");
+        drop(c);
+        let e = open(&path).expect_err("a newer schema");
+        assert!(e.to_string().contains("schema version 3") && e.to_string().contains("m.db"), "{e}");
     }
 
     /// How fast the writer takes records (not a timing assertion: `strand bench monitoring`

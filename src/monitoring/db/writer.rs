@@ -219,6 +219,7 @@ impl Writer {
                     Record::Managers { t_us, managers, queued } => {
                         Self::managers(&tx, run, &mut self.seen, t_us, &managers, queued).map_err(&err)?;
                     }
+                    Record::Samples(samples) => Self::samples(&tx, run, &samples).map_err(&err)?,
                 }
             }
             // Complete rows, then rows that waited long enough for an end (all of them at the finish).
@@ -332,6 +333,42 @@ impl Writer {
             "INSERT INTO samples (run, t_us, queued, managers, slots, busy) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![run, t, queued as i64, managers.len() as i64, slots as i64, busy as i64])?;
+        Ok(())
+    }
+
+    /// Resource samples of tries and nodes, a row each.
+    fn samples(tx: &rusqlite::Transaction<'_>, run: i64, samples: &crate::sample::Samples) -> rusqlite::Result<()> {
+        let mut put_try = tx.prepare_cached(
+            "INSERT INTO try_samples (run, task, attempt, t_us, cpu_us, rss_kib, processes) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for t in &samples.tries {
+            let u = &t.usage;
+            put_try.execute(params![
+                run,
+                t.id.task.0 as i64,
+                t.id.attempt,
+                t.t_us as i64,
+                u.cpu_us as i64,
+                u.rss_kib as i64,
+                u.processes
+            ])?;
+        }
+        let mut put_node = tx.prepare_cached(
+            "INSERT INTO node_samples (run, host, t_us, load1, cpus, mem_total_kib, mem_available_kib) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for n in &samples.nodes {
+            put_node.execute(params![
+                run,
+                n.host,
+                n.t_us as i64,
+                f64::from(n.load1),
+                n.cpus,
+                n.mem_total_kib as i64,
+                n.mem_available_kib as i64
+            ])?;
+        }
         Ok(())
     }
 

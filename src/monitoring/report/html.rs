@@ -1,7 +1,7 @@
 //! A [`Report`] as one self-contained HTML page: inline CSS and SVG, no script, no network, so
 //! it opens from a cluster's shared filesystem in any browser.
 
-use super::Report;
+use super::{Report, Sampled};
 use std::fmt::Write;
 
 const W: f64 = 900.0;
@@ -458,8 +458,53 @@ pub fn page(r: &Report) -> Page {
              and the descendants it waited for; the resident set is the largest of any one process.</p>",
         );
     }
+    match &r.sampled {
+        Some(sampled) => over_time(&mut o, sampled, secs, &mut figures),
+        None => o.push_str(
+            "<p class=\"sub\" id=\"no-samples\">No resource samples in this run (the launchers' \
+             --resource-interval was 0, or the run was written by a strand before them).</p>",
+        ),
+    }
     o.push_str("</body></html>\n");
     Page { html: o, figures }
+}
+
+/// The resource samples' charts: the running tries' memory and cores, the nodes' load and memory.
+fn over_time(o: &mut String, s: &Sampled, secs: f64, figures: &mut Vec<Figure>) {
+    let h = H * 0.7;
+    let rss_max = s.try_rss_kib.iter().copied().fold(0.0, f64::max);
+    let (unit, per) = if rss_max >= 4.0 * 1024.0 * 1024.0 { ("GiB", 1024.0 * 1024.0) } else { ("MiB", 1024.0) };
+    let rss: Vec<f64> = s.try_rss_kib.iter().map(|k| k / per).collect();
+    let ymax = nice_max(rss_max / per);
+    let at = frame(o, "Resident memory of running tries", ymax, unit, secs, h);
+    line(o, &rss, ymax, COLORS[0], false, h);
+    svg_close(o, at, "try-memory", figures);
+    let _ = write!(
+        o,
+        "<p class=\"sub\" id=\"samples\">From {} samples of {} tries on {} nodes: each command or Python \
+         try's process and its children, summed over the tries running; a try shorter than the sampling \
+         interval may never be sampled (its largest resident set is in the table above).</p>",
+        s.try_samples, s.tries, s.nodes
+    );
+    let ymax = nice_max(s.try_cores.iter().copied().fold(0.0, f64::max));
+    let at = frame(o, "Cores kept busy by running tries", ymax, "cores", secs, h);
+    line(o, &s.try_cores, ymax, COLORS[2], false, h);
+    svg_close(o, at, "try-cores", figures);
+    let top = s.load.iter().map(|l| l.1).chain(s.cpus.iter().copied()).fold(0.0, f64::max);
+    let ymax = nice_max(top);
+    let at = frame(o, "Node load (one-minute average)", ymax, "load", secs, h);
+    let (mean, max): (Vec<f64>, Vec<f64>) = s.load.iter().copied().unzip();
+    line(o, &mean, ymax, COLORS[0], false, h);
+    line(o, &max, ymax, COLORS[3], false, h);
+    line(o, &s.cpus, ymax, "#333", true, h);
+    legend(o, &[("mean over nodes", COLORS[0]), ("busiest node", COLORS[3]), ("CPUs", "#333")]);
+    svg_close(o, at, "node-load", figures);
+    let at = frame(o, "Node memory in use", 1.0, "share of the node's memory", secs, h);
+    let (mean, max): (Vec<f64>, Vec<f64>) = s.mem_used.iter().copied().unzip();
+    line(o, &mean, 1.0, COLORS[0], false, h);
+    line(o, &max, 1.0, COLORS[3], false, h);
+    legend(o, &[("mean over nodes", COLORS[0]), ("fullest node", COLORS[3])]);
+    svg_close(o, at, "node-memory", figures);
 }
 
 const CSS: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:940px;color:#222}\

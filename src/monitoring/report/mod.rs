@@ -7,6 +7,9 @@
 
 pub mod html;
 pub mod png;
+mod samples;
+
+pub use samples::Sampled;
 
 use super::db::{self, DbError};
 use rusqlite::{params, Connection};
@@ -183,6 +186,8 @@ pub struct Report {
     pub failures: Vec<FailureGroup>,
     /// Resource use by app, most CPU first.
     pub resources: Vec<ResourceUse>,
+    /// What the launchers' resource samples show over time; `None` when there are none.
+    pub sampled: Option<Sampled>,
     /// What the reader should know (a run that never ended, an empty run ...).
     pub notes: Vec<String>,
 }
@@ -407,6 +412,7 @@ impl Loader<'_> {
         let (lanes, lanes_total) = lanes(&tries, &hosts, (t1 - t0) as f64 / 1000.0);
         let failures = self.failures(run)?;
         let resources = self.resources(run)?;
+        let sampled = samples::load(c, run, t0, width)?;
         if s.tasks == 0 {
             notes.push("This run submitted no tasks.".into());
         }
@@ -426,6 +432,7 @@ impl Loader<'_> {
             lanes_total,
             failures,
             resources,
+            sampled,
             notes,
         })
     }
