@@ -97,21 +97,26 @@ pub struct PythonFunction {
     pub pickled: std::sync::Arc<Vec<u8>>,
 }
 
-/// A [`PythonFunction`] as it is written: its key, and its bytes unless an earlier try of the
-/// same frame carried them (one byte string, in one copy, not one call per byte).
+/// A [`PythonFunction`] as it is written: its key, its bytes unless the frame or its link
+/// already carried them (one byte string, in one copy, not one call per byte), and whether the
+/// link's receiver keeps them for later frames.
 #[derive(Serialize, Deserialize)]
 #[serde(rename = "PythonFunction")]
 struct FunctionOnWire<'a> {
     key: [u8; 16],
     #[serde(borrow, with = "serde_bytes")]
     pickled: Option<std::borrow::Cow<'a, [u8]>>,
+    keep: bool,
 }
 
 impl Serialize for PythonFunction {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let whole = crate::wire::functions::write_whole(&self.key);
-        let pickled = whole.then(|| std::borrow::Cow::Borrowed(self.pickled.as_slice()));
-        FunctionOnWire { key: self.key, pickled }.serialize(s)
+        use crate::wire::functions::{write, Write};
+        let (pickled, keep) = match write(&self.key, &self.pickled) {
+            Write::Whole { keep } => (Some(std::borrow::Cow::Borrowed(self.pickled.as_slice())), keep),
+            Write::ByKey => (None, false),
+        };
+        FunctionOnWire { key: self.key, pickled, keep }.serialize(s)
     }
 }
 
@@ -119,7 +124,7 @@ impl<'de> Deserialize<'de> for PythonFunction {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = FunctionOnWire::deserialize(d)?;
         let pickled = match w.pickled {
-            Some(bytes) => crate::wire::functions::read_whole(&w.key, bytes.into_owned()),
+            Some(bytes) => crate::wire::functions::read_whole(&w.key, bytes.into_owned(), w.keep),
             None => crate::wire::functions::read_by_key(&w.key).ok_or_else(|| {
                 serde::de::Error::custom("a Python function named by key before any try of the frame carried it")
             })?,
@@ -401,6 +406,14 @@ pub enum Failure {
         /// The run's frame limit in bytes.
         limit: u64,
     },
+    /// The try named its Python function by key where the function was not held and could
+    /// not be put back: a Strand bug (the two ends of a link disagreed), not the function's.
+    FunctionNotHeld {
+        /// The function's key, in hex.
+        key: String,
+        /// Where it was missing ("the interchange", "worker rank 3").
+        at: String,
+    },
 }
 
 impl Failure {
@@ -423,6 +436,7 @@ impl Failure {
             Failure::MissingOutputs { .. } => "MissingOutputs",
             Failure::Unsatisfiable { .. } => "Unsatisfiable",
             Failure::TooLarge { .. } => "TooLarge",
+            Failure::FunctionNotHeld { .. } => "FunctionNotHeld",
         }
     }
 
@@ -494,6 +508,11 @@ impl fmt::Display for Failure {
             Failure::InterchangeLost { silent_ms } => {
                 write!(f, "InterchangeLost: nothing heard from the interchange for {:.1} s", *silent_ms as f64 / 1000.0)
             }
+            Failure::FunctionNotHeld { key, at } => write!(
+                f,
+                "FunctionNotHeld: the try named its Python function {key} by key, but {at} did not hold it \
+                 (a Strand bug, not your function's: please report it)"
+            ),
         }
     }
 }

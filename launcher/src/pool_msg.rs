@@ -83,12 +83,13 @@ pub enum ToWorker {
 }
 
 impl ToWorker {
-    /// The MPI tag and body this message travels as.
-    pub fn encode(&self) -> (i32, Vec<u8>) {
+    /// The MPI tag and body this message travels as to the worker whose link's sending end
+    /// is `link`: the Python functions it keeps are named by key.
+    pub fn encode_over(&self, link: &mut functions::Sent) -> (i32, Vec<u8>) {
         match self {
-            ToWorker::Tries(tries) => (TAG_TRIES, encode(tries)),
+            ToWorker::Tries(tries) => (TAG_TRIES, encode_over(tries, link)),
             ToWorker::Stop => (TAG_STOP, Vec::new()),
-            ToWorker::Group(g) => (TAG_GROUP, encode(g)),
+            ToWorker::Group(g) => (TAG_GROUP, encode_over(g, link)),
         }
     }
 }
@@ -105,9 +106,27 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     }
 }
 
+/// Encode a pool message body over a worker's link (see [`ToWorker::encode_over`]).
+fn encode_over<T: Serialize>(msg: &T, link: &mut functions::Sent) -> Vec<u8> {
+    match functions::encoding_over(link, || bincode::serde::encode_to_vec(msg, config())) {
+        Ok(v) => v,
+        Err(e) => unreachable!("encoding plain data into memory failed: {e}"),
+    }
+}
+
 /// Decode a pool message body; `None` if it does not decode (counted by the caller).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     functions::decoding(|| bincode::serde::decode_from_slice(bytes, config())).ok().map(|(v, _)| v)
+}
+
+/// Decode a pool message body from the manager, over the link whose receiving end is `link`;
+/// also the keys of Python functions it named that `link` does not hold.
+pub fn decode_over<T: DeserializeOwned>(
+    bytes: &[u8],
+    link: &mut functions::Held,
+) -> Option<(T, Vec<functions::FunctionKey>)> {
+    let (v, missing) = functions::decoding_over(link, || bincode::serde::decode_from_slice(bytes, config()));
+    v.ok().map(|(v, _)| (v, missing))
 }
 
 /// Encode results for the manager.
@@ -127,8 +146,9 @@ mod tests {
         assert_eq!(decode::<WorkerHello>(&encode(&unbound)), Some(unbound));
         // Garbage is refused, not misread.
         assert_eq!(decode::<WorkerHello>(b"node7\n0-3"), None);
-        assert_eq!(ToWorker::Stop.encode(), (TAG_STOP, vec![]));
-        let (tag, body) = ToWorker::Tries(vec![]).encode();
+        let link = &mut functions::Sent::default();
+        assert_eq!(ToWorker::Stop.encode_over(link), (TAG_STOP, vec![]));
+        let (tag, body) = ToWorker::Tries(vec![]).encode_over(link);
         assert_eq!((tag, decode::<Vec<WorkerTry>>(&body)), (TAG_TRIES, Some(vec![])));
     }
 
@@ -145,8 +165,37 @@ mod tests {
                 WorkerTry::plain(Try { id: TryId { client: ClientId(1), task: TaskId(i), attempt: 0 }, spec })
             })
             .collect();
-        let (_, body) = ToWorker::Tries(tries.clone()).encode();
+        let (_, body) = ToWorker::Tries(tries.clone()).encode_over(&mut functions::Sent::default());
         assert!(body.len() < 2 * 20_000, "{} bytes", body.len());
         assert_eq!(decode::<Vec<WorkerTry>>(&body), Some(tries));
+    }
+
+    /// Over a worker's link the function travels in the first message only; the worker
+    /// resolves later ones from what it keeps, and reports a function it does not hold.
+    #[test]
+    fn a_worker_keeps_a_python_function_across_messages() {
+        use strand::task::{App, ClientId, PythonCall, PythonFunction, Resources, TaskId, TaskSpec, TryId};
+        let f = PythonFunction::new(vec![4u8; 20_000]);
+        let one = |i| {
+            let app = App::Python(PythonCall { interpreter: "python3".into(), function: f.clone(), args: vec![1] });
+            let spec =
+                TaskSpec { app, walltime_ms: None, priority: 0, outputs: vec![], resources: Resources::default() };
+            ToWorker::Tries(vec![WorkerTry::plain(Try {
+                id: TryId { client: ClientId(1), task: TaskId(i), attempt: 0 },
+                spec,
+            })])
+        };
+        let (mut sent, mut held) = (functions::Sent::default(), functions::Held::default());
+        let (_, first) = one(0).encode_over(&mut sent);
+        let (_, second) = one(1).encode_over(&mut sent);
+        assert!(first.len() > 20_000 && second.len() < 1_000, "{} then {} bytes", first.len(), second.len());
+        let (_, missing) = decode_over::<Vec<WorkerTry>>(&first, &mut held).expect("first");
+        assert!(missing.is_empty());
+        let (b, missing) = decode_over::<Vec<WorkerTry>>(&second, &mut held).expect("second");
+        assert!(missing.is_empty());
+        let ToWorker::Tries(want) = one(1) else { unreachable!() };
+        assert_eq!(b, want);
+        let (_, missing) = decode_over::<Vec<WorkerTry>>(&second, &mut functions::Held::default()).expect("decodes");
+        assert_eq!(missing, vec![f.key], "a fresh worker does not hold it");
     }
 }

@@ -11,7 +11,8 @@ use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use slog::{debug, warn, Logger};
 use std::collections::BTreeSet;
-use strand::task::TryResult;
+use strand::task::{App, Failure, Outcome, TryResult};
+use strand::wire::functions;
 
 /// Why a worker loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub fn run_worker(
     let mut backoff = Backoff::default();
     let mut running = 0usize;
     let mut done: Vec<TryResult> = Vec::new();
+    // The Python functions the manager told this rank to keep.
+    let mut held = functions::Held::default();
     let exit = loop {
         let mut active = false;
         let mut told_to_stop = false;
@@ -63,16 +66,22 @@ pub fn run_worker(
             active = true;
             let (bytes, status) = probed.matched_receive_vec::<u8>();
             match status.tag() {
-                TAG_TRIES => match pool_msg::decode::<Vec<WorkerTry>>(&bytes) {
-                    Some(tries) => {
+                TAG_TRIES => match pool_msg::decode_over::<Vec<WorkerTry>>(&bytes, &mut held) {
+                    Some((tries, missing)) => {
                         running += tries.len();
                         for t in tries {
-                            executor.submit_on(t.try_, t.cpus);
+                            match &t.try_.spec.app {
+                                App::Python(call) if missing.contains(&call.function.key) => {
+                                    done.push(not_held(&t, &call.function.key, pool.rank()))
+                                }
+                                _ => executor.submit_on(t.try_, t.cpus),
+                            }
                         }
                     }
                     None => warn!(log, "undecodable tries from the manager"; "bytes" => bytes.len()),
                 },
-                TAG_GROUP => match pool_msg::decode::<GroupTry>(&bytes) {
+                // An MPI function try calls no Python function: nothing can be missing.
+                TAG_GROUP => match pool_msg::decode_over::<GroupTry>(&bytes, &mut held).map(|(g, _)| g) {
                     // Its manager reserved this rank idle for it: nothing else runs meanwhile.
                     Some(g) => {
                         running += 1;
@@ -125,4 +134,11 @@ pub fn run_worker(
     executor.kill_running();
     executor.shutdown();
     exit
+}
+
+/// The result of a try whose Python function this rank was told it keeps but does not: MPI
+/// delivers in order, so this is a bug, and the try fails saying so rather than hanging.
+fn not_held(t: &WorkerTry, key: &functions::FunctionKey, rank: i32) -> TryResult {
+    let failure = Failure::FunctionNotHeld { key: functions::hex(key), at: format!("worker rank {rank}") };
+    TryResult::new(t.try_.id, Outcome::Failed(failure))
 }

@@ -39,23 +39,24 @@ class Result:
 
 
 def measure(system: str, submit: Callable, tasks: int, latency_calls: int, workers: int,
-            batch: Optional[Callable] = None) -> Result:
+            batch: Optional[Callable] = None, task: Callable = noop) -> Result:
     """Measure one system through ``submit(fn, arg) -> future`` (and ``batch(fn, args) ->
-    results`` for the throughput part, if it has one: ``Executor.map``)."""
-    for f in [submit(noop, i) for i in range(4 * workers)]:  # warm: every worker started
+    results`` for the throughput part, if it has one: ``Executor.map``), calling ``task``: a
+    function that returns its argument (by default ``noop``)."""
+    for f in [submit(task, i) for i in range(4 * workers)]:  # warm: every worker started
         f.result()
     start = time.perf_counter()
     if batch:
-        results = list(batch(noop, range(tasks)))
+        results = list(batch(task, range(tasks)))
     else:
-        results = [f.result() for f in [submit(noop, i) for i in range(tasks)]]
+        results = [f.result() for f in [submit(task, i) for i in range(tasks)]]
     seconds = time.perf_counter() - start
     if results != list(range(tasks)):
         raise AssertionError(f"{system}: the results are not the arguments")
     latencies: List[float] = []
     for i in range(latency_calls):
         t = time.perf_counter()
-        submit(noop, i).result()
+        submit(task, i).result()
         latencies.append(time.perf_counter() - t)
     latencies.sort()
     peak = max(submit(peak_rss_mb, None).result() for _ in range(4 * workers))

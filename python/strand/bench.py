@@ -2,13 +2,15 @@
 
     python -m strand.bench                       # 20,000 tasks, 2 workers, every system
     python -m strand.bench --tasks 1000 --systems map,htex --json out.json
+    python -m strand.bench --closure-mib 4 --systems map,submit,htex   # a 4 MiB function
 
 Each system gets the same workers, the same no-op function and the same measurement
 (``strand._bench_harness``): ``--tasks`` calls submitted at once, then ``--latency-calls``
 calls one at a time. The systems: Strand's own API (``Dfk.map`` as one batch, and
 ``Dfk.submit`` one call at a time), Parsl with ``strand.parsl.StrandExecutor``, Parsl's
 HighThroughputExecutor, and mpi4py.futures' MPIPoolExecutor under mpirun. Strand and HTEX
-both get ``--prefetch`` tries queued per worker.
+both get ``--prefetch`` tries queued per worker. With ``--closure-mib N`` the function closes
+over N MiB of bytes (pickled by value), to show what carrying a large function costs.
 """
 
 from __future__ import annotations
@@ -39,13 +41,18 @@ class Setup:
     workers: int
     prefetch: int
     run_dir: Path
+    #: MiB the task function closes over (0: the plain no-op).
+    closure_mib: int = 0
+    #: The task function: the no-op, or one closing over ``closure_mib`` MiB.
+    task: Callable = noop
 
 
 def _strand(batch: bool) -> Callable[[Setup], Result]:
     def run(s: Setup) -> Result:
         name = "strand Dfk.map (one batch)" if batch else "strand Dfk.submit (one call each)"
         with Dfk.local(s.workers, prefetch=s.prefetch, run_dir=str(s.run_dir / ("map" if batch else "submit"))) as d:
-            return measure(name, d.submit, s.tasks, s.latency_calls, s.workers, batch=d.map if batch else None)
+            return measure(name, d.submit, s.tasks, s.latency_calls, s.workers, batch=d.map if batch else None,
+                           task=s.task)
 
     return run
 
@@ -60,8 +67,8 @@ def _parsl(name: str, executor: Callable[[Setup], object]) -> Callable[[Setup], 
         ex = executor(s)
         dfk = parsl.load(Config(executors=[ex], run_dir=str(s.run_dir / ex.label), strategy="none"))
         try:
-            apps = {fn: parsl.python_app(fn, executors=[ex.label]) for fn in (noop, peak_rss_mb)}
-            return measure(name, lambda fn, x: apps[fn](x), s.tasks, s.latency_calls, s.workers)
+            apps = {fn: parsl.python_app(fn, executors=[ex.label]) for fn in (s.task, peak_rss_mb)}
+            return measure(name, lambda fn, x: apps[fn](x), s.tasks, s.latency_calls, s.workers, task=s.task)
         finally:
             dfk.cleanup()
             parsl.clear()
@@ -93,6 +100,8 @@ def _htex(s: Setup):
 
 def _mpi4py(s: Setup) -> Result:
     name = "mpi4py.futures (MPIPoolExecutor)"
+    if s.task is not noop:
+        return _skipped(name, "--closure-mib: its side calls the no-op by reference, from a script of its own")
     python = next((p for p in (sys.executable, "/usr/bin/python3") if _imports(p, "mpi4py")), None)
     mpirun = shutil.which("mpirun")
     if python is None or mpirun is None:
@@ -119,6 +128,17 @@ SYSTEMS: Dict[str, Callable[[Setup], Result]] = {
 }
 
 
+def _closure(mib: int) -> Callable:
+    """A function that returns its argument and closes over ``mib`` MiB of random bytes, so
+    its pickle (by value: it is not importable) carries them."""
+    blob = os.urandom(mib << 20)
+
+    def closure(x):
+        return x if blob else None
+
+    return closure
+
+
 def _imports(python: str, module: str) -> bool:
     try:
         return subprocess.run([python, "-c", f"import {module}"], capture_output=True, timeout=60).returncode == 0
@@ -139,7 +159,8 @@ def _skipped(name: str, why: str) -> Result:
 
 def table(results: List[Result], s: Setup) -> str:
     """The results as the text table the docs show."""
-    lines = [f"Python no-op functions, {s.workers} workers (prefetch {s.prefetch}): {s.tasks} submitted at once, "
+    what = "no-op functions" if s.task is noop else f"functions closing over {s.closure_mib} MiB"
+    lines = [f"Python {what}, {s.workers} workers (prefetch {s.prefetch}): {s.tasks} submitted at once, "
              f"then {s.latency_calls} one at a time (submit to result)",
              f"{'system':<36}{'tasks/s':>10}{'p50 us':>10}{'p99 us':>10}{'worker peak MB':>16}"]
     for r in results:
@@ -160,6 +181,16 @@ def _positive(text: str) -> int:
     return n
 
 
+def _closure_mib(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 60:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of MiB from 0 to 60")
+    return n
+
+
 def _systems(text: str) -> List[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     bad = [n for n in names if n not in SYSTEMS]
@@ -176,12 +207,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--workers", type=_positive, default=2, help="worker processes each system gets (default 2)")
     p.add_argument("--prefetch", type=_positive, default=64, help="tries queued per worker, Strand and HTEX (default 64)")
     p.add_argument("--systems", type=_systems, default=list(SYSTEMS), help=f"which, comma-separated (default all: {','.join(SYSTEMS)})")
+    p.add_argument("--closure-mib", type=_closure_mib, default=0, metavar="MIB",
+                   help="the task function closes over this many MiB, 0 to 60: under the 64 MiB frame "
+                        "(default 0: a plain no-op)")
     p.add_argument("--run-dir", help="where the systems' run directories go (default: a temporary one, removed after)")
     p.add_argument("--json", help="also write the results to this file, as a JSON list")
     a = p.parse_args(argv)
     temp = None if a.run_dir else tempfile.TemporaryDirectory(prefix="strand-bench-python-")
     run_dir = Path(a.run_dir).resolve() if a.run_dir else Path(temp.name)
-    s = Setup(a.tasks, a.latency_calls, a.workers, a.prefetch, run_dir)
+    s = Setup(a.tasks, a.latency_calls, a.workers, a.prefetch, run_dir, a.closure_mib,
+              task=_closure(a.closure_mib) if a.closure_mib else noop)
     try:
         results = []
         for name in a.systems:

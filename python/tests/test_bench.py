@@ -48,7 +48,7 @@ def shrunk(args):
 
 def test_the_docs_bench_commands_run_every_system_they_name(tmp_path):
     commands = doc_commands()
-    assert len(commands) >= 3 and [] in commands, commands  # the README's, and the docs' two
+    assert len(commands) >= 4 and [] in commands, commands  # the README's, and the docs' three
     for args in {tuple(a) for a in commands}:
         out = bench(shrunk(list(args)), tmp_path)
         assert out.returncode == 0, (args, out.stderr)
@@ -56,6 +56,9 @@ def test_the_docs_bench_commands_run_every_system_they_name(tmp_path):
         systems = [r["system"] for r in results]
         if "--systems" not in args:
             assert systems == ALL, systems
+        if "--closure-mib" in args:
+            mib = args[args.index("--closure-mib") + 1]
+            assert f"Python functions closing over {mib} MiB" in out.stdout, out.stdout
         for r in results:
             assert r["note"] == "", r  # none skipped: set-up installs Parsl and mpi4py
             assert r["tasks"] == 300 and r["tasks_per_s"] > 0 and math.isfinite(r["p50_us"]), r
@@ -70,3 +73,5 @@ def test_a_bad_option_names_itself_and_what_was_expected(tmp_path):
     assert out.returncode == 2 and "'map,bogus': expected a comma-separated list of map, submit" in out.stderr
     out = bench(["--tasks", "0"], tmp_path)
     assert out.returncode == 2 and "'0': expected a whole number of at least 1" in out.stderr
+    out = bench(["--closure-mib", "61"], tmp_path)
+    assert out.returncode == 2 and "'61': expected a whole number of MiB from 0 to 60" in out.stderr

@@ -8,12 +8,13 @@ use super::dispatch::{Comm, DispatchConfig, Dispatcher};
 use crate::connection::ConnectionInfo;
 use crate::run_dir::CONNECTION_FILE;
 use crate::sample::Samples;
-use crate::task::{ClientId, ManagerId, Try, TryId, TryResult};
+use crate::task::{App, ClientId, Failure, ManagerId, Outcome, Try, TryId, TryResult};
 use crate::wire::{
-    random_id, split_by_size, ClientMsg, Codec, DropCounts, Key, ManagerMode, ManagerMsg, Message, ReplayGuard,
-    ToClientMsg, ToManagerMsg, PROTOCOL_VERSION,
+    functions, random_id, split_by_size, ClientMsg, Codec, DropCounts, Key, ManagerMode, ManagerMsg, Message,
+    ReplayGuard, ToClientMsg, ToManagerMsg, PROTOCOL_VERSION,
 };
 use slog::{debug, info, warn, Logger};
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,6 +152,10 @@ pub struct Interchange {
     incarnation: u64,
     manager_seqs: ReplayGuard,
     client_seqs: ReplayGuard,
+    /// The sending end of each registered manager's link: the Python functions it keeps.
+    links: HashMap<ManagerId, functions::Sent>,
+    /// One copy of each Python function submitted, shared by every queued try and link.
+    functions: functions::Interned,
     log: Logger,
     _ctx: zmq::Context,
 }
@@ -161,13 +166,22 @@ struct ZmqComm<'a> {
     clients: &'a zmq::Socket,
     managers: &'a zmq::Socket,
     seq: &'a mut u64,
+    links: &'a mut HashMap<ManagerId, functions::Sent>,
     log: &'a Logger,
 }
 
 impl ZmqComm<'_> {
     fn send<M: Message>(&mut self, socket: &zmq::Socket, peer: u64, msg: &M) {
+        self.send_over(socket, peer, msg, None);
+    }
+
+    /// Send `msg`, over `link` where the peer keeps Python functions.
+    fn send_over<M: Message>(&mut self, socket: &zmq::Socket, peer: u64, msg: &M, link: Option<&mut functions::Sent>) {
         *self.seq += 1;
-        let frame = self.codec.encode(msg, *self.seq);
+        let frame = match link {
+            Some(link) => self.codec.encode_over(msg, *self.seq, link),
+            None => self.codec.encode(msg, *self.seq),
+        };
         let parts: [&[u8]; 2] = [&peer.to_le_bytes(), &frame];
         if let Err(e) = socket.send_multipart(parts, 0) {
             warn!(self.log, "send failed"; "peer" => format!("{peer:016x}"), "error" => %e);
@@ -186,14 +200,27 @@ impl ZmqComm<'_> {
         items: Vec<T>,
         wrap: fn(Vec<T>) -> M,
     ) {
+        self.send_batches_over(socket, peer, items, wrap, None);
+    }
+
+    /// [`Self::send_batches`] over `link` where the peer keeps Python functions. Sizes are
+    /// counted with every function whole, so a batch that names some by key is only smaller.
+    fn send_batches_over<T: serde::Serialize, M: Message>(
+        &mut self,
+        socket: &zmq::Socket,
+        peer: u64,
+        items: Vec<T>,
+        wrap: fn(Vec<T>) -> M,
+        mut link: Option<&mut functions::Sent>,
+    ) {
         let (batches, too_large) = split_by_size(items, self.codec.batch_budget());
         for t in too_large {
             warn!(self.log, "an item exceeds the frame limit; sending it alone";
                 "peer" => format!("{peer:016x}"), "bytes" => t.bytes, "limit" => self.codec.max_frame());
-            self.send(socket, peer, &wrap(vec![t.item]));
+            self.send_over(socket, peer, &wrap(vec![t.item]), link.as_deref_mut());
         }
         for b in batches {
-            self.send(socket, peer, &wrap(b));
+            self.send_over(socket, peer, &wrap(b), link.as_deref_mut());
         }
     }
 }
@@ -201,7 +228,9 @@ impl ZmqComm<'_> {
 impl Comm for ZmqComm<'_> {
     fn send_tasks(&mut self, manager: ManagerId, tries: Vec<Try>) {
         let socket = self.managers;
-        self.send_batches(socket, manager.0, tries, ToManagerMsg::Tasks);
+        let mut link = self.links.remove(&manager).unwrap_or_default();
+        self.send_batches_over(socket, manager.0, tries, ToManagerMsg::Tasks, Some(&mut link));
+        self.links.insert(manager, link);
     }
     fn send_results(&mut self, client: ClientId, results: Vec<TryResult>) {
         let socket = self.clients;
@@ -272,6 +301,8 @@ impl Interchange {
             incarnation,
             manager_seqs: ReplayGuard::default(),
             client_seqs: ReplayGuard::default(),
+            links: HashMap::new(),
+            functions: functions::Interned::default(),
             log,
             _ctx: ctx,
         })
@@ -314,6 +345,10 @@ impl Interchange {
                         "client" => %c, "dropped" => n);
                     self.known_clients.remove(&c);
                 }
+                // A manager gone (lost, left, drained) takes its link's functions with it.
+                let d = &self.dispatcher;
+                self.links.retain(|m, _| d.is_registered(*m));
+                self.functions.prune();
                 next_expiry = now + tick;
             }
             for m in self.dispatcher.take_drained() {
@@ -335,6 +370,7 @@ impl Interchange {
                 clients: &self.clients,
                 managers: &self.managers,
                 seq: &mut self.seq,
+                links: &mut self.links,
                 log: &self.log,
             },
             &mut self.dispatcher,
@@ -377,6 +413,8 @@ impl Interchange {
                     info!(self.log, "manager registered"; "manager" => %m, "host" => &reg.host,
                         "block" => %reg.block, "slots" => reg.slots, "pool_size" => reg.pool_size,
                         "mpi" => &reg.mpi_version);
+                    // A new incarnation keeps no functions: its link starts empty.
+                    self.links.remove(&m);
                     self.dispatcher.register(reg, now);
                     let reply = ToManagerMsg::Registered {
                         heartbeat_period_ms: self.cfg.heartbeat_period.as_millis() as u64,
@@ -397,6 +435,7 @@ impl Interchange {
                 }
                 ManagerMsg::Results(results) => self.dispatcher.results(m, results, now),
                 ManagerMsg::Samples(samples) => self.dispatcher.samples(m, samples, now),
+                ManagerMsg::NotHeld(tries) => self.not_held(m, tries, now),
                 ManagerMsg::Heartbeat => {
                     self.dispatcher.touch(m, now);
                     self.send_to_manager(m, &ToManagerMsg::Heartbeat);
@@ -415,6 +454,37 @@ impl Interchange {
                     self.dispatcher.manager_lost(m);
                 }
             }
+        }
+    }
+
+    /// Manager `m` handed back tries whose Python function it does not hold: put each
+    /// function back from the link and queue the tries again; the link sends those functions
+    /// whole next time. A function the link never told it to keep cannot be put back (a bug
+    /// on either side): its try fails with a reason that says so, rather than waiting forever.
+    fn not_held(&mut self, m: ManagerId, tries: Vec<Try>, now: Instant) {
+        let link = self.links.entry(m).or_default();
+        let (mut back, mut failed) = (Vec::with_capacity(tries.len()), Vec::new());
+        for mut t in tries {
+            if let App::Python(call) = &mut t.spec.app {
+                let key = call.function.key;
+                link.not_held(&key);
+                match link.function(&key) {
+                    Some(bytes) => call.function.pickled = bytes,
+                    None => {
+                        let failure =
+                            Failure::FunctionNotHeld { key: functions::hex(&key), at: "the interchange".into() };
+                        failed.push(TryResult::new(t.id, Outcome::Failed(failure)));
+                        continue;
+                    }
+                }
+            }
+            back.push(t);
+        }
+        info!(self.log, "a manager handed back tries whose Python function it does not hold; sending it again";
+            "manager" => %m, "tries" => back.len(), "failed" => failed.len());
+        self.dispatcher.hand_back(m, back, now);
+        if !failed.is_empty() {
+            self.dispatcher.results(m, failed, now);
         }
     }
 
@@ -440,8 +510,13 @@ impl Interchange {
                 ClientMsg::Submit(tries) => {
                     // Tries must carry the sender's own client id, so one client cannot
                     // answer for, or collide with, another.
-                    let (ok, bad): (Vec<Try>, Vec<Try>) = tries.into_iter().partition(|t| t.id.client == c);
+                    let (mut ok, bad): (Vec<Try>, Vec<Try>) = tries.into_iter().partition(|t| t.id.client == c);
                     self.dispatcher.drops_mut().unexpected += bad.len() as u64;
+                    for t in &mut ok {
+                        if let App::Python(call) = &mut t.spec.app {
+                            self.functions.share(&call.function.key, &mut call.function.pickled);
+                        }
+                    }
                     let (mut comm, d) = self.comm();
                     d.submit(c, ok, &mut comm);
                 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Protocol version; bump on any incompatible change to a message below.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Bytes of header before the body.
 pub const HEADER_LEN: usize = 4 + 2 + 1 + 1 + 8 + 8;
 /// Bytes of MAC after the body.
@@ -238,6 +238,10 @@ pub enum ManagerMsg {
     /// What its running tries and nodes used since the last such message (sent at the
     /// launcher's `--resource-interval`).
     Samples(Samples),
+    /// Tries handed back unrun: each names by key a Python function this manager does not
+    /// hold (see [`functions`]); they come back with empty function bytes, for the
+    /// interchange to fill in and queue again. Not a try's end: nothing is counted against it.
+    NotHeld(Vec<Try>),
 }
 
 impl Message for ManagerMsg {
@@ -473,6 +477,25 @@ impl Codec {
 
     /// Encode `msg` as one authenticated frame with sequence number `seq`.
     pub fn encode<M: Message>(&self, msg: &M, seq: u64) -> Vec<u8> {
+        self.seal::<M>(seq, |out| {
+            functions::encoding(|| bincode::serde::encode_into_std_write(msg, out, bincode_config()))
+        })
+    }
+
+    /// Encode `msg` as one frame of the link whose sending end is `link`: the Python functions
+    /// its receiver keeps are named by key.
+    pub fn encode_over<M: Message>(&self, msg: &M, seq: u64, link: &mut functions::Sent) -> Vec<u8> {
+        self.seal::<M>(seq, |out| {
+            functions::encoding_over(link, || bincode::serde::encode_into_std_write(msg, out, bincode_config()))
+        })
+    }
+
+    /// Header, the body `write` appends, MAC.
+    fn seal<M: Message>(
+        &self,
+        seq: u64,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<usize, bincode::error::EncodeError>,
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
@@ -481,8 +504,7 @@ impl Codec {
         out.extend_from_slice(&self.run_id.to_le_bytes());
         out.extend_from_slice(&seq.to_le_bytes());
         // Encoding into a Vec cannot fail for our own plain-data messages.
-        let written = functions::encoding(|| bincode::serde::encode_into_std_write(msg, &mut out, bincode_config()));
-        if let Err(e) = written {
+        if let Err(e) = write(&mut out) {
             unreachable!("encoding a Strand message into memory failed: {e}");
         }
         let mac = blake3::keyed_hash(&self.key.0, &out);
@@ -492,6 +514,32 @@ impl Codec {
 
     /// Check and decode one frame. Cheap checks come first so garbage costs little.
     pub fn decode<M: Message>(&self, frame: &[u8]) -> Result<(Header, M), WireError> {
+        self.open(frame, |body| functions::decoding(|| Self::body::<M>(body)))
+    }
+
+    /// Check and decode one frame of the link whose receiving end is `link`. Also returns the
+    /// keys of Python functions the frame named that `link` does not hold: tries calling them
+    /// decoded with empty function bytes and go back unrun ([`ManagerMsg::NotHeld`]).
+    pub fn decode_over<M: Message>(
+        &self,
+        frame: &[u8],
+        link: &mut functions::Held,
+    ) -> Result<(Header, M, Vec<functions::FunctionKey>), WireError> {
+        let mut missing = vec![];
+        let (h, msg) = self.open(frame, |body| {
+            let (msg, m) = functions::decoding_over(link, || Self::body::<M>(body));
+            missing = m;
+            msg
+        })?;
+        Ok((h, msg, missing))
+    }
+
+    /// The checks of one frame, then `decode` of its body.
+    fn open<M: Message>(
+        &self,
+        frame: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<M, WireError>,
+    ) -> Result<(Header, M), WireError> {
         if frame.len() > self.max_frame {
             return Err(WireError::Oversized { len: frame.len(), max: self.max_frame });
         }
@@ -519,14 +567,18 @@ impl Codec {
             return Err(WireError::WrongChannel { got: frame[6], want: M::CHANNEL as u8 });
         }
         let seq = u64::from_le_bytes(read8(&frame[16..24]));
-        let body = &signed[HEADER_LEN..];
-        let (msg, used) =
-            functions::decoding(|| bincode::serde::decode_from_slice::<M, _>(body, bincode_decode_config()))
-                .map_err(|e| WireError::Malformed(e.to_string()))?;
+        let msg = decode(&signed[HEADER_LEN..])?;
+        Ok((Header { seq }, msg))
+    }
+
+    /// A message body, every byte of it.
+    fn body<M: Message>(body: &[u8]) -> Result<M, WireError> {
+        let (msg, used) = bincode::serde::decode_from_slice::<M, _>(body, bincode_decode_config())
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
         if used != body.len() {
             return Err(WireError::Malformed(format!("{} trailing bytes after the message", body.len() - used)));
         }
-        Ok((Header { seq }, msg))
+        Ok(msg)
     }
 }
 

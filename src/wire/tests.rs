@@ -195,9 +195,32 @@ fn a_function_named_before_it_was_carried_is_malformed() {
     let msg = ToManagerMsg::Tasks(vec![python_try(0, &f, b"a")]);
     // Encoded in a frame that has (it believes) carried the function already.
     let body = functions::encoding(|| {
-        assert!(functions::write_whole(&f.key));
+        assert_eq!(functions::write(&f.key, &f.pickled), functions::Write::Whole { keep: false });
         bincode::serde::encode_to_vec(&msg, bincode_config()).expect("encodes")
     });
     let frame = seal(&c, Channel::ToManager, &body);
     assert!(matches!(c.decode::<ToManagerMsg>(&frame), Err(WireError::Malformed(m)) if m.contains("named by key")));
+}
+
+/// Over a link the second frame names the function by key and decodes to the same tries; a
+/// receiver that does not hold it gets the frame's tries with the key reported, not an error.
+#[test]
+fn python_functions_travel_once_per_link() {
+    let c = codec();
+    let f = PythonFunction::new(vec![7u8; 10_000]);
+    let (mut sent, mut held) = (functions::Sent::default(), functions::Held::default());
+    let msg = |i| ToManagerMsg::Tasks(vec![python_try(i, &f, b"args")]);
+    let first = c.encode_over(&msg(0), 1, &mut sent);
+    let second = c.encode_over(&msg(1), 2, &mut sent);
+    assert!(first.len() > 10_000 && second.len() < 200, "{} then {} bytes", first.len(), second.len());
+    let (_, back, missing) = c.decode_over::<ToManagerMsg>(&first, &mut held).expect("first");
+    assert_eq!((back, missing), (msg(0), vec![]));
+    let (_, back, missing) = c.decode_over::<ToManagerMsg>(&second, &mut held).expect("second");
+    assert_eq!((back, missing), (msg(1), vec![]));
+    // A plain decode has no link to look in: the frame is malformed there.
+    assert!(matches!(c.decode::<ToManagerMsg>(&second), Err(WireError::Malformed(_))));
+    let (_, back, missing) = c.decode_over::<ToManagerMsg>(&second, &mut functions::Held::default()).expect("decodes");
+    assert_eq!(missing, vec![f.key]);
+    let ToManagerMsg::Tasks(back) = back else { panic!("{back:?}") };
+    assert!(function_of(&back[0]).pickled.is_empty(), "the try is marked, not run with made-up bytes");
 }

@@ -14,6 +14,7 @@ mod examples;
 mod executor_config;
 mod failure_matrix;
 mod feed_balance;
+mod function_links;
 mod fuzz_replay;
 mod gnu_parallel;
 mod hostile;

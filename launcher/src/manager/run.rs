@@ -15,11 +15,12 @@ use crate::stop::StopFlag;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::request::{Request, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
-use slog::{warn, Logger};
+use slog::{info, warn, Logger};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use strand::connection::{ConnectionInfo, Side};
-use strand::task::{Failure, Outcome, Try, TryResult};
-use strand::wire::{split_by_size, Codec, ManagerMsg, ToManagerMsg};
+use strand::task::{App, Failure, Outcome, Try, TryResult};
+use strand::wire::{functions, split_by_size, Codec, ManagerMsg, ToManagerMsg};
 
 /// How long stopping waits for workers to take their stop before abandoning the sends.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -59,6 +60,10 @@ struct Transport<'a> {
     seq: u64,
     /// Highest sequence number accepted from the interchange (replays are dropped).
     last_seen_seq: u64,
+    /// The Python functions the interchange told us to keep.
+    held: functions::Held,
+    /// The sending end of each worker's link: the functions it keeps.
+    worker_links: HashMap<WorkerRank, functions::Sent>,
     /// Sends to workers not yet completed.
     sends: Vec<PendingSend>,
     local: Option<Executor>,
@@ -100,7 +105,8 @@ impl ManagerComm for Transport<'_> {
     }
 
     fn to_worker(&mut self, rank: WorkerRank, msg: ToWorker) {
-        let (tag, bytes) = msg.encode();
+        // MPI delivers every send in order, so a worker always holds what its link told it to.
+        let (tag, bytes) = msg.encode_over(self.worker_links.entry(rank).or_default());
         // The buffer must outlive the non-blocking send; `reap_sends` frees it.
         let buf: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         let ptr = buf as *const [u8] as *mut [u8];
@@ -125,14 +131,14 @@ impl Transport<'_> {
         let mut got = false;
         while let Ok(frame) = self.socket.recv_bytes(zmq::DONTWAIT) {
             got = true;
-            let msg = match self.codec.decode::<ToManagerMsg>(&frame) {
-                Ok((h, _)) if h.seq <= self.last_seen_seq => {
+            let msg = match self.codec.decode_over::<ToManagerMsg>(&frame, &mut self.held) {
+                Ok((h, ..)) if h.seq <= self.last_seen_seq => {
                     warn!(self.log, "dropped a replayed frame from the interchange"; "seq" => h.seq);
                     continue;
                 }
-                Ok((h, msg)) => {
+                Ok((h, msg, missing)) => {
                     self.last_seen_seq = h.seq;
-                    msg
+                    self.keep_only_held(msg, &missing)
                 }
                 Err(e) => {
                     warn!(self.log, "dropped a frame from the interchange"; "reason" => %e);
@@ -144,6 +150,31 @@ impl Transport<'_> {
             }
         }
         Ok(got)
+    }
+
+    /// What of `msg` the manager can act on: a registration resets the functions kept (the
+    /// interchange's end of the link starts empty), and tries naming a function not held go
+    /// back to the interchange unrun, to come again with it.
+    fn keep_only_held(&mut self, msg: ToManagerMsg, missing: &[functions::FunctionKey]) -> ToManagerMsg {
+        match msg {
+            ToManagerMsg::Registered { .. } => {
+                self.held.clear();
+                msg
+            }
+            ToManagerMsg::Tasks(tries) if !missing.is_empty() => {
+                let (back, run): (Vec<Try>, Vec<Try>) = tries
+                    .into_iter()
+                    .partition(|t| matches!(&t.spec.app, App::Python(call) if missing.contains(&call.function.key)));
+                info!(self.log, "tries name Python functions not held here; handing them back";
+                    "tries" => back.len(), "functions" => missing.len());
+                let (batches, too_large) = split_by_size(back, self.codec.batch_budget());
+                for b in batches.into_iter().chain(too_large.into_iter().map(|t| vec![t.item])) {
+                    self.send(&ManagerMsg::NotHeld(b));
+                }
+                ToManagerMsg::Tasks(run)
+            }
+            msg => msg,
+        }
     }
 
     /// Hand every heartbeat and result the workers have sent to `m`; returns whether results came.
@@ -252,6 +283,8 @@ pub fn run_manager(
         codec: conn.codec(),
         seq: 0,
         last_seen_seq: 0,
+        held: functions::Held::default(),
+        worker_links: HashMap::new(),
         sends: Vec::new(),
         local,
         sampler,

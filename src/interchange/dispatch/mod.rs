@@ -73,6 +73,10 @@ impl Ord for Queued {
     }
 }
 
+/// Where the two orders of the queue meet: submitted tries count up from here, tries handed
+/// back count down.
+const FRONT: u64 = u64::MAX / 2;
+
 /// What the dispatcher knows about one manager.
 struct ManagerState {
     reg: Registration,
@@ -101,7 +105,11 @@ impl ManagerState {
 pub struct Dispatcher {
     cfg: DispatchConfig,
     queue: BinaryHeap<Queued>,
+    /// Order of submitted tries: counts up from [`FRONT`].
     next_seq: u64,
+    /// Order of tries handed back by managers: counts down from [`FRONT`], so they go before
+    /// every submitted try of their priority (they waited their turn once already).
+    front_seq: u64,
     managers: HashMap<ManagerId, ManagerState>,
     /// Which manager holds each in-flight try: the single owner.
     owner: HashMap<TryId, ManagerId>,
@@ -124,7 +132,8 @@ impl Dispatcher {
         Dispatcher {
             cfg,
             queue: BinaryHeap::new(),
-            next_seq: 0,
+            next_seq: FRONT,
+            front_seq: FRONT,
             managers: HashMap::new(),
             owner: HashMap::new(),
             hungry: HashSet::new(),
@@ -278,15 +287,7 @@ impl Dispatcher {
                 self.drops.stale_results += 1;
             }
         }
-        if st.tries.is_empty() {
-            st.idle_since = now;
-            if st.mode == ManagerMode::Draining {
-                self.drained.push(m);
-            }
-        }
-        if st.free() > 0 {
-            self.hungry.insert(m);
-        }
+        self.released(m, now);
     }
 
     /// Take resource samples from a manager: each try's goes to the client that submitted it,
@@ -306,6 +307,43 @@ impl Dispatcher {
                 self.sample_outbox.entry(*c).or_default().nodes.extend(samples.nodes.iter().cloned());
             }
         }
+    }
+
+    /// Tries left manager `m` at `now`: it may be idle, drained, or hungry again.
+    fn released(&mut self, m: ManagerId, now: Instant) {
+        let Some(st) = self.managers.get_mut(&m) else { return };
+        if st.tries.is_empty() {
+            st.idle_since = now;
+            if st.mode == ManagerMode::Draining {
+                self.drained.push(m);
+            }
+        }
+        if st.free() > 0 {
+            self.hungry.insert(m);
+        }
+    }
+
+    /// Tries a manager hands back unrun (it did not hold their Python function; the server
+    /// filled it in): they leave the manager and go to the front of the queue, with no try
+    /// counted. Tries it does not own are counted as unexpected and dropped.
+    pub fn hand_back(&mut self, m: ManagerId, tries: Vec<Try>, now: Instant) {
+        let Some(st) = self.managers.get_mut(&m) else {
+            self.drops.unexpected += tries.len() as u64;
+            return;
+        };
+        st.last_seen = now;
+        // Ahead of everything queued, in the order handed back.
+        self.front_seq -= tries.len() as u64;
+        for (seq, t) in (self.front_seq..).zip(tries) {
+            if self.owner.get(&t.id) != Some(&m) {
+                self.drops.unexpected += 1;
+                continue;
+            }
+            self.owner.remove(&t.id);
+            st.tries.remove(&t.id);
+            self.queue.push(Queued { priority: t.spec.priority, seq, item: t });
+        }
+        self.released(m, now);
     }
 
     /// A manager said goodbye or was declared lost: each try it held fails with `ManagerLost`.

@@ -322,3 +322,35 @@ fn reregistration_loses_the_old_incarnation() {
     d.flush(&mut c);
     assert!(matches!(c.all_results()[0].outcome, Outcome::Failed(Failure::ManagerLost { .. })));
 }
+
+#[test]
+fn tries_handed_back_go_to_the_front_of_the_queue_and_free_their_manager() {
+    let mut d = Dispatcher::new(cfg());
+    let mut rec = Recorder::default();
+    let now = Instant::now();
+    d.register(reg(1, 2, 0), now);
+    d.submit(ClientId(1), tries(1, 0..5, 0), &mut rec);
+    d.flush(&mut rec);
+    let sent: Vec<Try> = rec.tasks.iter().flat_map(|(_, t)| t.iter().cloned()).collect();
+    assert_eq!(sent.iter().map(|t| t.id.task.0).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!((d.queued(), d.in_flight()), (3, 2));
+
+    // The manager hands both back, plus one it never held.
+    let stranger = tries(1, 9..10, 0);
+    d.hand_back(ManagerId(1), sent.iter().cloned().chain(stranger).collect(), now);
+    assert_eq!((d.queued(), d.in_flight()), (5, 0), "both back in the queue, none counted as ended");
+    assert_eq!(d.status(now).dropped.unexpected, 1, "the try it did not hold is counted");
+    assert!(rec.results.is_empty(), "no try ended");
+
+    // They go out again first, before tries submitted after them, in their order.
+    d.submit(ClientId(1), tries(1, 5..6, 0), &mut rec);
+    rec.tasks.clear();
+    d.flush(&mut rec);
+    assert_eq!(rec.sent_to(ManagerId(1)).iter().map(|id| id.task.0).collect::<Vec<_>>(), [0, 1]);
+    // A higher priority still goes first: handing back keeps each try's priority.
+    d.hand_back(ManagerId(1), sent.clone(), now);
+    d.submit(ClientId(1), tries(1, 7..8, -1), &mut rec);
+    rec.tasks.clear();
+    d.flush(&mut rec);
+    assert_eq!(rec.sent_to(ManagerId(1)).iter().map(|id| id.task.0).collect::<Vec<_>>(), [7, 0]);
+}
