@@ -2,7 +2,9 @@
 
 use crate::connection::{ConnectionInfo, Side};
 use crate::task::{ClientId, Try, TryId};
-use crate::wire::{random_id, split_by_size, ClientMsg, Codec, DropCounts, StatusReport, ToClientMsg, TooLarge};
+use crate::wire::{
+    functions, random_id, split_by_size, ClientMsg, Codec, DropCounts, StatusReport, ToClientMsg, TooLarge,
+};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -44,6 +46,8 @@ pub struct Client {
     /// Highest sequence number accepted from the interchange (replays are dropped).
     last_seen_seq: u64,
     drops: DropCounts,
+    /// The sending end of the link to the interchange: the Python functions it keeps.
+    link: functions::Sent,
     _ctx: zmq::Context,
 }
 
@@ -73,6 +77,7 @@ impl Client {
             seq: 0,
             last_seen_seq: 0,
             drops: DropCounts::default(),
+            link: functions::Sent::default(),
             _ctx: ctx,
         })
     }
@@ -113,6 +118,8 @@ impl Client {
                 if let ClientMsg::Submit(b) = msg {
                     failed.extend(b.iter().map(|t| t.id));
                 }
+                // The interchange may not have what that frame told it to keep.
+                self.forget_functions();
                 break;
             }
         }
@@ -125,10 +132,16 @@ impl Client {
         self.codec.max_frame()
     }
 
-    /// Send one message.
+    /// From now on send every Python function whole once more, and tell the interchange to
+    /// keep it: after [`ToClientMsg::NotHeld`], or when the interchange restarted.
+    pub fn forget_functions(&mut self) {
+        self.link = functions::Sent::default();
+    }
+
+    /// Send one message (Python functions the interchange keeps are named by key).
     pub fn send(&mut self, msg: &ClientMsg) -> Result<(), ClientError> {
         self.seq += 1;
-        let frame = self.codec.encode(msg, self.seq);
+        let frame = self.codec.encode_over(msg, self.seq, &mut self.link);
         self.socket.send(frame, 0).map_err(zerr("send to the interchange"))
     }
 

@@ -462,6 +462,11 @@ fn io_loop(
                     shared.graph().requeue(&tries);
                     refused_until = Some(Instant::now() + Duration::from_millis(20));
                 }
+                ToClientMsg::NotHeld(tries) => {
+                    // Sent again this round, each function whole.
+                    client.forget_functions();
+                    shared.graph().requeue(&tries);
+                }
                 ToClientMsg::Stopping => {
                     shared.graph().fail_in_flight(Failure::InterchangeLost { silent_ms: 0 });
                     ended = true;
@@ -470,6 +475,7 @@ fn io_loop(
                     if i != incarnation {
                         // A restarted interchange holds none of our tries: send them again.
                         incarnation = i;
+                        client.forget_functions();
                         shared.graph().resubmit_in_flight();
                     }
                 }

@@ -85,8 +85,9 @@ enum Frame<M> {
     None,
     /// A frame failed a check (counted) and was skipped.
     Dropped,
-    /// An authentic, fresh message and its sender's routing id.
-    Msg(u64, M),
+    /// An authentic, fresh message, its sender's routing id, and the keys of Python functions
+    /// it named that its link does not hold.
+    Msg(u64, M, Vec<functions::FunctionKey>),
 }
 
 /// One of the interchange's two ROUTER sockets, as a source of checked messages.
@@ -101,18 +102,38 @@ struct Inbound<'a> {
 impl Inbound<'_> {
     /// Take one frame: the shape (routing id + one frame), then the codec's checks, then replay
     /// protection; every failure is counted in `drops`.
-    fn take<M: Message>(&self, seqs: &mut ReplayGuard, drops: &mut DropCounts) -> Frame<M> {
+    /// Over `links` (the clients' socket), each sender's frames are decoded through the
+    /// functions its link keeps.
+    fn take<M: Message>(
+        &self,
+        seqs: &mut ReplayGuard,
+        drops: &mut DropCounts,
+        links: Option<&mut HashMap<u64, functions::Held>>,
+    ) -> Frame<M> {
         let Ok(parts) = self.socket.recv_multipart(zmq::DONTWAIT) else { return Frame::None };
         let (Some(id), Some(frame), 2) = (parts.first().and_then(|f| peer_id(f)), parts.get(1), parts.len()) else {
             drops.malformed += 1;
             return Frame::Dropped;
         };
-        match self.codec.decode::<M>(frame) {
-            Ok((h, _)) if !seqs.accept(id, h.seq) => {
+        let decoded = match links {
+            // Only a link that keeps something is stored: peers that never send a Python
+            // function (`strand status`, each with a new id) leave no entry behind.
+            Some(links) => {
+                let mut held = links.remove(&id).unwrap_or_default();
+                let d = self.codec.decode_over::<M>(frame, &mut held);
+                if !held.is_empty() {
+                    links.insert(id, held);
+                }
+                d
+            }
+            None => self.codec.decode::<M>(frame).map(|(h, msg)| (h, msg, vec![])),
+        };
+        match decoded {
+            Ok((h, ..)) if !seqs.accept(id, h.seq) => {
                 drops.replayed += 1;
                 Frame::Dropped
             }
-            Ok((_, msg)) => Frame::Msg(id, msg),
+            Ok((_, msg, missing)) => Frame::Msg(id, msg, missing),
             Err(e) => {
                 debug!(self.log, "dropped frame"; "from" => self.what, "peer" => format!("{id:016x}"), "reason" => %e);
                 drops.count(&e);
@@ -156,6 +177,8 @@ pub struct Interchange {
     links: HashMap<ManagerId, functions::Sent>,
     /// One copy of each Python function submitted, shared by every queued try and link.
     functions: functions::Interned,
+    /// The receiving end of each client's link: the Python functions it told us to keep.
+    client_links: HashMap<u64, functions::Held>,
     log: Logger,
     _ctx: zmq::Context,
 }
@@ -303,6 +326,7 @@ impl Interchange {
             client_seqs: ReplayGuard::default(),
             links: HashMap::new(),
             functions: functions::Interned::default(),
+            client_links: HashMap::new(),
             log,
             _ctx: ctx,
         })
@@ -344,6 +368,7 @@ impl Interchange {
                     warn!(self.log, "client gone: silent past the client timeout; its queued tries are dropped";
                         "client" => %c, "dropped" => n);
                     self.known_clients.remove(&c);
+                    self.client_links.remove(&c.0);
                 }
                 // A manager gone (lost, left, drained) takes its link's functions with it.
                 let d = &self.dispatcher;
@@ -398,10 +423,10 @@ impl Interchange {
     fn drain_managers(&mut self, now: Instant) {
         for _ in 0..RECV_BURST {
             let from = Inbound { socket: &self.managers, codec: &self.codec, log: &self.log, what: "manager" };
-            let (id, msg) = match from.take::<ManagerMsg>(&mut self.manager_seqs, self.dispatcher.drops_mut()) {
+            let (id, msg) = match from.take::<ManagerMsg>(&mut self.manager_seqs, self.dispatcher.drops_mut(), None) {
                 Frame::None => break,
                 Frame::Dropped => continue,
-                Frame::Msg(id, msg) => (id, msg),
+                Frame::Msg(id, msg, _) => (id, msg),
             };
             let m = ManagerId(id);
             match msg {
@@ -493,11 +518,13 @@ impl Interchange {
         let mut shutdown = false;
         for _ in 0..RECV_BURST {
             let from = Inbound { socket: &self.clients, codec: &self.codec, log: &self.log, what: "client" };
-            let (id, msg) = match from.take::<ClientMsg>(&mut self.client_seqs, self.dispatcher.drops_mut()) {
-                Frame::None => break,
-                Frame::Dropped => continue,
-                Frame::Msg(id, msg) => (id, msg),
-            };
+            let links = Some(&mut self.client_links);
+            let (id, msg, missing) =
+                match from.take::<ClientMsg>(&mut self.client_seqs, self.dispatcher.drops_mut(), links) {
+                    Frame::None => break,
+                    Frame::Dropped => continue,
+                    Frame::Msg(id, msg, missing) => (id, msg, missing),
+                };
             let c = ClientId(id);
             self.dispatcher.touch_client(c, Instant::now());
             match msg {
@@ -510,8 +537,20 @@ impl Interchange {
                 ClientMsg::Submit(tries) => {
                     // Tries must carry the sender's own client id, so one client cannot
                     // answer for, or collide with, another.
-                    let (mut ok, bad): (Vec<Try>, Vec<Try>) = tries.into_iter().partition(|t| t.id.client == c);
+                    let (ok, bad): (Vec<Try>, Vec<Try>) = tries.into_iter().partition(|t| t.id.client == c);
                     self.dispatcher.drops_mut().unexpected += bad.len() as u64;
+                    // Tries naming a function we do not hold go back, to come again with it.
+                    let (not_held, mut ok): (Vec<Try>, Vec<Try>) = ok.into_iter().partition(
+                        |t| matches!(&t.spec.app, App::Python(call) if missing.contains(&call.function.key)),
+                    );
+                    if !not_held.is_empty() {
+                        info!(self.log, "a client named Python functions not held here; it sends them again";
+                            "client" => %c, "tries" => not_held.len());
+                        let (mut comm, _) = self.comm();
+                        let socket = comm.clients;
+                        let ids = not_held.iter().map(|t| t.id).collect();
+                        comm.send_batches(socket, c.0, ids, ToClientMsg::NotHeld);
+                    }
                     for t in &mut ok {
                         if let App::Python(call) = &mut t.spec.app {
                             self.functions.share(&call.function.key, &mut call.function.pickled);
@@ -557,6 +596,7 @@ impl Interchange {
                         info!(self.log, "client left; its queued tries are dropped"; "client" => %c, "dropped" => n);
                     }
                     self.known_clients.remove(&c);
+                    self.client_links.remove(&c.0);
                     self.client_seqs.forget(c.0);
                 }
             }

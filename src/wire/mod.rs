@@ -187,6 +187,10 @@ pub enum ToClientMsg {
     Withdrawn(Vec<TryId>),
     /// What the client's running tries, and the nodes that run them, used lately.
     Samples(Samples),
+    /// These tries were not queued: each named by key a Python function the interchange does
+    /// not hold (it restarted, or a frame that carried it was lost). Send them again, every
+    /// function whole ([`crate::client::Client::forget_functions`]); no try is counted.
+    NotHeld(Vec<TryId>),
 }
 
 impl Message for ToClientMsg {

@@ -1,11 +1,12 @@
-//! A Python function's bytes cross the interchange-to-manager link once: a real interchange,
-//! a client, and a hand-driven manager socket that checks each frame's size, then forgets the
-//! function and hands its try back, as a manager does when the two ends of a link disagree.
+//! A Python function's bytes cross each link once: a real interchange between a client and a
+//! hand-driven manager socket that checks each frame's size, then forgets the function and
+//! hands its try back, as a manager does when the two ends of a link disagree; and the same
+//! from a hand-driven client to the interchange.
 
 use crate::common::*;
 use std::time::{Duration, Instant};
 use strand::task::*;
-use strand::wire::{functions, Codec, ManagerMsg, Registration, ToClientMsg, ToManagerMsg};
+use strand::wire::{functions, ClientMsg, Codec, ManagerMsg, Registration, ToClientMsg, ToManagerMsg};
 
 /// A manager's socket, driven by the test.
 struct HandManager {
@@ -42,11 +43,8 @@ fn function_of(t: &Try) -> &PythonFunction {
     }
 }
 
-#[test]
-fn a_function_crosses_to_a_manager_once_and_again_when_it_is_not_held() {
-    let _file = crate::common::file_group(module_path!());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut ix, conn) = interchange(dir.path(), &[]);
+/// A manager socket registered with one slot, and its end of the link (empty).
+fn hand_manager(conn: &strand::connection::ConnectionInfo) -> (HandManager, functions::Held) {
     let ctx = zmq::Context::new();
     let socket = ctx.socket(zmq::DEALER).expect("socket");
     let manager = ManagerId(0x5eed);
@@ -67,7 +65,15 @@ fn a_function_crosses_to_a_manager_once_and_again_when_it_is_not_held() {
     let mut held = functions::Held::default();
     let (_, registered, _) = m.codec.decode_over::<ToManagerMsg>(&m.frame(), &mut held).expect("decodes");
     assert!(matches!(registered, ToManagerMsg::Registered { .. }), "{registered:?}");
+    (m, held)
+}
 
+#[test]
+fn a_function_crosses_to_a_manager_once_and_again_when_it_is_not_held() {
+    let _file = crate::common::file_group(module_path!());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut ix, conn) = interchange(dir.path(), &[]);
+    let (mut m, mut held) = hand_manager(&conn);
     let mut client = strand::client::Client::connect(&conn).expect("client");
     client.hello(Duration::from_secs(20)).expect("hello");
     let f = PythonFunction::new(vec![0xf0; 100_000]);
@@ -122,6 +128,86 @@ fn a_function_crosses_to_a_manager_once_and_again_when_it_is_not_held() {
     let want: std::collections::BTreeMap<u64, Outcome> = (0..4).map(|i| (i, Outcome::Done(vec![i as u8]))).collect();
     assert_eq!(seen, want);
     let report = client.status(Duration::from_secs(10)).expect("status");
+    assert_eq!((report.queued, report.in_flight), (0, 0));
+    assert_eq!(report.dropped.total(), 0, "{:?}", report.dropped);
+    assert!(ix.is_running());
+}
+
+#[test]
+fn a_function_crosses_from_a_client_once_and_again_when_it_is_not_held() {
+    let _file = crate::common::file_group(module_path!());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut ix, conn) = interchange(dir.path(), &[]);
+    let (mut m, mut held) = hand_manager(&conn);
+    // A client socket driven by hand, so its frames can be measured and its link's end set.
+    let ctx = zmq::Context::new();
+    let client = ClientId(0xc1);
+    let socket = ctx.socket(zmq::DEALER).expect("socket");
+    socket.set_identity(&client.0.to_le_bytes()).expect("identity");
+    socket.set_rcvtimeo(20_000).expect("timeout");
+    socket.connect(&conn.client_endpoint()).expect("connect");
+    let codec = conn.codec();
+    let (mut sent, mut seq) = (functions::Sent::default(), 0u64);
+    let mut submit = |t: Try, sent: &mut functions::Sent, send: bool| -> usize {
+        seq += 1;
+        let frame = codec.encode_over(&ClientMsg::Submit(vec![t]), seq, sent);
+        if send {
+            socket.send(&frame, 0).expect("submit");
+        }
+        frame.len()
+    };
+    let mine = |task, f: &PythonFunction| {
+        let mut t = python_try(task, f);
+        t.id.client = client;
+        t
+    };
+    // The manager answers each try with its task number; it must come with `f`'s bytes.
+    let answer = |m: &mut HandManager, held: &mut functions::Held, f: &PythonFunction| {
+        let (_, msg, missing) = m.codec.decode_over::<ToManagerMsg>(&m.frame(), held).expect("decodes");
+        assert!(missing.is_empty(), "{missing:?}");
+        let ToManagerMsg::Tasks(tries) = msg else { panic!("{msg:?}") };
+        let [t] = &tries[..] else { panic!("{tries:?}") };
+        assert_eq!(*function_of(t).pickled, *f.pickled);
+        m.send(&ManagerMsg::Results(vec![TryResult::new(t.id, Outcome::Done(vec![t.id.task.0 as u8]))]));
+    };
+    let f = PythonFunction::new(vec![0x0f; 100_000]);
+    assert!(submit(mine(0, &f), &mut sent, true) > 100_000, "the first frame carries the function");
+    answer(&mut m, &mut held, &f);
+    assert!(submit(mine(1, &f), &mut sent, true) < 1_000, "the next names it by key");
+    answer(&mut m, &mut held, &f);
+
+    // A frame that told the interchange to keep `g` is lost: the next one names `g` by key, and
+    // the interchange says it does not hold it instead of queueing a try without its function.
+    let g = PythonFunction::new(vec![0x99; 50_000]);
+    submit(mine(2, &g), &mut sent, false);
+    submit(mine(3, &g), &mut sent, true);
+    let next = |socket: &zmq::Socket| -> ToClientMsg {
+        let frame = socket.recv_bytes(0).expect("a frame from the interchange within 20 s");
+        codec.decode::<ToClientMsg>(&frame).expect("decodes").1
+    };
+    let mut results = vec![];
+    let not_held = loop {
+        match next(&socket) {
+            ToClientMsg::NotHeld(ids) => break ids,
+            ToClientMsg::Results(r) => results.extend(r),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(not_held, [mine(3, &g).id]);
+    let mut fresh = functions::Sent::default();
+    assert!(submit(mine(3, &g), &mut fresh, true) > 50_000, "sent again whole");
+    answer(&mut m, &mut held, &g);
+    while results.len() < 3 {
+        match next(&socket) {
+            ToClientMsg::Results(r) => results.extend(r),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut ended: Vec<(u64, Outcome)> = results.into_iter().map(|r| (r.id.task.0, r.outcome)).collect();
+    ended.sort_by_key(|e| e.0);
+    assert_eq!(ended, [0, 1, 3].map(|i| (i, Outcome::Done(vec![i as u8]))));
+    let report =
+        strand::client::Client::connect(&conn).expect("client").status(Duration::from_secs(10)).expect("status");
     assert_eq!((report.queued, report.in_flight), (0, 0));
     assert_eq!(report.dropped.total(), 0, "{:?}", report.dropped);
     assert!(ix.is_running());
