@@ -29,13 +29,16 @@ pub fn hex(key: &FunctionKey) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Most bytes of functions one link's receiver is told to keep. Past it, further functions
-/// travel whole in every frame: the bound is on a worker rank's memory, per link.
+/// Most bytes of functions one link's receiver is told to keep, unless the link says less
+/// ([`Sent::with_room`]). Past it, further functions travel whole in every frame: the bound is
+/// on the receiver's memory, per link.
 pub const LINK_KEEP_BYTES: usize = 64 << 20;
 
 /// The sending end of one link: the functions its receiver was told to keep.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sent {
+    /// Most bytes of functions the receiver is told to keep.
+    room: usize,
     /// What the receiver was told to keep, with the bytes to put back into a try it hands
     /// back for not holding its function.
     told: HashMap<FunctionKey, Arc<Vec<u8>>>,
@@ -45,7 +48,19 @@ pub struct Sent {
     stale: HashSet<FunctionKey>,
 }
 
+impl Default for Sent {
+    fn default() -> Sent {
+        Sent::with_room(LINK_KEEP_BYTES)
+    }
+}
+
 impl Sent {
+    /// A link whose receiver keeps at most `room` bytes of functions (a worker rank's link
+    /// keeps less than a manager's: a node may run a hundred of them).
+    pub fn with_room(room: usize) -> Sent {
+        Sent { room, told: HashMap::new(), bytes: 0, stale: HashSet::new() }
+    }
+
     /// The bytes of a function this link's receiver was told to keep.
     pub fn function(&self, key: &FunctionKey) -> Option<Arc<Vec<u8>>> {
         self.told.get(key).cloned()
@@ -73,7 +88,7 @@ impl Sent {
         if self.told.contains_key(key) {
             return if self.stale.remove(key) { Write::Whole { keep: true } } else { Write::ByKey };
         }
-        if self.bytes + pickled.len() > LINK_KEEP_BYTES {
+        if self.bytes + pickled.len() > self.room {
             return Write::Whole { keep: false };
         }
         self.bytes += pickled.len();
@@ -223,7 +238,8 @@ pub fn decoding<R>(f: impl FnOnce() -> R) -> R {
 /// its receiver keeps are named by key, and new ones are told to be kept while there is room.
 /// (Should `f` panic, `link` is left empty: the receiver is then sent every function whole.)
 pub fn encoding_over<R>(link: &mut Sent, f: impl FnOnce() -> R) -> R {
-    let scope = Encoding { written: HashSet::new(), link: Some(std::mem::take(link)) };
+    let empty = Sent::with_room(link.room);
+    let scope = Encoding { written: HashSet::new(), link: Some(std::mem::replace(link, empty)) };
     let (r, scope) = scoped(&ENCODING, scope, f);
     if let Some(back) = scope.and_then(|s| s.link) {
         *link = back;
@@ -392,5 +408,8 @@ mod tests {
         }
         assert_eq!(encoding_over(&mut sent, || write(&[3; 16], &Arc::new(vec![0u8; 10]))), KEPT, "exactly fits");
         assert_eq!(sent.len(), 2);
+        let mut small_room = Sent::with_room(15);
+        assert_eq!(encoding_over(&mut small_room, || write(&[2; 16], &small)), WHOLE, "past its own room");
+        assert_eq!(encoding_over(&mut small_room, || write(&[3; 16], &Arc::new(vec![0u8; 10]))), KEPT);
     }
 }

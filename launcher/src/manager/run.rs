@@ -22,6 +22,10 @@ use strand::connection::{ConnectionInfo, Side};
 use strand::task::{App, Failure, Outcome, Try, TryResult};
 use strand::wire::{functions, split_by_size, Codec, ManagerMsg, ToManagerMsg};
 
+/// Most bytes of Python functions a worker rank keeps: a quarter of a manager's, since a node
+/// may run a hundred ranks (16 MiB each is 1.6 GiB) where it runs one manager.
+const WORKER_KEEP_BYTES: usize = functions::LINK_KEEP_BYTES / 4;
+
 /// How long stopping waits for workers to take their stop before abandoning the sends.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -106,7 +110,8 @@ impl ManagerComm for Transport<'_> {
 
     fn to_worker(&mut self, rank: WorkerRank, msg: ToWorker) {
         // MPI delivers every send in order, so a worker always holds what its link told it to.
-        let (tag, bytes) = msg.encode_over(self.worker_links.entry(rank).or_default());
+        let link = self.worker_links.entry(rank).or_insert_with(|| functions::Sent::with_room(WORKER_KEEP_BYTES));
+        let (tag, bytes) = msg.encode_over(link);
         // The buffer must outlive the non-blocking send; `reap_sends` frees it.
         let buf: &'static [u8] = Box::leak(bytes.into_boxed_slice());
         let ptr = buf as *const [u8] as *mut [u8];

@@ -32,6 +32,22 @@ pub struct Sampled {
     pub mem_used: Vec<(f64, f64)>,
 }
 
+impl Sampled {
+    /// No samples yet: every series at zero.
+    fn empty() -> Sampled {
+        Sampled {
+            try_samples: 0,
+            tries: 0,
+            nodes: 0,
+            try_rss_kib: vec![0.0; BINS],
+            try_cores: vec![0.0; BINS],
+            load: vec![(0.0, 0.0); BINS],
+            cpus: vec![0.0; BINS],
+            mem_used: vec![(0.0, 0.0); BINS],
+        }
+    }
+}
+
 /// One try's samples in time order, with when it ran and the CPU time counted at its end.
 struct TryTrace {
     points: Vec<(i64, i64, i64)>,
@@ -51,16 +67,7 @@ pub(super) fn load(c: &Connection, run: i64, t0: i64, width: f64) -> Result<Opti
     if tables < 2 {
         return Ok(None);
     }
-    let mut s = Sampled {
-        try_samples: 0,
-        tries: 0,
-        nodes: 0,
-        try_rss_kib: vec![0.0; BINS],
-        try_cores: vec![0.0; BINS],
-        load: vec![(0.0, 0.0); BINS],
-        cpus: vec![0.0; BINS],
-        mem_used: vec![(0.0, 0.0); BINS],
-    };
+    let mut s = Sampled::empty();
     let mut traces: BTreeMap<(i64, i64), TryTrace> = BTreeMap::new();
     let mut st = c.prepare(
         "SELECT s.task, s.attempt, s.t_us, s.cpu_us, s.rss_kib, r.started_us, r.started_us + r.run_us, r.cpu_us \
@@ -175,19 +182,6 @@ fn typical_gap(sources: impl Iterator<Item = Vec<i64>>) -> i64 {
 mod tests {
     use super::*;
 
-    fn empty() -> Sampled {
-        Sampled {
-            try_samples: 0,
-            tries: 0,
-            nodes: 0,
-            try_rss_kib: vec![0.0; BINS],
-            try_cores: vec![0.0; BINS],
-            load: vec![(0.0, 0.0); BINS],
-            cpus: vec![0.0; BINS],
-            mem_used: vec![(0.0, 0.0); BINS],
-        }
-    }
-
     #[test]
     fn a_try_holds_each_sample_until_the_next_and_burns_cpu_between() {
         // Bins 1 s wide. Started at 0, sampled at 2 s (1 s CPU, 100 KiB) and 4 s (3 s CPU,
@@ -198,7 +192,7 @@ mod tests {
             ended: Some(6_000_000),
             final_cpu: Some(5_000_000),
         };
-        let mut s = empty();
+        let mut s = Sampled::empty();
         try_series(&mut s, &trace, 0, 1_000_000.0, 2_000_000);
         assert_eq!(&s.try_rss_kib[..7], &[100.0, 100.0, 100.0, 100.0, 300.0, 300.0, 0.0]);
         assert_eq!(&s.try_cores[..7], &[0.5, 0.5, 1.0, 1.0, 1.0, 1.0, 0.0]);
@@ -209,7 +203,7 @@ mod tests {
         let gap = typical_gap([vec![0, 2_000_000, 4_000_000], vec![7], vec![]].into_iter());
         assert_eq!(gap, 2_000_000);
         let trace = TryTrace { points: vec![(1_000_000, 0, 50)], started: None, ended: None, final_cpu: None };
-        let mut s = empty();
+        let mut s = Sampled::empty();
         try_series(&mut s, &trace, 0, 1_000_000.0, gap);
         assert_eq!(&s.try_rss_kib[..4], &[0.0, 50.0, 50.0, 0.0]);
         assert_eq!(typical_gap(std::iter::empty()), 10_000_000);
