@@ -155,6 +155,14 @@ pub struct PythonCall {
     pub args: Vec<u8>,
 }
 
+impl Try {
+    /// Whether this try calls a Python function whose key is in `keys` (those a receiver
+    /// found it does not hold).
+    pub fn calls_any(&self, keys: &[crate::wire::functions::FunctionKey]) -> bool {
+        matches!(&self.spec.app, App::Python(call) if keys.contains(&call.function.key))
+    }
+}
+
 /// What a task runs.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum App {

@@ -70,11 +70,10 @@ pub fn run_worker(
                     Some((tries, missing)) => {
                         running += tries.len();
                         for t in tries {
-                            match &t.try_.spec.app {
-                                App::Python(call) if missing.contains(&call.function.key) => {
-                                    done.push(not_held(&t, &call.function.key, pool.rank()))
-                                }
-                                _ => executor.submit_on(t.try_, t.cpus),
+                            if t.try_.calls_any(&missing) {
+                                done.push(not_held(&t, pool.rank()));
+                            } else {
+                                executor.submit_on(t.try_, t.cpus);
                             }
                         }
                     }
@@ -138,7 +137,11 @@ pub fn run_worker(
 
 /// The result of a try whose Python function this rank was told it keeps but does not: MPI
 /// delivers in order, so this is a bug, and the try fails saying so rather than hanging.
-fn not_held(t: &WorkerTry, key: &functions::FunctionKey, rank: i32) -> TryResult {
-    let failure = Failure::FunctionNotHeld { key: functions::hex(key), at: format!("worker rank {rank}") };
+fn not_held(t: &WorkerTry, rank: i32) -> TryResult {
+    let key = match &t.try_.spec.app {
+        App::Python(call) => functions::hex(&call.function.key),
+        _ => String::new(),
+    };
+    let failure = Failure::FunctionNotHeld { key, at: format!("worker rank {rank}") };
     TryResult::new(t.try_.id, Outcome::Failed(failure))
 }

@@ -540,9 +540,7 @@ impl Interchange {
                     let (ok, bad): (Vec<Try>, Vec<Try>) = tries.into_iter().partition(|t| t.id.client == c);
                     self.dispatcher.drops_mut().unexpected += bad.len() as u64;
                     // Tries naming a function we do not hold go back, to come again with it.
-                    let (not_held, mut ok): (Vec<Try>, Vec<Try>) = ok.into_iter().partition(
-                        |t| matches!(&t.spec.app, App::Python(call) if missing.contains(&call.function.key)),
-                    );
+                    let (not_held, mut ok): (Vec<Try>, Vec<Try>) = ok.into_iter().partition(|t| t.calls_any(&missing));
                     if !not_held.is_empty() {
                         info!(self.log, "a client named Python functions not held here; it sends them again";
                             "client" => %c, "tries" => not_held.len());

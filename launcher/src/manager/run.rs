@@ -19,7 +19,7 @@ use slog::{info, warn, Logger};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use strand::connection::{ConnectionInfo, Side};
-use strand::task::{App, Failure, Outcome, Try, TryResult};
+use strand::task::{Failure, Outcome, Try, TryResult};
 use strand::wire::{functions, split_by_size, Codec, ManagerMsg, ToManagerMsg};
 
 /// Most bytes of Python functions a worker rank keeps: a quarter of a manager's, since a node
@@ -167,9 +167,7 @@ impl Transport<'_> {
                 msg
             }
             ToManagerMsg::Tasks(tries) if !missing.is_empty() => {
-                let (back, run): (Vec<Try>, Vec<Try>) = tries
-                    .into_iter()
-                    .partition(|t| matches!(&t.spec.app, App::Python(call) if missing.contains(&call.function.key)));
+                let (back, run): (Vec<Try>, Vec<Try>) = tries.into_iter().partition(|t| t.calls_any(missing));
                 info!(self.log, "tries name Python functions not held here; handing them back";
                     "tries" => back.len(), "functions" => missing.len());
                 let (batches, too_large) = split_by_size(back, self.codec.batch_budget());

@@ -204,18 +204,22 @@ pub fn database_of(path: &Path) -> PathBuf {
 /// Add `weight` per µs of `[a, b)` to the bins over `[t0, t0 + width * bins.len())`, averaged
 /// over each bin's width.
 fn spread(bins: &mut [f64], t0: i64, width: f64, a: i64, b: i64, weight: f64) {
-    if b <= a || bins.is_empty() {
-        return;
-    }
     let (fa, fb) = (((a - t0) as f64 / width).max(0.0), ((b - t0) as f64 / width).min(bins.len() as f64));
-    if fb <= fa {
-        return;
-    }
-    let (ia, ib) = (fa as usize, (fb.ceil() as usize).min(bins.len()));
-    for (i, bin) in bins.iter_mut().enumerate().take(ib).skip(ia) {
+    for i in bins_touched(bins.len(), t0, width, a, b) {
         let overlap = (fb.min(i as f64 + 1.0) - fa.max(i as f64)).max(0.0);
-        *bin += overlap * weight;
+        bins[i] += overlap * weight;
     }
+}
+
+/// The indices of the `len` bins over `[t0, t0 + width * len)` that `[a, b)` touches (none
+/// when the span is empty or off the axis).
+fn bins_touched(len: usize, t0: i64, width: f64, a: i64, b: i64) -> std::ops::Range<usize> {
+    if b <= a {
+        return 0..0;
+    }
+    let first = (((a - t0) as f64 / width).max(0.0) as usize).min(len);
+    let end = ((((b - t0) as f64 / width).ceil().max(0.0)) as usize).min(len);
+    first..end.max(first)
 }
 
 fn percentile(sorted: &[u64], q: f64) -> u64 {

@@ -6,7 +6,7 @@
 //! between samples is the difference of their CPU times over the gap; after its last sample it
 //! runs to the CPU time its worker counted when it reaped the try.
 
-use super::{spread, LoadError, BINS};
+use super::{bins_touched, spread, LoadError, BINS};
 use rusqlite::Connection;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -158,11 +158,9 @@ fn rate(bins: &mut [f64], t0: i64, width: f64, (ta, ca): (i64, i64), (tb, cb): (
     }
 }
 
-/// The bins a span touches.
+/// The bins of the report's axis a span touches.
 fn bins_of(t0: i64, width: f64, a: i64, b: i64) -> std::ops::Range<usize> {
-    let first = (((a - t0) as f64 / width).max(0.0) as usize).min(BINS);
-    let end = ((((b - t0) as f64 / width).ceil().max(0.0)) as usize).min(BINS);
-    first..end.max(first)
+    bins_touched(BINS, t0, width, a, b)
 }
 
 /// The median gap between consecutive samples of one source: how long the last sample of a
