@@ -4,13 +4,16 @@
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
+use strand::block::BlockId;
 use strand::dfk::{Call, Dfk, DfkConfig, MonitoringConfig, TaskError, TaskFuture};
+use strand::executor::config::{Config, ExecutorConfig};
 use strand::executor::{Executor, Target};
+use strand::run_dir::RunDir;
 use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
 use strand::task::{App, Failure, PythonCall, PythonFunction, Resources, TaskId};
 
@@ -140,7 +143,9 @@ impl Session {
     /// Start (or attach to) an executor and connect a DFK to it; with `monitoring` (the
     /// command that started the run, as the database keeps it) it writes the run database.
     #[staticmethod]
-    #[pyo3(signature = (*, bin_dir, connection=None, workers=None, prefetch=None, run_dir=None, config=None, executor=None, memoize=false, monitoring=None))]
+    /// With `block` (an executor table, as `Dfk.serve` takes it) the interchange has no
+    /// blocks of its own: another system submits them, each running `block_command`.
+    #[pyo3(signature = (*, bin_dir, connection=None, workers=None, prefetch=None, run_dir=None, config=None, executor=None, block=None, memoize=false, monitoring=None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         py: Python<'_>,
@@ -151,6 +156,7 @@ impl Session {
         run_dir: Option<String>,
         config: Option<String>,
         executor: Option<String>,
+        block: Option<Bound<'_, PyDict>>,
         memoize: bool,
         monitoring: Option<String>,
     ) -> PyResult<Session> {
@@ -171,8 +177,18 @@ impl Session {
             config: config.map(PathBuf::from),
             executor,
         };
+        let served = match block {
+            Some(table) => Some(served_block(&table, &bin_dir)?),
+            None => None,
+        };
         py.detach(|| {
-            let exe = Executor::open(&target, 1).map_err(runtime)?;
+            let exe = match served {
+                Some(cfg) => {
+                    let run_dir = RunDir::create(target.run_dir.as_deref()).map_err(runtime)?;
+                    Executor::serve(run_dir, cfg).map_err(runtime)?
+                }
+                None => Executor::open(&target, 1).map_err(runtime)?,
+            };
             let cfg = DfkConfig {
                 checkpoint: memoize.then(|| exe.run_dir().file(CHECKPOINT_FILE)),
                 events: Some(exe.run_dir().file(EVENTS_FILE)),
@@ -299,6 +315,20 @@ impl Session {
         Ok(out)
     }
 
+    /// The shell command that starts block `block_id`'s launchers (a session of `block=`).
+    fn block_command(&self, block_id: String) -> PyResult<String> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let exe = &running.as_ref().ok_or_else(|| runtime("the session is closed"))?.exe;
+        exe.block_command(&BlockId(block_id))
+            .ok_or_else(|| runtime("block_command needs a session started with block= (Dfk.serve)"))
+    }
+
+    /// Task slots one block gives (0 when unknown).
+    fn slots_per_block(&self) -> u32 {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.as_ref().map_or(0, |r| r.exe.config().map_or(r.exe.slots(), ExecutorConfig::slots_per_block))
+    }
+
     /// Tasks submitted and not yet ended.
     fn pending(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -332,6 +362,61 @@ impl Session {
             });
         }
     }
+}
+
+/// Where `Dfk.serve`'s executor table is named in errors.
+const SERVED_ORIGIN: &str = "Dfk.serve(block=...)";
+
+/// `block` checked as a configuration file's executor table would be, its launcher the one
+/// in `bin_dir` unless it names another.
+fn served_block(block: &Bound<'_, PyDict>, bin_dir: &std::path::Path) -> PyResult<ExecutorConfig> {
+    let mut table = toml::Table::new();
+    for (k, v) in block.iter() {
+        let key: String =
+            k.extract().map_err(|_| PyValueError::new_err(format!("{SERVED_ORIGIN}: key {k} is not a string")))?;
+        let value = toml_value(&v, &key)?;
+        table.insert(key, value);
+    }
+    if !table.contains_key("launcher_path") {
+        let launcher = bin_dir.join("strand-launcher").display().to_string();
+        table.insert("launcher_path".into(), toml::Value::String(launcher));
+    }
+    let cfg = Config::executor_table(table, SERVED_ORIGIN).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    cfg.check_launcher(SERVED_ORIGIN).map_err(runtime)?;
+    Ok(cfg)
+}
+
+/// A Python value as the TOML value a configuration file would write for it.
+fn toml_value(v: &Bound<'_, PyAny>, key: &str) -> PyResult<toml::Value> {
+    // bool before int: Python's True is an int too.
+    if v.is_instance_of::<PyBool>() {
+        return Ok(toml::Value::Boolean(v.extract()?));
+    }
+    if v.is_instance_of::<PyInt>() {
+        return Ok(toml::Value::Integer(v.extract()?));
+    }
+    if v.is_instance_of::<PyFloat>() {
+        return Ok(toml::Value::Float(v.extract()?));
+    }
+    if v.is_instance_of::<PyString>() {
+        return Ok(toml::Value::String(v.extract()?));
+    }
+    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        let items: Vec<Bound<'_, PyAny>> = v.try_iter()?.collect::<PyResult<_>>()?;
+        return items.iter().map(|i| toml_value(i, key)).collect::<PyResult<Vec<_>>>().map(toml::Value::Array);
+    }
+    if let Ok(d) = v.downcast::<PyDict>() {
+        let mut t = toml::Table::new();
+        for (k, item) in d.iter() {
+            let name: String = k.extract()?;
+            let value = toml_value(&item, &format!("{key}.{name}"))?;
+            t.insert(name, value);
+        }
+        return Ok(toml::Value::Table(t));
+    }
+    Err(PyValueError::new_err(format!(
+        "{SERVED_ORIGIN}: {key} = {v}: expected a bool, int, float, str, list or dict, as a configuration file would write"
+    )))
 }
 
 /// The Rust side of the `strand` package.

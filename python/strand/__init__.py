@@ -128,6 +128,32 @@ class Dfk(concurrent.futures.Executor):
                                          run_dir=_abs(run_dir), memoize=memoize, monitoring=_command(monitoring)),
                    python)
 
+    @classmethod
+    def serve(cls, block: dict, *, run_dir: Optional[str] = None, memoize: bool = False,
+              bin_dir: Optional[str] = None, python: Optional[str] = None, monitoring: bool = True) -> "Dfk":
+        """An interchange here with no blocks of its own: another system submits them (Parsl's
+        providers, through ``strand.parsl.StrandExecutor(provider=...)``), each running
+        ``block_command(block_id)``. ``block`` is one executor table as a configuration file
+        writes it (``provider``, ``launch``, ``nodes_per_block``, ``ranks_per_node``,
+        ``launcher``, ``address``, ...; docs/executors.md), checked as the file's would be."""
+        return cls(_strand.Session.start(bin_dir=_bin_dir(bin_dir), block=dict(block), run_dir=_abs(run_dir),
+                                         memoize=memoize, monitoring=_command(monitoring)),
+                   python)
+
+    def block_command(self, block_id: str) -> str:
+        """The shell command that starts block ``block_id``'s launchers (``serve`` only)."""
+        return self._session.block_command(block_id)
+
+    @property
+    def slots_per_block(self) -> int:
+        """Task slots one block gives, as its executor table shapes it (``serve`` only)."""
+        return self._session.slots_per_block()
+
+    @property
+    def outstanding(self) -> int:
+        """Tasks submitted that have not ended (queued, running, or waiting on others)."""
+        return len(self._futures)
+
     @property
     def connection_file(self) -> str:
         """The interchange's connection file."""
@@ -289,9 +315,13 @@ class Dfk(concurrent.futures.Executor):
         self._closed.set()
         self._reader.join()
         self._session.close()
+        self._fail_outstanding(RuntimeError("the Dfk was closed before this task ended"))
+
+    def _fail_outstanding(self, error: BaseException) -> None:
+        """End every task's future that has not ended with ``error``; their results, should
+        they still come, are dropped."""
         with self._lock:
             left, self._futures = self._futures, {}
-        error = RuntimeError("the Dfk was closed before this task ended")
         batches = {}
         for task_id, target in left.items():
             if isinstance(target, _Batch):

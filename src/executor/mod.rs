@@ -20,6 +20,7 @@ pub mod target;
 
 pub use target::Target;
 
+use crate::block::BlockId;
 use crate::client::{Client, ClientError};
 use crate::connection::{ConnectionError, ConnectionInfo};
 use crate::dfk::Dfk;
@@ -125,6 +126,16 @@ impl ExecutorConfig {
     }
 }
 
+/// How to start the interchange of `config`'s blocks.
+fn interchange_options(config: &ExecutorConfig) -> InterchangeOptions {
+    if config.blocks_on_this_machine() {
+        InterchangeOptions { address: config.address.clone(), ..InterchangeOptions::local() }
+    } else {
+        // Blocks on compute nodes: the interchange's own heartbeat defaults, not the local ones.
+        InterchangeOptions::remote(config.address.clone())
+    }
+}
+
 /// An interchange and the blocks that serve it, torn down by [`Executor::stop`] (or on drop).
 pub struct Executor {
     run_dir: RunDir,
@@ -176,16 +187,49 @@ impl Executor {
     /// Check the configuration with [`ExecutorConfig::check_launcher`] first: blocks of a
     /// launcher that is not there fail, and the scaler then gives up (see [`Executor::failure`]).
     pub fn from_config(run_dir: RunDir, config: ExecutorConfig) -> Result<Executor, ExecutorError> {
-        let ix_opts = if config.blocks_on_this_machine() {
-            InterchangeOptions { address: config.address.clone(), ..InterchangeOptions::local() }
-        } else {
-            // Blocks on compute nodes: the interchange's own heartbeat defaults, not the local ones.
-            InterchangeOptions::remote(config.address.clone())
-        };
         let scaler_cfg = config.scaler_config(&run_dir);
-        let mut exe = Executor::scaled(run_dir, &ix_opts, config.provider(), scaler_cfg)?;
+        let mut exe = Executor::scaled(run_dir, &interchange_options(&config), config.provider(), scaler_cfg)?;
         exe.config = Some(config);
         Ok(exe)
+    }
+
+    /// An interchange here with no blocks and no scaler: another system submits and scales
+    /// `config`'s blocks (Parsl's strategy through its providers), each running
+    /// [`Executor::block_command`].
+    pub fn serve(run_dir: RunDir, config: ExecutorConfig) -> Result<Executor, ExecutorError> {
+        if config.blocks_are_job_steps() {
+            return Err(ExecutorError::Invalid(format!(
+                "executor {:?}: provider = \"local\" with launch = \"srun\" runs blocks as job steps of the \
+                 allocation strand runs in, which only Strand's own scaler does; use launch = \"mpirun\" or a \
+                 batch provider",
+                config.label
+            )));
+        }
+        if config.steps_per_block > 1 {
+            return Err(ExecutorError::Invalid(format!(
+                "executor {:?}: steps_per_block = {} needs Strand's own block script, which runs the steps and \
+                 waits for them; a block another system submits runs one launch command",
+                config.label, config.steps_per_block
+            )));
+        }
+        let ix = InterchangeProcess::start(&run_dir, &interchange_options(&config))?;
+        Ok(Executor {
+            conn: ix.conn.clone(),
+            run_dir,
+            interchange: Some(ix),
+            block: None,
+            scaler: None,
+            slots: config.slots_per_block(),
+            config: Some(config),
+            connection_file: None,
+        })
+    }
+
+    /// The command block `block_id` runs, for an executor started by [`Executor::serve`] or
+    /// from a configuration (`None` for the local default and a connected one).
+    pub fn block_command(&self, block_id: &BlockId) -> Option<String> {
+        let cfg = self.config.as_ref()?;
+        Some(script::block_command(cfg, &self.connection_file(), block_id))
     }
 
     /// An interchange here and a scaler with its own provider and block script (the

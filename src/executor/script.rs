@@ -28,6 +28,14 @@ pub fn block_script(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId) 
     }
 }
 
+/// The command that starts block `block_id`'s launchers when another system submits the block
+/// (Parsl's providers, through the Python package): what `cfg`'s block script would `exec`.
+pub fn block_command(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId) -> String {
+    let launcher = launcher_words(cfg, conn_file, block_id, cfg.scheduler.gpus_per_node);
+    let hostfile = (cfg.provider == ProviderKind::Pbs).then_some("$PBS_NODEFILE");
+    render(&launch_command(&spec(cfg, hostfile), &launcher))
+}
+
 /// The launcher's own argv: binary, connection, block id, and the options from the config.
 pub fn launcher_words(cfg: &ExecutorConfig, conn_file: &Path, block_id: &BlockId, gpus: Option<u32>) -> Vec<Word> {
     let mut a = vec![
@@ -319,6 +327,26 @@ mod tests {
         // A walltime reaches the launcher, with its drain margin.
         let s = script("provider = \"local\"\nwalltime = 60\ndrain_margin = 5\n");
         assert!(s.contains("--block-id x-3 --walltime 60 --drain-margin 5 --bind none --task-launch mpirun"), "{s}");
+    }
+
+    #[test]
+    fn a_block_another_system_submits_runs_what_the_block_script_would_exec() {
+        for body in [
+            "provider = \"local\"\nranks_per_node = 3\n",
+            "provider = \"slurm\"\nnodes_per_block = 2\nranks_per_node = 4\nwalltime = \"01:00:00\"\n",
+            "provider = \"pbs\"\nnodes_per_block = 2\nlaunch = \"mpiexec\"\nwalltime = \"01:00:00\"\n",
+        ] {
+            let c = cfg(body);
+            let command = block_command(&c, Path::new(CONN), &BlockId("x-3".into()));
+            let s = script(body);
+            assert_eq!(lines_with(&s, "exec "), vec![format!("exec {command}")], "{body}");
+        }
+        let pbs = block_command(
+            &cfg("provider = \"pbs\"\nlaunch = \"mpiexec\"\nwalltime = 60\n"),
+            Path::new(CONN),
+            &BlockId("b".into()),
+        );
+        assert!(pbs.contains("--hostfile \"$PBS_NODEFILE\""), "{pbs}");
     }
 
     #[test]

@@ -111,6 +111,12 @@ impl Config {
         Ok(Config { origin: origin.into(), executors })
     }
 
+    /// Check one executor table made in code rather than read from a file (the Python
+    /// package's `Dfk.serve`, from a Parsl executor's arguments); `origin` names it in errors.
+    pub fn executor_table(table: toml::Table, origin: &str) -> Result<ExecutorConfig, ConfigError> {
+        check_executor(table, 0, origin)
+    }
+
     /// The executor labelled `label`, or the first one when `label` is `None`.
     pub fn executor(&self, label: Option<&str>) -> Result<&ExecutorConfig, ConfigError> {
         let found = match label {
