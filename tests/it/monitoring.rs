@@ -195,6 +195,14 @@ fn command_resource_use_is_measured() {
         (Some("python3"), Some(2), Some(big))
     );
     assert!(html.contains("id=\"rss-python3\">"), "the page has the resource table");
+    // A run much shorter than the default 10 s sampling interval still has its node's sample:
+    // the manager sends one right after registering, and the interchange keeps it for the
+    // client, which connects after that.
+    let host = strand::host::hostname();
+    let nodes = c
+        .query_row("SELECT count(*) FROM node_samples WHERE host = ?1", [&host], |r| r.get::<_, i64>(0))
+        .expect("node samples");
+    assert!(nodes >= 1, "no node sample of {host} in a short run");
 }
 
 /// The launchers sample running tries and their nodes: a try's memory and CPU time over its

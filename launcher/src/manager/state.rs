@@ -215,6 +215,11 @@ impl ManagerState {
                 self.heartbeat_period = Duration::from_millis(heartbeat_period_ms.max(1));
                 self.threshold = Duration::from_millis(heartbeat_threshold_ms.max(1));
                 self.next_heartbeat = now + self.heartbeat_period;
+                // The first samples go now, not an interval after start: those taken while
+                // registering were let go, and a run shorter than the interval would have none.
+                if self.next_samples.is_some() {
+                    self.next_samples = Some(now);
+                }
                 info!(self.log, "registered with the interchange";
                     "heartbeat_ms" => heartbeat_period_ms, "threshold_ms" => heartbeat_threshold_ms);
                 // A worker lost while the registration was on its way.

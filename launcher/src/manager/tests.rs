@@ -588,7 +588,7 @@ fn resource_samples_go_once_per_interval_with_a_node_once() {
     assert_eq!(m.timers(t0, &mut c), None);
     assert!(matches!(c.sent().as_slice(), [ManagerMsg::Register(_)]), "no samples before registration");
 
-    let (mut m, mut c) = registered(2, cfg, t0);
+    let (mut m, mut c) = registered(2, cfg.clone(), t0);
     c.here = Samples { tries: vec![], nodes: vec![node("mgr", 2)] };
     m.worker_samples(Samples { tries: vec![try_sample(1, 2)], nodes: vec![node("n1", 2)] });
     m.worker_samples(Samples { tries: vec![try_sample(2, 3)], nodes: vec![node("n1", 3)] });
@@ -603,6 +603,18 @@ fn resource_samples_go_once_per_interval_with_a_node_once() {
     assert_eq!(m.timers(t0 + every + T, &mut c), None);
     let want = Samples { tries: vec![try_sample(1, 4)], nodes: vec![node("mgr", 2)] };
     assert_eq!(c.sent(), vec![ManagerMsg::Samples(want)]);
+
+    // Registration takes longer than the interval's first due time: the samples taken while
+    // registering are let go, and the first ones go right after registration, not an interval later.
+    let (mut m, mut c) = started(2, cfg.clone(), t0);
+    c.here = Samples { tries: vec![], nodes: vec![node("mgr", 5)] };
+    assert_eq!(m.timers(t0 + T, &mut c), None);
+    let reply = ToManagerMsg::Registered { heartbeat_period_ms: 60_000, heartbeat_threshold_ms: 120_000 };
+    assert_eq!(m.interchange(reply, t0 + 2 * T, &mut c), None);
+    assert!(m.idle_wait(t0 + 2 * T) <= T);
+    assert_eq!(m.timers(t0 + 2 * T, &mut c), None);
+    let sent = c.sent();
+    assert!(sent.contains(&ManagerMsg::Samples(Samples { tries: vec![], nodes: vec![node("mgr", 5)] })), "{sent:?}");
 
     // Not sampled: workers' samples (there should be none) are not kept.
     let (mut m, mut c) = registered(2, config(), t0);

@@ -4,7 +4,7 @@
 //! manager) and is driven by messages; what it wants sent goes through the
 //! [`Comm`] trait, so it is unit-tested without sockets.
 
-use crate::sample::Samples;
+use crate::sample::{NodeSample, Samples};
 use crate::task::{ClientId, Failure, ManagerId, Outcome, Try, TryId, TryResult};
 use crate::wire::{DropCounts, ManagerMode, ManagerStatus, Registration, StatusReport};
 use std::cmp::Ordering;
@@ -119,6 +119,10 @@ pub struct Dispatcher {
     outbox: HashMap<ClientId, Vec<TryResult>>,
     /// Resource samples waiting for `flush`, per client.
     sample_outbox: HashMap<ClientId, Samples>,
+    /// Each node's latest sample, which a client gets when it first submits: managers sample
+    /// once an interval from their registration, often before the client arrives, and a run
+    /// shorter than the interval would otherwise have none. One per host sampled.
+    nodes_latest: HashMap<String, NodeSample>,
     /// Draining managers that now hold nothing: the server tells them to stop.
     drained: Vec<ManagerId>,
     drops: DropCounts,
@@ -139,6 +143,7 @@ impl Dispatcher {
             hungry: HashSet::new(),
             outbox: HashMap::new(),
             sample_outbox: HashMap::new(),
+            nodes_latest: HashMap::new(),
             drained: Vec::new(),
             drops: DropCounts::default(),
             clients: HashMap::new(),
@@ -254,7 +259,9 @@ impl Dispatcher {
 
     /// Queue tries from a client; those past the queue limit are refused back to it.
     pub fn submit(&mut self, client: ClientId, tries: Vec<Try>, comm: &mut impl Comm) {
-        self.clients.insert(client, Instant::now());
+        if self.clients.insert(client, Instant::now()).is_none() && !self.nodes_latest.is_empty() {
+            self.sample_outbox.entry(client).or_default().nodes.extend(self.nodes_latest.values().cloned());
+        }
         let room = self.cfg.max_queue.saturating_sub(self.queue.len());
         let mut refused = Vec::new();
         for (i, t) in tries.into_iter().enumerate() {
@@ -305,6 +312,9 @@ impl Dispatcher {
         if !samples.nodes.is_empty() {
             for c in self.clients.keys() {
                 self.sample_outbox.entry(*c).or_default().nodes.extend(samples.nodes.iter().cloned());
+            }
+            for n in samples.nodes {
+                self.nodes_latest.insert(n.host.clone(), n);
             }
         }
     }

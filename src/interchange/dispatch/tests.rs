@@ -93,19 +93,28 @@ fn samples_go_to_the_client_of_each_try_and_nodes_to_every_client() {
     let node =
         NodeSample { host: "node1".into(), t_us: 5, load1: 1.5, cpus: 4, mem_total_kib: 100, mem_available_kib: 50 };
     // Client 9 never submitted: its sample has nobody to go to.
-    let tries = vec![sample(7, 0), sample(8, 1), sample(7, 1), sample(9, 0)];
-    d.samples(ManagerId(1), Samples { tries, nodes: vec![node.clone()] }, now);
+    let taken = vec![sample(7, 0), sample(8, 1), sample(7, 1), sample(9, 0)];
+    d.samples(ManagerId(1), Samples { tries: taken, nodes: vec![node.clone()] }, now);
     // An unknown manager's samples are not taken.
     d.samples(ManagerId(2), Samples { tries: vec![sample(7, 0)], nodes: vec![] }, now);
     d.flush(&mut c);
     c.samples.sort_by_key(|(client, _)| *client);
     let want = vec![
         (ClientId(7), Samples { tries: vec![sample(7, 0), sample(7, 1)], nodes: vec![node.clone()] }),
-        (ClientId(8), Samples { tries: vec![sample(8, 1)], nodes: vec![node] }),
+        (ClientId(8), Samples { tries: vec![sample(8, 1)], nodes: vec![node.clone()] }),
     ];
     assert_eq!(c.samples, want);
     d.flush(&mut c);
     assert_eq!(c.samples.len(), 2, "sent once");
+    // A client that arrives later gets each node's latest sample once, with its first submit.
+    let newer = NodeSample { t_us: 9, ..node };
+    d.samples(ManagerId(1), Samples { tries: vec![], nodes: vec![newer.clone()] }, now);
+    d.flush(&mut c);
+    c.samples.clear();
+    d.submit(ClientId(10), tries(10, 0..1, 0), &mut c);
+    d.submit(ClientId(10), tries(10, 1..2, 0), &mut c);
+    d.flush(&mut c);
+    assert_eq!(c.samples, vec![(ClientId(10), Samples { tries: vec![], nodes: vec![newer] })]);
 }
 
 #[test]
