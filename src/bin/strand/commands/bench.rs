@@ -60,8 +60,9 @@ enum BenchKind {
         target: TargetArgs,
     },
     /// `strand map -j W` beside GNU parallel's `parallel -j W` on `/bin/true` over N
-    /// arguments (each timed start to exit, in one run), and `strand map`'s peak memory
-    /// streaming S/10 and S arguments to simulated managers (flat: the same).
+    /// arguments (each timed start to exit, in one run), and `strand map`'s resident memory
+    /// while it streams S arguments to simulated managers, by tenths of its run time, with and
+    /// without its run database (flat: no growth over the second half).
     GnuParallel {
         /// Arguments of the speed comparison.
         #[arg(long, default_value_t = 20_000)]
@@ -69,8 +70,8 @@ enum BenchKind {
         /// Slots of both (`-j`).
         #[arg(long, default_value_t = 2)]
         workers: u32,
-        /// Arguments of the long stream (and a tenth of it); 0 leaves the memory part out.
-        #[arg(long, default_value_t = 1_000_000)]
+        /// Arguments of the long stream; 0 leaves the memory part out.
+        #[arg(long, default_value_t = 3_000_000)]
         stream: u64,
         /// Run directory (default: a fresh one under runs/).
         #[arg(long, value_name = "DIR")]
