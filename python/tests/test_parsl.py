@@ -85,15 +85,17 @@ EXPECTED_FAILURES = {
 }
 
 
-def test_parsls_own_app_tests(tmp_path):
-    """Parsl's own python app, bash app and error handling tests, with this executor."""
+@pytest.mark.parametrize("config_file", ["parsl_config.py", "parsl_blocks_config.py"])
+def test_parsls_own_app_tests(tmp_path, config_file):
+    """Parsl's own python app, bash app and error handling tests, with this executor: on its
+    own local block, and on blocks that Parsl's strategy starts through a LocalProvider."""
     import subprocess
     import sys
     import xml.etree.ElementTree as ET
     from pathlib import Path
 
     tests = Path(parsl.__file__).parent / "tests"
-    config = Path(__file__).with_name("parsl_config.py")
+    config = Path(__file__).with_name(config_file)
     report = tmp_path / "report.xml"
     # test_stdout's "bad" directory can be made as root; leave no trace of it.
     bad = Path("/bad")
