@@ -1,7 +1,7 @@
 //! A Python function's bytes cross each link once: a real interchange between a client and a
 //! hand-driven manager socket that checks each frame's size, then forgets the function and
 //! hands its try back, as a manager does when the two ends of a link disagree; and the same
-//! from a hand-driven client to the interchange.
+//! from a hand-driven client to the interchange, and from a real DFK.
 
 use crate::common::*;
 use std::time::{Duration, Instant};
@@ -210,5 +210,64 @@ fn a_function_crosses_from_a_client_once_and_again_when_it_is_not_held() {
         strand::client::Client::connect(&conn).expect("client").status(Duration::from_secs(10)).expect("status");
     assert_eq!((report.queued, report.in_flight), (0, 0));
     assert_eq!(report.dropped.total(), 0, "{:?}", report.dropped);
+    assert!(ix.is_running());
+}
+
+/// The same from a real DFK: an interchange that let a silent client go (its link with it)
+/// answers the DFK's next try, which names the function by key, with `NotHeld`; the DFK
+/// forgets its end of the link, and the try comes again whole and ends once.
+#[test]
+fn a_real_dfk_sends_a_function_whole_again_when_the_interchange_no_longer_holds_it() {
+    use strand::dfk::{Call, Dfk, DfkConfig};
+    let _file = crate::common::file_group(module_path!());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut ix, conn) = interchange(dir.path(), &["--client-timeout", "0.5"]);
+    let (mut m, mut held) = hand_manager(&conn);
+    let dfk = Dfk::connect(&conn, DfkConfig::default()).expect("dfk");
+    let f = PythonFunction::new(vec![0x5a; 100_000]);
+    let call = |task: u8| {
+        Call::app(App::Python(PythonCall { interpreter: "python3".into(), function: f.clone(), args: vec![task] }))
+    };
+    // The manager runs each try it gets, answering with its argument; the flag: the frame
+    // carried the function's bytes.
+    let run = |m: &mut HandManager, held: &mut functions::Held| -> (bool, Try) {
+        let frame = m.frame();
+        let (_, msg, missing) = m.codec.decode_over::<ToManagerMsg>(&frame, held).expect("decodes");
+        assert!(missing.is_empty(), "{missing:?}");
+        let ToManagerMsg::Tasks(mut tries) = msg else { panic!("{msg:?}") };
+        let t = tries.remove(0);
+        let App::Python(p) = &t.spec.app else { panic!("{t:?}") };
+        assert_eq!(*p.function.pickled, *f.pickled);
+        m.send(&ManagerMsg::Results(vec![TryResult::new(t.id, Outcome::Done(p.args.clone()))]));
+        (frame.len() > 100_000, t)
+    };
+    let done = |fut: &strand::dfk::TaskFuture, want: u8| match fut.wait_timeout(Duration::from_secs(20)) {
+        Some(Ok(out)) => assert_eq!(out, vec![want]),
+        other => panic!("task {want}: {other:?}"),
+    };
+    let first = dfk.submit(call(1));
+    assert!(run(&mut m, &mut held).0, "the first try carries the function");
+    done(&first, 1);
+    // Idle, the DFK sends nothing; past --client-timeout the interchange lets it go.
+    let log = dir.path().join("interchange.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("client gone") {
+        assert!(Instant::now() < deadline, "the idle client was not let go within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The DFK's end still keeps `f`, so its frame names it by key; the interchange answers
+    // NotHeld, and the try comes to the manager (whose own link still holds `f`) and ends.
+    let second = dfk.submit(call(2));
+    let (_, t) = run(&mut m, &mut held);
+    assert_eq!(t.id.task, second.id());
+    done(&second, 2);
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(said.contains("named Python functions not held here"), "no NotHeld at the interchange:\n{said}");
+    assert_eq!(dfk.dropped().total(), 0, "{:?}", dfk.dropped());
+    let mut client = strand::client::Client::connect(&conn).expect("client");
+    let report = client.status(Duration::from_secs(10)).expect("status");
+    assert_eq!((report.queued, report.in_flight), (0, 0));
+    assert_eq!(report.dropped.total(), 0, "{:?}", report.dropped);
+    dfk.shutdown();
     assert!(ix.is_running());
 }
