@@ -84,3 +84,25 @@ def test_a_provider_blocks_shape_is_checked_before_anything_starts(tmp_path):
     executor.run_dir = str(tmp_path)
     with pytest.raises(ValueError, match='launch = "qsub" is not one of'):
         executor.start()
+
+
+def test_blocks_that_all_fail_fail_the_waiting_tasks(tmp_path):
+    # Every block exits at once: Parsl's block error handler gives up, and the tasks that were
+    # waiting for a block fail with Parsl's BadStateException instead of waiting forever; later
+    # ones with the handler's own error, as HTEX's do.
+    from parsl.executors.errors import BadStateException
+    from parsl.jobs.errors import TooManyJobFailuresError
+
+    provider = LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1, worker_init="exit 3")
+    executor = StrandExecutor(label="failing", provider=provider, ranks_per_node=2)
+    dfk = parsl.load(Config(executors=[executor], run_dir=str(tmp_path), strategy_period=0.2))
+    try:
+        waiting = square(3)
+        with pytest.raises(BadStateException):
+            waiting.result(timeout=LIMIT)
+        assert executor.bad_state_is_set and executor.outstanding() == 0
+        with pytest.raises(TooManyJobFailuresError, match="EXIT CODE: 3"):
+            square(4).result(timeout=LIMIT)
+    finally:
+        dfk.cleanup()
+        parsl.clear()
