@@ -1,6 +1,7 @@
 //! `strand bench json-lines`: no-op tasks through `strand map --json` (what a driver in any
 //! language does: JSON lines in, JSON lines out) beside the same tasks submitted from Rust,
-//! against the same warm blocks in one run.
+//! against the same warm blocks in one run; then through `strand map --json --no-monitoring`,
+//! so that the run database's share shows.
 
 use super::{throughput, BenchError};
 use crate::dfk::Dfk;
@@ -27,6 +28,8 @@ pub struct JsonLines {
     pub json_tasks_per_s: f64,
     /// `json_tasks_per_s / rust_tasks_per_s`.
     pub ratio: f64,
+    /// The same through `strand map --json --no-monitoring` (no run database), after it.
+    pub json_no_monitoring_tasks_per_s: f64,
     /// Tasks that did not succeed either way, or results missing from the JSON output.
     pub failed: u64,
 }
@@ -34,8 +37,9 @@ pub struct JsonLines {
 /// Run `n` no-op tasks from `dfk`, then `n` through `strand map --json` on `connection`.
 pub fn run(dfk: &Dfk, connection: &Path, n: u64, workers: u32) -> Result<JsonLines, BenchError> {
     let rust = throughput::run(dfk, n, workers);
-    let (json_seconds, json_failed) = through_map(connection, n)?;
+    let (json_seconds, json_failed) = through_map(connection, n, true)?;
     let json_tasks_per_s = n as f64 / json_seconds;
+    let (quiet_seconds, quiet_failed) = through_map(connection, n, false)?;
     Ok(JsonLines {
         bench: "json-lines",
         tasks: n,
@@ -43,19 +47,23 @@ pub fn run(dfk: &Dfk, connection: &Path, n: u64, workers: u32) -> Result<JsonLin
         rust_tasks_per_s: rust.tasks_per_s,
         json_tasks_per_s,
         ratio: json_tasks_per_s / rust.tasks_per_s,
-        failed: rust.failed + json_failed,
+        json_no_monitoring_tasks_per_s: n as f64 / quiet_seconds,
+        failed: rust.failed + json_failed + quiet_failed,
     })
 }
 
-/// Seconds for `strand map --json` to answer `n` no-op tasks, and how many did not succeed.
-fn through_map(connection: &Path, n: u64) -> Result<(f64, u64), BenchError> {
+/// Seconds for `strand map --json` (with its run database if `monitoring`) to answer `n`
+/// no-op tasks, and how many did not succeed.
+fn through_map(connection: &Path, n: u64, monitoring: bool) -> Result<(f64, u64), BenchError> {
     let failed_to = |what: &str, e: std::io::Error| BenchError::Stalled(format!("strand map --json: {what}: {e}"));
     // Names unique to this run: `strand map` memoizes by name and content, and an earlier
     // run's checkpoint in the same run directory must not answer these.
     let prefix = format!("bench-{}-{}", std::process::id(), crate::wire::random_id().unwrap_or(0));
     let start = Instant::now();
     let mut child = Command::new(strand_binary())
-        .args(["map", "--json", "--connection"])
+        .args(["map", "--json"])
+        .args((!monitoring).then_some("--no-monitoring"))
+        .arg("--connection")
         .arg(connection)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

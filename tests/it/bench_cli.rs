@@ -134,15 +134,21 @@ fn side_by_side(cwd: &Path, kind: &str, tasks: u64, (baseline, measured): (&str,
 fn bench_json_lines_answers_every_task_both_ways() {
     let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
-    side_by_side(cwd.path(), "json-lines", 2000, ("rust_tasks_per_s", "json_tasks_per_s"));
-    // The benchmark's run directory, and the one `strand map --connection` made for its checkpoint.
+    let r = side_by_side(cwd.path(), "json-lines", 2000, ("rust_tasks_per_s", "json_tasks_per_s"));
+    assert!(r["json_no_monitoring_tasks_per_s"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+    // The benchmark's run directory, and the two `strand map --connection` made for their
+    // checkpoints: one with the run database, one without.
     let runs: Vec<_> =
         std::fs::read_dir(cwd.path().join("runs")).expect("runs").map(|e| e.expect("entry").path()).collect();
-    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs.len(), 3, "{runs:?}");
     let records: Vec<String> =
         runs.iter().filter_map(|r| std::fs::read_to_string(r.join("checkpoint.jsonl")).ok()).collect();
-    assert_eq!(records.len(), 1, "one checkpoint, strand map's: {runs:?}");
-    assert_eq!(records[0].lines().count(), 2000, "one checkpoint record per JSON task, written at task exit");
+    assert_eq!(records.len(), 2, "two checkpoints, strand map's: {runs:?}");
+    for r in &records {
+        assert_eq!(r.lines().count(), 2000, "one checkpoint record per JSON task, written at task exit");
+    }
+    let monitored = runs.iter().filter(|r| r.join(strand::run_dir::MONITORING_DB).is_file()).count();
+    assert_eq!(monitored, 1, "only the first strand map wrote a run database: {runs:?}");
 }
 
 #[test]
