@@ -54,6 +54,18 @@ pub enum BlockEventKind {
     StillLive,
 }
 
+/// Every block event kind, in the order of a block's life.
+pub const BLOCK_EVENT_KINDS: [BlockEventKind; 8] = [
+    BlockEventKind::Submitted,
+    BlockEventKind::SubmitFailed,
+    BlockEventKind::Connected,
+    BlockEventKind::Hold,
+    BlockEventKind::Stop,
+    BlockEventKind::Cancel,
+    BlockEventKind::Ended,
+    BlockEventKind::StillLive,
+];
+
 impl BlockEventKind {
     /// The name written in `blocks.jsonl`.
     pub fn name(self) -> &'static str {
@@ -67,6 +79,11 @@ impl BlockEventKind {
             BlockEventKind::Ended => "ended",
             BlockEventKind::StillLive => "still-live",
         }
+    }
+
+    /// The kind named `name` in `blocks.jsonl` (the inverse of [`BlockEventKind::name`]).
+    pub fn from_name(name: &str) -> Option<BlockEventKind> {
+        BLOCK_EVENT_KINDS.into_iter().find(|k| k.name() == name)
     }
 
     /// Whether the block's job is over (or never started).
@@ -193,6 +210,14 @@ mod tests {
         let p = dir.path().join("blocks.jsonl");
         std::fs::write(&p, lines.join("\n")).expect("write");
         (dir, p)
+    }
+
+    #[test]
+    fn every_kind_is_found_by_its_name() {
+        for k in BLOCK_EVENT_KINDS {
+            assert_eq!(BlockEventKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(BlockEventKind::from_name("running"), None);
     }
 
     #[test]

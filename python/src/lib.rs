@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
-use strand::block::BlockId;
+use strand::block::{BlockEventKind, BlockId, BlockLog, JobId, BLOCK_EVENT_KINDS};
 use strand::dfk::{Call, Dfk, DfkConfig, MonitoringConfig, TaskError, TaskFuture};
 use strand::executor::config::{Config, ExecutorConfig};
 use strand::executor::{Executor, Target};
 use strand::run_dir::RunDir;
-use strand::run_dir::{CHECKPOINT_FILE, EVENTS_FILE};
+use strand::run_dir::{BLOCKS_FILE, CHECKPOINT_FILE, EVENTS_FILE};
 use strand::task::{App, Failure, PythonCall, PythonFunction, Resources, TaskId};
 
 /// One submitted task, held by its Python future (so it can order later tasks).
@@ -321,6 +321,19 @@ impl Session {
         let exe = &running.as_ref().ok_or_else(|| runtime("the session is closed"))?.exe;
         exe.block_command(&BlockId(block_id))
             .ok_or_else(|| runtime("block_command needs a session started with block= (Dfk.serve)"))
+    }
+
+    /// Append a block event to the run directory's `blocks.jsonl` (for `strand status` and the
+    /// run database): `event` is its name there (`submitted`, `cancel`, `ended`, ...).
+    #[pyo3(signature = (block_id, job_id, event, detail=None))]
+    fn block_event(&self, block_id: String, job_id: String, event: &str, detail: Option<String>) -> PyResult<()> {
+        let kind = BlockEventKind::from_name(event).ok_or_else(|| {
+            let names: Vec<&str> = BLOCK_EVENT_KINDS.iter().map(|k| k.name()).collect();
+            PyValueError::new_err(format!("block event {event:?} is not one of {}", names.join(", ")))
+        })?;
+        let mut log = BlockLog::open(&PathBuf::from(&self.run_dir).join(BLOCKS_FILE));
+        log.record(&BlockId(block_id), &JobId(job_id), kind, detail);
+        Ok(())
     }
 
     /// Task slots one block gives (0 when unknown).

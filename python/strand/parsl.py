@@ -25,12 +25,24 @@ from typing import Any, Callable, Dict, Optional
 from parsl.app.errors import wrap_error
 from parsl.executors.errors import BadStateException, InvalidResourceSpecification
 from parsl.executors.status_handling import BlockProviderExecutor
-from parsl.jobs.states import TERMINAL_STATES
+from parsl.jobs.states import TERMINAL_STATES, JobState
 
 from . import Dfk
 
 #: Resource keys this executor understands, and Strand's names for them.
 _RESOURCES = {"cores": "cores", "ranks": "ranks", "num_ranks": "ranks", "gpus": "gpus"}
+
+#: Parsl's job states as Strand's block events; a block is connected when its first manager
+#: registers, which the run database reads from the managers table.
+_BLOCK_EVENTS = {
+    JobState.PENDING: "submitted",
+    JobState.FAILED: "ended",
+    JobState.COMPLETED: "ended",
+    JobState.CANCELLED: "ended",
+    JobState.MISSING: "ended",
+    JobState.TIMEOUT: "ended",
+    JobState.SCALED_IN: "ended",
+}
 
 #: Parsl launchers that start a block's command once, as Strand's launch command expects
 #: (it starts the block's ranks itself). Others start one per node or per slot.
@@ -156,6 +168,22 @@ class StrandExecutor(BlockProviderExecutor):
             )
         resources = {_RESOURCES[k]: int(v) for k, v in spec.items()}
         return dfk.submit_python(self._wrap(func), args, kwargs, **resources)
+
+    def send_monitoring_info(self, status: Dict[str, Any]) -> None:
+        """Parsl's block state changes, also as Strand's block events (``strand status RUN_DIR``,
+        the run database's blocks, the report's blocks over time)."""
+        super().send_monitoring_info(status)
+        if self._dfk is None:
+            return
+        for block_id, s in status.items():
+            event = _BLOCK_EVENTS.get(s.state)
+            if event is not None:
+                said = [f"exit code {s.exit_code}"] if s.exit_code is not None else []
+                said += [s.message] if s.message else []
+                detail = s.state.name + (f" ({'; '.join(said)})" if said else "")
+                job = str(self.blocks_to_job_id.get(block_id, ""))
+                self._dfk._session.block_event(f"{self.label}-{block_id}", job, event,
+                                               None if event == "submitted" else detail)
 
     def set_bad_state_and_fail_all(self, exception: Exception) -> None:
         """Parsl's error handler found the blocks failing: fail every task not ended yet."""

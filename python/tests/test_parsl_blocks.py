@@ -61,6 +61,14 @@ def test_parsls_strategy_scales_strand_blocks_out_and_in(tmp_path):
     finally:
         dfk.cleanup()
         parsl.clear()
+    # Parsl's block, as Strand's run database tells it (strand status, strand report): submitted,
+    # connected when its manager registered, ended when Parsl scaled it in.
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        rows = c.execute("SELECT block, job, submitted_us, connected_us, ended_us, state, detail FROM blocks").fetchall()
+    assert len(rows) == 1, rows
+    block, job_id, submitted, connected, ended, state, detail = rows[0]
+    assert (block, job_id, state) == ("scaled-0", str(job), "ended"), rows
+    assert submitted <= connected <= ended and detail.startswith("SCALED_IN"), rows
 
 
 def _blocks(db: Path) -> list:
@@ -106,3 +114,7 @@ def test_blocks_that_all_fail_fail_the_waiting_tasks(tmp_path):
     finally:
         dfk.cleanup()
         parsl.clear()
+    db = Path(executor.run_dir) / "failing" / "monitoring.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        rows = c.execute("SELECT block, state, detail FROM blocks").fetchall()
+    assert rows == [("failing-0", "ended", "FAILED (exit code 3)")], rows

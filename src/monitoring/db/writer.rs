@@ -412,7 +412,13 @@ impl Writer {
             "INSERT OR REPLACE INTO blocks (block, job, submitted_us, connected_us, ended_us, state, detail) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
-        for (block, r) in rows {
+        // A block another system submits (Parsl's) has no `connected` event: it connected when
+        // its first manager registered, as the managers table says.
+        let mut first_manager = tx.prepare_cached("SELECT min(registered_us) FROM managers WHERE block = ?1")?;
+        for (block, mut r) in rows {
+            if r.connected.is_none() {
+                r.connected = first_manager.query_row([&block], |q| q.get::<_, Option<i64>>(0))?;
+            }
             put.execute(params![block, r.job, r.submitted, r.connected, r.ended, r.state, r.detail])?;
         }
         Ok(())
