@@ -312,6 +312,39 @@ mod tests {
         assert_eq!(q(&c, "SELECT count(*) FROM runs WHERE ended_us IS NOT NULL"), 1);
     }
 
+    /// A block's `connected` event sets its connected time; a block with none (one that Parsl's
+    /// strategy submitted) is connected from its first manager's registration, or not at all.
+    #[test]
+    fn blocks_connect_by_their_event_or_their_first_manager() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let (path, log) = (d.path().join("m.db"), d.path().join("blocks.jsonl"));
+        RunDb::start(&path, None, "test").expect("start").finish().expect("finish");
+        let lines = [
+            r#"{"t":1.0,"block":"own-1","job":"7","event":"submitted"}"#,
+            r#"{"t":2.0,"block":"own-1","job":"7","event":"connected"}"#,
+            r#"{"t":1.5,"block":"parsl-0","job":"8","event":"submitted"}"#,
+            r#"{"t":9.0,"block":"parsl-0","job":"8","event":"ended","detail":"SCALED_IN"}"#,
+            r#"{"t":3.0,"block":"never-2","job":"9","event":"submitted"}"#,
+        ];
+        std::fs::write(&log, lines.join("\n")).expect("block log");
+        let c = open(&path).expect("open");
+        for (manager, registered) in [(1, 2_500_000), (2, 2_000_000)] {
+            c.execute(
+                "INSERT INTO managers (run, manager, host, block, slots, registered_us, last_seen_us) \
+                 VALUES (1, ?1, 'h', 'parsl-0', 2, ?2, ?2)",
+                params![manager, registered],
+            )
+            .expect("manager row");
+        }
+        mirror_blocks(&path, &log).expect("mirror");
+        let connected = |block: &str| -> Option<i64> {
+            c.query_row("SELECT connected_us FROM blocks WHERE block = ?1", [block], |r| r.get(0)).expect(block)
+        };
+        assert_eq!(connected("own-1"), Some(2_000_000));
+        assert_eq!(connected("parsl-0"), Some(2_000_000), "its first manager's registration");
+        assert_eq!(connected("never-2"), None);
+    }
+
     /// A file of schema 1 (no sample tables) is read as it is, gets the tables when a run is
     /// written into it, and then holds samples; a newer schema is refused by name.
     #[test]
