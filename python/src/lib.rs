@@ -339,7 +339,7 @@ impl Session {
     /// Task slots one block gives (0 when unknown).
     fn slots_per_block(&self) -> u32 {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.as_ref().map_or(0, |r| r.exe.config().map_or(r.exe.slots(), ExecutorConfig::slots_per_block))
+        running.as_ref().map_or(0, |r| r.exe.slots())
     }
 
     /// Tasks submitted and not yet ended.

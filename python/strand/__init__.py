@@ -144,6 +144,11 @@ class Dfk(concurrent.futures.Executor):
         """The shell command that starts block ``block_id``'s launchers (``serve`` only)."""
         return self._session.block_command(block_id)
 
+    def block_event(self, block_id: str, job_id: str, event: str, detail: Optional[str] = None) -> None:
+        """Record a block event (``submitted``, ``ended``, ...) of a block another system
+        submitted, in the run directory's ``blocks.jsonl`` (``serve`` only)."""
+        self._session.block_event(block_id, job_id, event, detail)
+
     @property
     def slots_per_block(self) -> int:
         """Task slots one block gives, as its executor table shapes it (``serve`` only)."""

@@ -122,7 +122,7 @@ class StrandExecutor(BlockProviderExecutor):
         table: Dict[str, Any] = {
             "label": self.label,
             "provider": {"LocalProvider": "local", "PBSProProvider": "pbs", "TorqueProvider": "pbs"}.get(kind, "slurm"),
-            "nodes_per_block": int(getattr(self.provider, "nodes_per_block", 1) or 1),
+            "nodes_per_block": self._nodes_per_block(),
         }
         walltime = getattr(self.provider, "walltime", None)
         if walltime and kind != "LocalProvider":
@@ -148,7 +148,11 @@ class StrandExecutor(BlockProviderExecutor):
         """Task slots per node, for Parsl's strategy."""
         if self._dfk is None or self.provider is None:
             return 1
-        return self._dfk.slots_per_block / max(1, int(getattr(self.provider, "nodes_per_block", 1) or 1))
+        return self._dfk.slots_per_block / self._nodes_per_block()
+
+    def _nodes_per_block(self) -> int:
+        """The provider's nodes per block (1 when it does not say)."""
+        return max(1, int(getattr(self.provider, "nodes_per_block", 1) or 1))
 
     def outstanding(self) -> int:
         """Tasks given to this executor that have not ended, for Parsl's strategy."""
@@ -182,8 +186,8 @@ class StrandExecutor(BlockProviderExecutor):
                 said += [s.message] if s.message else []
                 detail = s.state.name + (f" ({'; '.join(said)})" if said else "")
                 job = str(self.blocks_to_job_id.get(block_id, ""))
-                self._dfk._session.block_event(f"{self.label}-{block_id}", job, event,
-                                               None if event == "submitted" else detail)
+                self._dfk.block_event(f"{self.label}-{block_id}", job, event,
+                                      None if event == "submitted" else detail)
 
     def set_bad_state_and_fail_all(self, exception: Exception) -> None:
         """Parsl's error handler found the blocks failing: fail every task not ended yet."""
