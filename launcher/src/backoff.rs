@@ -5,6 +5,11 @@
 //! briefly (the next task of a busy stream is close); once idle for longer it
 //! doubles its sleep up to a cap, so an idle launcher costs ~0% CPU while a busy
 //! one never waits more than a few tens of microseconds.
+//!
+//! Both waits follow how long the tries run (`observe_run`): while they run for longer than
+//! the spin lasts (command tasks), a rank whose slots have their next try queued neither
+//! spins nor polls every few microseconds, since the cores it would take are the ones its
+//! commands need.
 
 use std::time::{Duration, Instant};
 
@@ -18,12 +23,44 @@ pub struct Backoff {
     hot_window: Duration,
     spin: Duration,
     last_active: Instant,
+    /// How long the tries seen lately ran (an average that forgets), in microseconds.
+    typical_run_us: u64,
 }
+
+/// Tries that run at least this long (typically) make the spin pointless: the next event is a
+/// try's end, further away than the spin lasts, and a spinning rank takes the core from the
+/// commands it waits for (on 2 cores, a third of their CPU).
+pub const LONG_TRY: Duration = Duration::from_micros(250);
+
+/// Longest sleep between polls while long tries run: results wait at most this long in a rank
+/// whose prefetched tries keep its slots busy meanwhile.
+const LONG_TRY_POLL_MAX: Duration = Duration::from_millis(1);
 
 impl Backoff {
     /// Sleeps from `min` up to `hot_max` within `hot_window` of activity, then up to `cold_max`.
     pub fn new(min: Duration, hot_max: Duration, cold_max: Duration, hot_window: Duration) -> Backoff {
-        Backoff { current: min, min, hot_max, cold_max, hot_window, spin: Duration::ZERO, last_active: Instant::now() }
+        Backoff {
+            current: min,
+            min,
+            hot_max,
+            cold_max,
+            hot_window,
+            spin: Duration::ZERO,
+            last_active: Instant::now(),
+            typical_run_us: 0,
+        }
+    }
+
+    /// A try ran `run_us` microseconds: the waits follow how long tries run.
+    pub fn observe_run(&mut self, run_us: u64) {
+        // An average over about the last eight tries: one long try among no-ops changes little.
+        self.typical_run_us = (self.typical_run_us * 7 + run_us) / 8;
+    }
+
+    /// Whether the tries seen lately run long enough ([`LONG_TRY`]) that waiting for their end
+    /// beats polling for it.
+    pub fn tries_run_long(&self) -> bool {
+        self.typical_run_us >= LONG_TRY.as_micros() as u64
     }
 
     /// For `spin` after activity, `next_wait` returns zero: the caller yields the core instead
@@ -45,7 +82,24 @@ impl Backoff {
         if self.last_active.elapsed() < self.spin {
             return Duration::ZERO;
         }
-        let cap = if self.last_active.elapsed() < self.hot_window { self.hot_max } else { self.cold_max };
+        self.sleep(self.hot_max)
+    }
+
+    /// Nothing happened, and what the caller polls for can wait while tries run: every slot it
+    /// feeds has its next try queued behind the running one. Once tries run long
+    /// ([`Backoff::tries_run_long`]) this never spins and sleeps up to an eighth of a try, so
+    /// a result waits a little and the commands keep the cores; before, as [`Backoff::next_wait`].
+    pub fn next_wait_queued(&mut self) -> Duration {
+        if !self.tries_run_long() {
+            return self.next_wait();
+        }
+        let eighth = Duration::from_micros(self.typical_run_us / 8);
+        self.sleep(eighth.clamp(self.hot_max, LONG_TRY_POLL_MAX))
+    }
+
+    /// The next sleep of the doubling, capped at `hot_max` within the hot window.
+    fn sleep(&mut self, hot_max: Duration) -> Duration {
+        let cap = if self.last_active.elapsed() < self.hot_window { hot_max } else { self.cold_max.max(hot_max) };
         let d = self.current.min(cap);
         self.current = (self.current * 2).min(cap);
         d
@@ -85,6 +139,35 @@ mod tests {
         assert_eq!(b.next_wait(), Duration::ZERO);
         b.last_active -= Duration::from_secs(61);
         assert_eq!(b.next_wait(), Duration::from_micros(10));
+    }
+
+    #[test]
+    fn long_tries_stop_the_spin_and_stretch_the_polls() {
+        let us = Duration::from_micros;
+        let mut b = Backoff::default();
+        b.reset();
+        assert_eq!(b.next_wait(), Duration::ZERO, "no-ops: spin");
+        for _ in 0..40 {
+            b.observe_run(16_000);
+        }
+        assert!(b.tries_run_long());
+        b.reset();
+        assert_eq!(b.next_wait(), Duration::ZERO, "an idle slot still spins");
+        b.reset();
+        let waits: Vec<Duration> = (0..12).map(|_| b.next_wait_queued()).collect();
+        assert_eq!(waits[0], us(10), "no spin once tries run long: {waits:?}");
+        assert_eq!(*waits.last().expect("waits"), LONG_TRY_POLL_MAX, "{waits:?}");
+        // One long try among no-ops does not stop the spin.
+        let mut b = Backoff::default();
+        b.observe_run(8_000);
+        b.observe_run(0);
+        assert!(b.tries_run_long(), "the average still remembers it");
+        for _ in 0..20 {
+            b.observe_run(0);
+        }
+        assert!(!b.tries_run_long());
+        b.reset();
+        assert_eq!(b.next_wait_queued(), Duration::ZERO, "short tries: spin");
     }
 
     #[test]

@@ -14,6 +14,10 @@ use std::collections::BTreeSet;
 use strand::task::{App, Failure, Outcome, TryResult};
 use strand::wire::functions;
 
+/// Longest wait for a try's end while every slot runs a long try: how late a stop from the
+/// manager or a resource sample may be.
+const LONG_TRY_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Why a worker loop ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WorkerExit {
@@ -111,6 +115,9 @@ pub fn run_worker(
         }
         if !done.is_empty() {
             active = true;
+            for r in &done {
+                backoff.observe_run(r.ran.run_us);
+            }
             running = running.saturating_sub(done.len());
             manager.send_with_tag(&pool_msg::encode_results(&done)[..], TAG_RESULTS);
             done.clear();
@@ -118,9 +125,23 @@ pub fn run_worker(
         if active {
             backoff.reset();
         }
-        // Sleep on the completion channel: a finished task wakes us at once;
-        // only a new message from the manager waits for the backoff.
-        let wait = backoff.next_wait();
+        // Sleep on the completion channel: a finished task wakes us at once; only a new
+        // message from the manager waits for the backoff.
+        let slots = executor.slots();
+        let wait = if running < slots {
+            // A slot is idle: take its next try as soon as it comes.
+            backoff.next_wait()
+        } else if running == slots || !backoff.tries_run_long() {
+            // Poll for the next try, so that it is queued before a running one ends (waking a
+            // slot thread from here costs ~100 us on a virtual machine).
+            backoff.next_wait_queued()
+        } else {
+            // Every slot runs a long try and the next one waits in the executor's queue: the
+            // next thing to do is to send a result, and a finished try wakes us. Tries the
+            // manager sends meanwhile wait in MPI, so the commands get the cores this rank
+            // would have polled on.
+            next_heartbeat.saturating_duration_since(now).min(LONG_TRY_WAIT)
+        };
         if wait.is_zero() {
             std::thread::yield_now();
         } else if let Ok(r) = executor.completions().recv_timeout(wait) {

@@ -180,8 +180,9 @@ impl Transport<'_> {
         }
     }
 
-    /// Hand every heartbeat and result the workers have sent to `m`; returns whether results came.
-    fn drain_workers(&mut self, m: &mut ManagerState) -> bool {
+    /// Hand every heartbeat and result the workers have sent to `m`, telling `pace` how long
+    /// the tries ran; returns whether results came.
+    fn drain_workers(&mut self, m: &mut ManagerState, pace: &mut Backoff) -> bool {
         let mut got = false;
         while let Some(probed) = self.pool.any_process().immediate_matched_probe_with_tag(TAG_HEARTBEAT) {
             let (bytes, status) = probed.matched_receive_vec::<u8>();
@@ -199,6 +200,9 @@ impl Transport<'_> {
                 warn!(self.log, "undecodable results from a worker"; "rank" => status.source_rank());
                 continue;
             };
+            for r in &results {
+                pace.observe_run(r.ran.run_us);
+            }
             m.worker_results(WorkerRank(status.source_rank()), results, Instant::now());
         }
         while let Some(probed) = self.pool.any_process().immediate_matched_probe_with_tag(TAG_SAMPLES) {
@@ -303,12 +307,13 @@ pub fn run_manager(
 /// One round after another until the state, the interchange or a signal says stop.
 fn serve(m: &mut ManagerState, t: &mut Transport, stop: &StopFlag) -> ManagerExit {
     let mut backoff = Backoff::default();
+    let queued = m.prefetches();
     loop {
         let mut active = match t.drain_interchange(m) {
             Ok(got) => got,
             Err(exit) => return exit,
         };
-        active |= t.drain_workers(m);
+        active |= t.drain_workers(m, &mut backoff);
         if !t.sends.is_empty() {
             reap_sends(&mut t.sends);
         }
@@ -326,7 +331,13 @@ fn serve(m: &mut ManagerState, t: &mut Transport, stop: &StopFlag) -> ManagerExi
         }
         // Only results from ranks doing work need polling; otherwise sleep on the
         // socket until the next heartbeat.
-        let wait = if m.busy() { backoff.next_wait() } else { m.idle_wait(now) };
+        let wait = match (m.busy(), queued) {
+            // Each worker's next try is queued behind its running one (prefetch): results of
+            // long tries can wait a little.
+            (true, true) => backoff.next_wait_queued(),
+            (true, false) => backoff.next_wait(),
+            (false, _) => m.idle_wait(now),
+        };
         if wait.is_zero() {
             std::thread::yield_now();
         } else {

@@ -398,6 +398,11 @@ impl ManagerState {
         }
     }
 
+    /// Whether workers hold tries beyond the ones they run (`--prefetch` above 0).
+    pub fn prefetches(&self) -> bool {
+        self.cfg.prefetch > 0
+    }
+
     /// Whether ranks hold or wait for work, so results must be polled for (MPI has no fd to sleep on).
     pub fn busy(&self) -> bool {
         self.workers.iter().any(|w| !w.tries.is_empty()) || self.local_held > 0 || self.wide.waiting() > 0
