@@ -156,6 +156,12 @@ fn bench_monitoring_measures_the_run_database_beside_none() {
     let _file = crate::common::file_group(module_path!());
     let cwd = tempfile::tempdir().expect("cwd");
     let r = side_by_side(cwd.path(), "monitoring", 2000, ("off_tasks_per_s", "on_tasks_per_s"));
+    let rate = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k}: {r}"));
+    assert!((rate("results_ratio") - rate("on_results_per_s") / rate("off_results_per_s")).abs() < 1e-9, "{r}");
+    for (results, end) in [("off_results_per_s", "off_tasks_per_s"), ("on_results_per_s", "on_tasks_per_s")] {
+        // Medians of the same runs, each run's last result before its shutdown ends.
+        assert!(rate(results) >= rate(end) * 0.999, "{results} below {end}: {r}");
+    }
     assert_eq!(
         (r["reps"].as_u64(), r["db_tasks"].as_u64(), r["db_tries"].as_u64()),
         (Some(3), Some(2100), Some(2100)),
