@@ -12,14 +12,15 @@
 use super::capture::{Capture, Keep};
 use super::exit_watch::ExitWatch;
 use super::groups::{kill_group, RunningGroups, Spawned};
+use super::spawn::{self, Output, Process, Spawn};
 use crate::placement;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use strand::task::{CommandSpec, Failure, Outcome, Program, Usage};
 
@@ -79,17 +80,28 @@ fn run(
     // system) is part of the task's time.
     let deadline = walltime_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
     let none = Usage::default();
-    let mut cmd = match build(spec, cpus) {
-        Ok(c) => c,
+    let ready = match prepare(spec) {
+        Ok(r) => r,
         Err(message) => return (Outcome::Failed(Failure::SpawnError { message }), none),
     };
-    let mut child = match groups.spawn(&mut cmd) {
+    let mask = cpus.and_then(affinity_mask);
+    // posix_spawn cannot set an affinity, and searches the launcher's PATH, not the task's.
+    let through_std = mask.is_some()
+        || spec.env.iter().any(|(k, _)| k == "PATH")
+        || (spec.cwd.is_some() && !spawn::sets_directories());
+    let spawned = if through_std {
+        groups.spawn(|| command(spec, ready, mask).spawn().map(Process::from))
+    } else {
+        let (stdout, stderr) = (output(ready.stdout), output(ready.stderr));
+        let s = Spawn { argv: &ready.argv, cwd: spec.cwd.as_deref(), env: &spec.env, stdout, stderr };
+        groups.spawn(|| spawn::spawn(&s))
+    };
+    let mut child = match spawned {
         Spawned::Child(c) => c,
         Spawned::Closed => return (Outcome::Failed(Failure::Shutdown), none),
         Spawned::Failed(e) => return (Outcome::Failed(Failure::SpawnError { message: spawn_message(spec, &e) }), none),
     };
-    drop(cmd); // closes our copies of the stdout/stderr files
-    let pid = child.id() as i32; // pids fit: pid_max is at most 2^22
+    let pid = child.pid;
     let (end, stdout, stderr) = supervise(&mut child, pid, deadline, open_watch);
     // The leader has exited or been SIGKILLed but is not reaped, so its pid (the pgid)
     // cannot have been reused: kill whatever it left behind in its group, unregister
@@ -104,7 +116,6 @@ fn run(
             return (Outcome::Failed(Failure::SpawnError { message }), none);
         }
     };
-    drop(child);
     let outcome = match end {
         // An exit 0 that raced with kill_all still counts.
         End::Exited if status.success() => Outcome::Done(stdout),
@@ -146,31 +157,54 @@ fn reap(pid: i32) -> io::Result<(std::process::ExitStatus, Usage)> {
     Ok((std::process::ExitStatus::from_raw(status), usage))
 }
 
-/// The `Command` for a spec, bound to `cpus` when given, with its stdio set up; a message
-/// naming the problem if not.
-fn build(spec: &CommandSpec, cpus: Option<&BTreeSet<u32>>) -> Result<Command, String> {
-    let mut cmd = match &spec.program {
-        Program::Argv(argv) => {
-            let Some((program, args)) = argv.split_first() else {
-                return Err("empty argv: there is no program to run".into());
-            };
-            let mut c = Command::new(program);
-            c.args(args);
-            c
-        }
-        Program::Shell(script) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(script);
-            c
-        }
+/// A command made ready to start: its command line, and the files its outputs go to.
+struct Ready {
+    argv: Vec<String>,
+    stdout: Option<File>,
+    stderr: Option<File>,
+}
+
+/// Check a spec and open its output files; a message naming the problem if it cannot run.
+fn prepare(spec: &CommandSpec) -> Result<Ready, String> {
+    let argv = match &spec.program {
+        Program::Argv(argv) if argv.is_empty() => return Err("empty argv: there is no program to run".into()),
+        Program::Argv(argv) => argv.clone(),
+        Program::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
     };
-    // Before the task's own variables: a wide try's STRAND_MPI_PREFIX replaces the one-rank one.
-    crate::task_mpi::task_environment(&mut cmd);
-    for (k, v) in &spec.env {
+    for (k, _) in &spec.env {
         // std would pass such a name through and the child would see a different variable.
         if k.is_empty() || k.contains('=') {
             return Err(format!("{}: invalid environment variable name {k:?}", describe(&spec.program)));
         }
+    }
+    let cwd = spec.cwd.as_deref();
+    let stdout_path = spec.stdout.as_deref().map(|p| resolve(cwd, p));
+    let stderr_path = spec.stderr.as_deref().map(|p| resolve(cwd, p));
+    let stdout = stdout_path.as_deref().map(|p| create(p, "stdout")).transpose()?;
+    let stderr = match (&stderr_path, &stdout) {
+        // The same file for both: share one open file (and its offset), or each stream
+        // would overwrite the other from offset 0.
+        (Some(e), Some(o)) if Some(e) == stdout_path.as_ref() => {
+            Some(o.try_clone().map_err(|err| format!("cannot share stdout file {} for stderr: {err}", e.display()))?)
+        }
+        (Some(e), _) => Some(create(e, "stderr")?),
+        (None, _) => None,
+    };
+    Ok(Ready { argv, stdout, stderr })
+}
+
+fn output(file: Option<File>) -> Output {
+    file.map_or(Output::Pipe, |f| Output::File(f.into()))
+}
+
+/// The `Command` for a ready spec, bound to the CPUs of `mask` when given: for what
+/// [`spawn::spawn`] cannot do.
+fn command(spec: &CommandSpec, ready: Ready, mask: Option<Vec<libc::c_ulong>>) -> Command {
+    let mut cmd = Command::new(&ready.argv[0]);
+    cmd.args(&ready.argv[1..]);
+    // Before the task's own variables: a wide try's STRAND_MPI_PREFIX replaces the one-rank one.
+    crate::task_mpi::task_environment(&mut cmd);
+    for (k, v) in &spec.env {
         cmd.env(k, v);
     }
     if let Some(d) = &spec.cwd {
@@ -178,7 +212,7 @@ fn build(spec: &CommandSpec, cpus: Option<&BTreeSet<u32>>) -> Result<Command, St
     }
     // Its own process group: a timeout or a stop kills the task's whole tree and nothing else.
     cmd.stdin(Stdio::null()).process_group(0);
-    if let Some(mask) = cpus.and_then(affinity_mask) {
+    if let Some(mask) = mask {
         let bytes = std::mem::size_of_val(mask.as_slice());
         // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
         // allowed: it makes one system call on a mask built before the fork and allocates
@@ -191,22 +225,9 @@ fn build(spec: &CommandSpec, cpus: Option<&BTreeSet<u32>>) -> Result<Command, St
             });
         }
     }
-    let cwd = spec.cwd.as_deref();
-    let stdout_path = spec.stdout.as_deref().map(|p| resolve(cwd, p));
-    let stderr_path = spec.stderr.as_deref().map(|p| resolve(cwd, p));
-    let stdout_file = stdout_path.as_deref().map(|p| create(p, "stdout")).transpose()?;
-    let stderr_file = match (&stderr_path, &stdout_file) {
-        // The same file for both: share one open file (and its offset), or each stream
-        // would overwrite the other from offset 0.
-        (Some(e), Some(o)) if Some(e) == stdout_path.as_ref() => {
-            Some(o.try_clone().map_err(|err| format!("cannot share stdout file {} for stderr: {err}", e.display()))?)
-        }
-        (Some(e), _) => Some(create(e, "stderr")?),
-        (None, _) => None,
-    };
-    cmd.stdout(stdout_file.map_or_else(Stdio::piped, Stdio::from));
-    cmd.stderr(stderr_file.map_or_else(Stdio::piped, Stdio::from));
-    Ok(cmd)
+    cmd.stdout(ready.stdout.map_or_else(Stdio::piped, Stdio::from));
+    cmd.stderr(ready.stderr.map_or_else(Stdio::piped, Stdio::from));
+    cmd
 }
 
 /// `cpus` as the kernel's mask ([`placement::cpu_mask`]); `None` (the worker's binding) when
@@ -256,13 +277,13 @@ fn describe(p: &Program) -> String {
 /// has exited or its group has been SIGKILLed, and the pipes are closed (grandchildren
 /// holding them open cannot keep us waiting). Returns the stdout head and stderr tail.
 fn supervise(
-    child: &mut Child,
+    child: &mut Process,
     pid: i32,
     deadline: Option<Instant>,
     open_watch: fn(i32) -> io::Result<ExitWatch>,
 ) -> (End, Vec<u8>, String) {
-    let stdout = child.stdout.take().map(OwnedFd::from);
-    let stderr = child.stderr.take().map(OwnedFd::from);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
     let setup = Capture::new(stdout, Keep::Head, STDOUT_LIMIT).and_then(|out| {
         let err = Capture::new(stderr, Keep::Tail, STDERR_TAIL)?;
         Ok((out, err, open_watch(pid)?))

@@ -1,8 +1,8 @@
 //! Process groups of running commands, so a stopping launcher can kill them all and start no more.
 
+use super::spawn::Process;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use strand::sample::{TreeUsage, TrySample};
 use strand::task::TryId;
@@ -54,7 +54,7 @@ struct State {
 /// What [`RunningGroups::spawn`] did.
 pub(crate) enum Spawned {
     /// The child runs and is registered; its pid is its process group id.
-    Child(Child),
+    Child(Process),
     /// `kill_all` was called: nothing was started.
     Closed,
     /// fork/exec failed.
@@ -73,16 +73,16 @@ impl RunningGroups {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Spawn `cmd` (which must put the child in its own process group) and register it.
-    pub(crate) fn spawn(&self, cmd: &mut Command) -> Spawned {
+    /// Start a child with `start` (which must put it in its own process group) and register it.
+    pub(crate) fn spawn(&self, start: impl FnOnce() -> std::io::Result<Process>) -> Spawned {
         let closed = self.inner.closed.read().unwrap_or_else(|p| p.into_inner());
         if *closed {
             return Spawned::Closed;
         }
-        match cmd.spawn() {
+        match start() {
             Ok(child) => {
                 let owner = RUNNING_FOR.with(Cell::get);
-                self.state().running.insert(child.id() as i32, owner);
+                self.state().running.insert(child.pid, owner);
                 Spawned::Child(child)
             }
             Err(e) => Spawned::Failed(e),

@@ -12,6 +12,7 @@ pub mod function;
 mod groups;
 mod python;
 pub mod registry;
+mod spawn;
 
 pub use command::{run_command, run_command_measured, run_command_tracked, STDERR_TAIL, STDOUT_LIMIT};
 pub use dispatch::{execute, execute_tracked};
