@@ -215,11 +215,13 @@ impl Transport<'_> {
         got
     }
 
-    /// Hand the results of the manager's own slots to `m`; returns whether any came.
-    fn drain_local(&mut self, m: &mut ManagerState) -> bool {
+    /// Hand the results of the manager's own slots to `m`, telling `pace` how long they ran;
+    /// returns whether any came.
+    fn drain_local(&mut self, m: &mut ManagerState, pace: &mut Backoff) -> bool {
         let Some(exec) = &self.local else { return false };
         let mut got = false;
         while let Ok(r) = exec.completions().try_recv() {
+            pace.observe_run(r.ran.run_us);
             m.local_result(r);
             got = true;
         }
@@ -317,7 +319,7 @@ fn serve(m: &mut ManagerState, t: &mut Transport, stop: &StopFlag) -> ManagerExi
         if !t.sends.is_empty() {
             reap_sends(&mut t.sends);
         }
-        active |= t.drain_local(m);
+        active |= t.drain_local(m, &mut backoff);
         active |= m.step(Instant::now(), t);
         if stop.is_set() {
             return ManagerExit::Signalled;
